@@ -1,0 +1,97 @@
+"""Trainer, recipes and the resumable data pipeline (in-process, tiny shapes)."""
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zskd_tf.data import pipeline
+from zskd_tf.data.preprocess import InputSpec
+from zskd_tf.trainers import recipes
+from zskd_tf.trainers.classifier import ClassifierTrainer
+
+SPEC = InputSpec(height=8, width=8, channels=1, resize="none", mean=(0.0,), std=(1.0,),
+                 raw_height=8, raw_width=8)
+
+
+def _data(n=37, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (n, 8, 8, 1), dtype=np.uint8), rng.integers(0, 3, n)
+
+
+def _batches(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_resumed_stream_equals_the_uninterrupted_one():
+    x, y = _data()
+    full = _batches(pipeline.train_batches(x, y, SPEC, 10, seed=3, start_step=0, num_steps=12))
+    tail = _batches(pipeline.train_batches(x, y, SPEC, 10, seed=3, start_step=7, num_steps=5))
+    for (xa, ya), (xb, yb) in zip(full[7:], tail):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_each_epoch_is_a_permutation_and_seeds_differ():
+    x, y = _data(n=20)
+    x = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1) * np.ones((1, 8, 8, 1), np.uint8)
+    spec = SPEC
+    first = _batches(pipeline.train_batches(x, y, spec, 5, seed=1, start_step=0, num_steps=4))
+    seen = np.concatenate([b[0][:, 0, 0, 0] for b in first])
+    assert sorted(np.round(seen * 255).astype(int)) == list(range(20))
+    other = _batches(pipeline.train_batches(x, y, spec, 5, seed=2, start_step=0, num_steps=4))
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+def test_batches_larger_than_the_dataset_are_full():
+    x, y = _data(n=7)
+    batches = _batches(pipeline.train_batches(x, y, SPEC, 16, seed=0, start_step=0,
+                                              num_steps=3))
+    assert [b[0].shape[0] for b in batches] == [16, 16, 16]
+
+
+def test_recipes_and_flag_overrides():
+    cfg = types.SimpleNamespace(optimizer=None, learning_rate=0.05, batch_size=None, epochs=3,
+                                momentum=None, weight_decay=None, lr_decay=None,
+                                lr_milestones=None)
+    r = recipes.resolve(cfg, "wrn-16-1", "cifar10")
+    assert (r.optimizer, r.learning_rate, r.epochs, r.weight_decay) == ("sgd", 0.05, 3, 5e-4)
+    assert recipes.default_recipe("wrn-40-2", "svhn").epochs == 100
+    assert recipes.default_recipe("lenet5", "mnist").batch_size == 512
+    assert recipes.default_recipe("hinton1200", "mnist").epochs == 10
+    schedule = recipes.learning_rate_schedule(r, 100)
+    assert [float(schedule(s)) for s in (0, 29, 31, 61, 81)] == pytest.approx(
+        [0.05, 0.05, 0.01, 0.002, 0.0004])
+
+
+def _tiny_classifier():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3)(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(h))
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(h))
+
+
+def _one_step(strategy, x, y):
+    with strategy.scope():
+        model = _tiny_classifier()
+        trainer = ClassifierTrainer(model, weight_decay=5e-4)
+        optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+        trainer.compile(optimizer=optimizer)
+        optimizer.build(model.trainable_variables)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(len(x))
+    logs = trainer.fit(ds, epochs=1, verbose=0).history
+    return [w.copy() for w in model.get_weights()], logs["loss"][0]
+
+
+def test_two_replicas_take_the_same_step_as_one():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    one, loss_one = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), x, y)
+    two, loss_two = _one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), x, y)
+    # (No BatchNorm here: its batch statistics are per replica, as in PyTorch DataParallel.)
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    assert loss_one == pytest.approx(loss_two, rel=1e-5)

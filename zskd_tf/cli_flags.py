@@ -1,0 +1,129 @@
+"""Every command-line flag of ``python -m zskd_tf.main``, and their conversion to a config.
+
+Only this module and ``main.py`` touch absl flags; procedures receive a plain ``Config``.
+Flags whose default is ``None`` fall back to the recipe of the chosen model (see
+``zskd_tf/trainers/recipes.py``), so a user only sets what they want to change.
+"""
+from __future__ import annotations
+
+import types
+
+from absl import flags
+
+from zskd_tf.errors import UserError
+
+PROCEDURE_NAMES = ("train", "evaluate", "export")
+
+# Flags that say *how* a run is executed, not *what* it computes: they may change between a
+# run and its resumption without the run directory being refused.
+OPERATIONAL_FLAGS = frozenset({
+    "run_dir", "overwrite", "data_dir", "strategy", "logical_cpus", "checkpoint_every_secs",
+    "verbose", "flagfile",
+})
+
+# --- what to run ---------------------------------------------------------------------------
+flags.DEFINE_enum("procedure", None, PROCEDURE_NAMES, "What to run.")
+flags.DEFINE_string("run_dir", None, "Directory of this run: flags.cfg, checkpoints, products.")
+flags.DEFINE_boolean("overwrite", False,
+                     "Replace a run directory that holds a run made with other flags.")
+
+# --- data ----------------------------------------------------------------------------------
+flags.DEFINE_string("dataset", "fashion_mnist",
+                    "mnist, fashion_mnist, cifar10, cifar100 or svhn.")
+flags.DEFINE_string("data_dir", None,
+                    "Where to look for tfds-prepared data or raw files (IDX, CIFAR pickles, "
+                    "SVHN .mat) before the Debian copy and a tfds download.")
+flags.DEFINE_integer("max_train_examples", None, "Train on a seeded random subset of this size.")
+flags.DEFINE_integer("max_test_examples", None, "Evaluate on a seeded random subset of this size.")
+flags.DEFINE_integer("holdout_first", 0,
+                     "Never train on the first N training images (Lopes et al. keep MNIST's "
+                     "first 5,000 as an unused validation split: --holdout_first=5000).")
+flags.DEFINE_enum("augment", "auto", ("auto", "none", "crop_flip"),
+                  "Training augmentation; auto = the papers' choice for the dataset and model.")
+
+# --- model and optimisation ----------------------------------------------------------------
+flags.DEFINE_string("model", "lenet5", "Architecture to train, e.g. lenet5, wrn-16-2, hinton1200.")
+flags.DEFINE_string("conv", "Conv", "WRN convolution type (Moonshine substitutes, e.g. G8B2).")
+flags.DEFINE_enum("block", "basic", ("basic", "bottle"), "WRN block type (Moonshine).")
+flags.DEFINE_integer("epochs", None, "Training epochs (default: the model's recipe).")
+flags.DEFINE_integer("batch_size", None, "Global batch size (default: the model's recipe).")
+flags.DEFINE_float("learning_rate", None, "Initial learning rate (default: the recipe).")
+flags.DEFINE_enum("optimizer", None, ("sgd", "adam"), "Optimizer (default: the recipe).")
+flags.DEFINE_float("momentum", None, "SGD momentum (default: the recipe).")
+flags.DEFINE_float("weight_decay", None,
+                   "Coupled L2 weight decay added to the gradients, as PyTorch SGD does "
+                   "(default: the recipe).")
+flags.DEFINE_list("lr_milestones", None,
+                  "Fractions of the run at which the learning rate is multiplied by "
+                  "--lr_decay (default: the recipe, e.g. 0.3,0.6,0.8 for WRN).")
+flags.DEFINE_float("lr_decay", None, "Learning-rate factor at each milestone (default: recipe).")
+flags.DEFINE_integer("seed", 0, "Seed for weights, data order, subsets and augmentation.")
+
+# --- evaluate / export ---------------------------------------------------------------------
+flags.DEFINE_string("model_path", None, "A run directory, a .keras file or a SavedModel.")
+flags.DEFINE_enum("split", "test", ("train", "test"), "Dataset split to evaluate on.")
+flags.DEFINE_boolean("tflite", False, "export: also write model.tflite.")
+
+# --- execution -----------------------------------------------------------------------------
+flags.DEFINE_enum("strategy", "auto", ("auto", "mirrored", "default"),
+                  "auto: MirroredStrategy when more than one GPU is visible.")
+flags.DEFINE_integer("logical_cpus", 0,
+                     "Split the CPU into this many logical devices (to try multi-replica "
+                     "code without GPUs); 0 leaves it alone.")
+flags.DEFINE_integer("checkpoint_every_secs", 120, "Save a checkpoint at least this often.")
+flags.DEFINE_boolean("deterministic", False,
+                     "Enable TensorFlow op determinism (slower; runs are repeatable).")
+flags.DEFINE_enum("verbose", "auto", ("auto", "bar", "epoch", "quiet"),
+                  "Progress output: a bar on terminals, one line per epoch otherwise.")
+
+_POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
+             "checkpoint_every_secs")
+_NON_NEGATIVE = ("momentum", "weight_decay", "logical_cpus", "holdout_first")
+_NEEDS = {  # procedure -> flags it cannot run without
+    "train": ("run_dir",),
+    "evaluate": ("run_dir", "model_path"),
+    "export": ("run_dir", "model_path"),
+}
+
+
+def our_flag_names() -> list[str]:
+    """Names of the flags defined by zskd_tf (not absl's own)."""
+    return sorted(f.name for f in flags.FLAGS.get_flags_for_module(__name__))
+
+
+def config_from_flags() -> types.SimpleNamespace:
+    """Validates the parsed flags and returns them as a plain namespace."""
+    values = {name: flags.FLAGS[name].value for name in our_flag_names()}
+    cfg = types.SimpleNamespace(**values)
+    validate(cfg)
+    cfg.present = {n for n in our_flag_names() if flags.FLAGS[n].present}
+    return cfg
+
+
+def validate(cfg) -> None:
+    """Checks that do not need TensorFlow; raises UserError naming the flag."""
+    if cfg.procedure is None:
+        raise UserError(f"--procedure is required: one of {', '.join(PROCEDURE_NAMES)}")
+    for name in _NEEDS.get(cfg.procedure, ()):
+        if not getattr(cfg, name):
+            raise UserError(f"--{name} is required for --procedure={cfg.procedure}")
+    for name in _POSITIVE:
+        value = getattr(cfg, name, None)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name} must be a positive number, got {value}")
+    for name in _NON_NEGATIVE:
+        value = getattr(cfg, name, None)
+        if value is not None and value < 0:
+            raise UserError(f"--{name} must be >= 0, got {value}")
+    if cfg.learning_rate is not None and cfg.learning_rate <= 0:
+        raise UserError(f"--learning_rate must be > 0, got {cfg.learning_rate}")
+    if cfg.lr_decay is not None and not 0 < cfg.lr_decay <= 1:
+        raise UserError(f"--lr_decay must be in (0, 1], got {cfg.lr_decay}")
+    if cfg.lr_milestones is not None:
+        try:
+            cfg.lr_milestones = [float(v) for v in cfg.lr_milestones]
+        except ValueError:
+            raise UserError(f"--lr_milestones must be fractions like 0.3,0.6,0.8, "
+                            f"got {','.join(cfg.lr_milestones)}") from None
+        if any(not 0 < v < 1 for v in cfg.lr_milestones):
+            raise UserError("--lr_milestones must be fractions strictly between 0 and 1")

@@ -1,0 +1,127 @@
+"""The one synthetic-dataset format: a single ``.npz`` file.
+
+Entries: ``x`` float32 (N, H, W, C) in the teacher's input space (already preprocessed: feed it
+to the model as is), ``y`` int64 (N,) labels, optional ``soft_targets`` float32 (N, K)
+probabilities, and ``meta``: a JSON string with the dataset name, class count, method,
+``input_spec`` (see :class:`InputSpec`), creation time and method-specific ``extra``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+
+import numpy as np
+
+from zskd_tf.data.datasets import NUM_CLASSES, check_dataset_name
+from zskd_tf.data.preprocess import InputSpec
+from zskd_tf.errors import UserError
+from zskd_tf.runtime.atomic import atomic_path
+
+FORMAT = "zskd_tf.synthetic/1"
+_META_KEYS = ("dataset", "num_classes", "method", "input_spec")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticDataset:
+    x: np.ndarray
+    y: np.ndarray
+    soft_targets: np.ndarray | None
+    meta: dict
+    input_spec: InputSpec
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    @property
+    def dataset(self) -> str:
+        return self.meta["dataset"]
+
+
+def is_synthetic_path(s) -> bool:
+    return str(s).lower().endswith(".npz")
+
+
+def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, dataset: str,
+                   method: str, extra: dict | None = None) -> None:
+    """Validates and writes the dataset atomically (a killed run leaves no partial file)."""
+    path = os.fspath(path)
+    if not is_synthetic_path(path):
+        raise UserError(f"synthetic dataset path {path} must end with .npz")
+    meta = {"format": FORMAT, "dataset": check_dataset_name(dataset),
+            "num_classes": NUM_CLASSES[dataset], "method": method,
+            "input_spec": input_spec.to_dict(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "extra": extra or {}}
+    arrays = _validated(f"synthetic dataset for {path}", input_spec, meta["num_classes"],
+                        x, y, soft_targets)
+    arrays["meta"] = np.array(json.dumps(meta))
+    with atomic_path(path, ".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_synthetic(path) -> SyntheticDataset:
+    """Reads and validates a file written by :func:`save_synthetic`."""
+    path = os.fspath(path)
+    where = f"synthetic dataset {path}"
+    _check(os.path.isfile(path), where, "no such file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except Exception as e:  # noqa: BLE001 - whatever the reason, the file is unusable
+        raise UserError(f"{where}: not a readable .npz file ({e})") from e
+    missing = sorted({"x", "y", "meta"} - set(arrays))
+    _check(not missing, where, f"missing entries {', '.join(missing)}; write it with "
+                               f"save_synthetic")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError as e:
+        raise UserError(f"{where}: meta is not valid JSON ({e})") from e
+    _check(isinstance(meta, dict) and all(k in meta for k in _META_KEYS), where,
+           f"meta must be a JSON object with {', '.join(_META_KEYS)}")
+    try:
+        spec = InputSpec.from_dict(meta["input_spec"])
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from e
+    num_classes = meta["num_classes"]
+    _check(isinstance(num_classes, int) and num_classes > 0, where,
+           f"num_classes must be a positive integer, got {num_classes!r}")
+    checked = _validated(where, spec, num_classes, arrays["x"], arrays["y"],
+                         arrays.get("soft_targets"))
+    return SyntheticDataset(checked["x"], checked["y"], checked.get("soft_targets"), meta, spec)
+
+
+def _check(ok: bool, where: str, problem: str) -> None:
+    if not ok:
+        raise UserError(f"{where}: {problem}")
+
+
+def _validated(where, spec: InputSpec, num_classes: int, x, y, soft_targets) -> dict:
+    """The arrays as float32 / int64, after checking everything :func:`load_synthetic` promises."""
+    x, y = np.asarray(x), np.asarray(y)
+    _check(x.ndim == 4 and np.issubdtype(x.dtype, np.floating), where,
+           f"x must be a float (N, H, W, C) array, got {x.dtype} {x.shape}")
+    _check(x.shape[1:] == spec.shape, where,
+           f"x images are {x.shape[1:]} but its input_spec says {spec.shape}")
+    _check(y.ndim == 1 and np.issubdtype(y.dtype, np.integer), where,
+           f"y must be a 1-D integer array, got {y.dtype} {y.shape}")
+    _check(len(y) == len(x), where, f"x has {len(x)} examples but y has {len(y)}")
+    _check(bool(np.isfinite(x).all()), where, "x contains NaN or Inf")
+    _check(len(y) == 0 or (y.min() >= 0 and y.max() < num_classes), where,
+           f"labels must be in [0, {num_classes})")
+    out = {"x": x.astype(np.float32, copy=False), "y": y.astype(np.int64, copy=False)}
+    if soft_targets is not None:
+        s = np.asarray(soft_targets)
+        _check(s.ndim == 2 and np.issubdtype(s.dtype, np.floating), where,
+               f"soft_targets must be a float (N, K) array, got {s.dtype} {s.shape}")
+        _check(s.shape == (len(x), num_classes), where,
+               f"soft_targets has shape {s.shape}, expected ({len(x)}, {num_classes})")
+        _check(bool(np.isfinite(s).all()), where, "soft_targets contains NaN or Inf")
+        _check(bool((s >= 0).all()) and np.allclose(s.sum(axis=1), 1.0, atol=1e-3), where,
+               "soft_targets rows must be non-negative and sum to 1")
+        out["soft_targets"] = s.astype(np.float32, copy=False)
+    return out

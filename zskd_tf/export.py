@@ -1,0 +1,54 @@
+"""Deployable exports of a classifier: SavedModel (raw images -> probabilities) and TFLite."""
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from zskd_tf.data import preprocess as pp
+from zskd_tf.runtime import atomic
+
+EXPORT_INFO_FILE = "zskd_info.json"  # beside saved_model.pb: marks a zskd_tf export
+
+
+def export_savedmodel(model: keras.Model, spec: pp.InputSpec, path: str, info: dict) -> None:
+    """Writes a SavedModel whose ``serve`` signature maps raw images to class probabilities.
+
+    Input: float32 images of the dataset's raw size in the raw range [0, 255], shape
+    (N, raw_height, raw_width, channels); the resize/pad and normalisation of ``spec`` happen
+    inside. Outputs: ``probabilities`` (softmax) and ``logits``. Written atomically.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(images):
+        logits = model(pp.preprocess(images, spec), training=False)
+        return {"probabilities": tf.nn.softmax(logits), "logits": logits}
+
+    signature = tf.TensorSpec([None, spec.raw_height, spec.raw_width, spec.channels],
+                              tf.float32, name="images")
+    archive.add_endpoint("serve", serve, input_signature=[signature])
+    with atomic.atomic_path(path) as tmp:
+        archive.write_out(tmp, verbose=False)
+        with open(os.path.join(tmp, EXPORT_INFO_FILE), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2, sort_keys=True)
+
+
+def export_tflite(saved_model_dir: str, path: str) -> None:
+    """Converts a SavedModel written by ``export_savedmodel`` to a ``.tflite`` file."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                         signature_keys=["serve"])
+    atomic.write_bytes(path, converter.convert())
+
+
+def tflite_probabilities(tflite_path: str, raw_images) -> "np.ndarray":
+    """Runs a ``.tflite`` written by ``export_tflite`` on raw images, one batch at a time."""
+    import numpy as np
+
+    interpreter = tf.lite.Interpreter(model_path=tflite_path)
+    runner = interpreter.get_signature_runner("serve")
+    out = [runner(images=np.asarray(raw_images[i:i + 1], np.float32))["probabilities"]
+           for i in range(len(raw_images))]
+    return np.concatenate(out)

@@ -1,0 +1,165 @@
+"""Saving a trained classifier into a run directory, and loading any classifier back.
+
+A trained classifier in a run directory is ``model.keras`` (the logits model, trainable
+state included) plus ``model_info.json`` (architecture name, dataset, class names and the
+``InputSpec`` that turns raw dataset images into model inputs). ``load_classifier`` accepts a
+run directory, a ``.keras`` file or a SavedModel directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import zskd_tf.models.layers  # noqa: F401  (registers custom layers for .keras loading)
+from zskd_tf import export
+from zskd_tf.data import preprocess as pp
+from zskd_tf.errors import UserError
+from zskd_tf.runtime import atomic
+
+MODEL_FILE = "model.keras"
+INFO_FILE = "model_info.json"
+
+
+def save_classifier(directory: str, model: keras.Model, info: dict) -> None:
+    """Atomically writes ``model.keras`` and ``model_info.json`` into ``directory``."""
+    with atomic.atomic_path(os.path.join(directory, MODEL_FILE), suffix=".keras") as tmp:
+        model.save(tmp)
+    atomic.write_json(os.path.join(directory, INFO_FILE), info)
+
+
+@dataclasses.dataclass
+class LoadedClassifier:
+    """A classifier ready to score raw dataset images.
+
+    ``model`` is the Keras logits model (None for a SavedModel, which is inference-only);
+    ``spec`` maps raw images to its inputs; ``info`` is model_info.json (may be empty).
+    """
+    path: str
+    model: keras.Model | None
+    spec: pp.InputSpec | None
+    info: dict
+    _serve: object = None
+    _keep_alive: object = None  # a loaded SavedModel must stay referenced (ecosystem §0.11)
+
+    def probabilities(self, raw_images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+        """Class probabilities for raw images (N, H, W, C) in [0, 255]."""
+        out = []
+        for start in range(0, len(raw_images), batch_size):
+            batch = tf.constant(raw_images[start:start + batch_size], tf.float32)
+            out.append(self._probabilities(batch).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def _probabilities(self, batch):
+        if self.model is not None:
+            return tf.nn.softmax(self.model(pp.preprocess(batch, self.spec), training=False))
+        if self.spec is None:  # our export: raw images in, probabilities out
+            return self._serve(batch)["probabilities"]
+        outputs = self._serve(pp.preprocess(batch, self.spec))
+        scores = next(iter(outputs.values())) if isinstance(outputs, dict) else outputs
+        total = tf.reduce_sum(scores, axis=-1, keepdims=True)
+        is_distribution = tf.reduce_all(tf.abs(total - 1.0) < 1e-3) and tf.reduce_all(scores >= 0)
+        return scores if is_distribution else tf.nn.softmax(scores)
+
+
+def _plain_spec(input_shape, raw_shape) -> pp.InputSpec:
+    """For models without model_info.json: raw/255, bilinear resize to the model's input."""
+    height, width, channels = (int(d) for d in input_shape[-3:])
+    resize = "none" if (height, width) == tuple(raw_shape[:2]) else "bilinear"
+    return pp.InputSpec(height=height, width=width, channels=channels, resize=resize,
+                        mean=(0.0,) * channels, std=(1.0,) * channels,
+                        raw_height=int(raw_shape[0]), raw_width=int(raw_shape[1]))
+
+
+def _load_keras(path: str) -> keras.Model:
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read the file is the user's input
+        raise UserError(f"cannot load the Keras model {path}: {str(e).splitlines()[0][:200]}") from None
+
+
+def load_classifier(path: str, raw_shape=None) -> LoadedClassifier:
+    """Loads a run directory, a ``.keras`` file or a SavedModel directory.
+
+    ``raw_shape`` (H, W, C of the dataset's raw images) is used to build an input mapping
+    for models that come without ``model_info.json``.
+    """
+    if not path or not os.path.exists(path):
+        raise UserError(f"model path {path!r} does not exist (expected a run directory, "
+                        "a .keras file or a SavedModel directory)")
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, MODEL_FILE)):
+        return _from_keras_file(os.path.join(path, MODEL_FILE), raw_shape)
+    if os.path.isfile(path) and path.endswith(".keras"):
+        return _from_keras_file(path, raw_shape)
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+        return _from_savedmodel(path, raw_shape)
+    if os.path.isdir(path):
+        raise UserError(f"{path} holds neither {MODEL_FILE} nor saved_model.pb: is it a "
+                        "finished run directory? (a run still training has no model yet)")
+    raise UserError(f"{path} is not a .keras file nor a SavedModel directory")
+
+
+def _read_info(directory: str) -> dict:
+    for name in (INFO_FILE, export.EXPORT_INFO_FILE):
+        info_path = os.path.join(directory, name)
+        if os.path.exists(info_path):
+            return atomic.read_json(info_path)
+    return {}
+
+
+def read_info(path: str) -> dict:
+    """model_info.json of a run directory, .keras file or zskd_tf SavedModel ({} if none)."""
+    if not path or not os.path.exists(path):
+        return {}
+    return _read_info(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+
+
+def _from_keras_file(path: str, raw_shape) -> LoadedClassifier:
+    model = _load_keras(path)
+    info = _read_info(os.path.dirname(os.path.abspath(path)))
+    if "input_spec" in info:
+        spec = pp.InputSpec.from_dict(info["input_spec"])
+    elif raw_shape is not None:
+        spec = _plain_spec(model.input_shape, raw_shape)
+    else:
+        raise UserError(f"{path} has no {INFO_FILE} beside it; give --dataset so its input "
+                        "size can be matched")
+    return LoadedClassifier(path, model, spec, info)
+
+
+def _from_savedmodel(path: str, raw_shape) -> LoadedClassifier:
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"cannot load the SavedModel {path}: {str(e).splitlines()[0][:200]}") from None
+    info_path = os.path.join(path, export.EXPORT_INFO_FILE)
+    if os.path.exists(info_path):  # a zskd_tf export: raw images in
+        result = LoadedClassifier(path, None, None, atomic.read_json(info_path), loaded.serve)
+    else:
+        serve, shape = _foreign_endpoint(loaded, path)
+        if raw_shape is None:
+            raise UserError(f"give --dataset to evaluate the SavedModel {path}")
+        result = LoadedClassifier(path, None, _plain_spec(shape, raw_shape), {}, serve)
+    result._keep_alive = loaded
+    return result
+
+
+def _foreign_endpoint(loaded, path: str):
+    """(callable taking one image batch, its 4-D input shape) of a SavedModel not made here."""
+    serve = getattr(loaded, "serve", None)
+    if serve is not None and hasattr(serve, "input_signature") and serve.input_signature:
+        specs = tf.nest.flatten(serve.input_signature)
+        if len(specs) == 1 and specs[0].shape.rank == 4:
+            return serve, specs[0].shape.as_list()
+    signature = loaded.signatures.get("serving_default")
+    if signature is not None:
+        inputs = signature.structured_input_signature[1]
+        if len(inputs) == 1:
+            (name, spec), = inputs.items()
+            if spec.shape.rank == 4:
+                return (lambda x: signature(**{name: x})), spec.shape.as_list()
+    raise UserError(f"the SavedModel {path} needs a 'serve' or 'serving_default' signature "
+                    "taking one batch of images (N, H, W, C)")

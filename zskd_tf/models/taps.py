@@ -1,0 +1,45 @@
+"""The one contract for "a classifier with feature taps".
+
+Every model of the zoo is a functional ``keras.Model`` with a single output: the float32 logits of
+a ``Dense`` layer named ``"logits"``. Some of its layers are *taps*: their name starts with
+``"tap_"`` and their output is a feature tensor other code may read (attention transfer, the
+Lopes et al. activation statistics, transition curves). ``with_taps`` turns such a model into
+one whose call returns ``(logits, {tap: tensor})``; it shares the original's layers and weights.
+"""
+import keras
+
+from zskd_tf.errors import UserError
+
+TAP_PREFIX = "tap_"
+LOGITS = "logits"
+
+
+def tap(name: str) -> str:
+    """The layer name that makes ``name`` a tap."""
+    return TAP_PREFIX + name
+
+
+def logits_layer(num_classes: int, **kwargs) -> keras.layers.Dense:
+    """The final ``Dense`` of every classifier: named ``"logits"``, float32 even under mixed precision."""
+    return keras.layers.Dense(num_classes, name=LOGITS, dtype="float32", **kwargs)
+
+
+def tap_names(model: keras.Model) -> list[str]:
+    """Names of the model's taps without the ``tap_`` prefix, in graph order."""
+    return [layer.name[len(TAP_PREFIX):] for layer in model.layers
+            if layer.name.startswith(TAP_PREFIX)]
+
+
+def with_taps(model: keras.Model, names=None) -> keras.Model:
+    """A model sharing ``model``'s weights whose call returns ``(logits, {name: tap tensor})``.
+
+    ``names`` selects taps (all of them when None); the dict keeps the order of ``names``.
+    """
+    available = tap_names(model)
+    names = available if names is None else list(names)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise UserError(f"unknown feature tap(s) {', '.join(unknown)} of model {model.name!r}; "
+                        f"available: {', '.join(available) or 'none'}")
+    taps = {name: model.get_layer(tap(name)).output for name in names}
+    return keras.Model(model.input, (model.output, taps), name=f"{model.name}_with_taps")

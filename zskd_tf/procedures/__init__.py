@@ -1,0 +1,17 @@
+"""One module per ``--procedure``; each exposes ``run(cfg) -> dict`` (the result)."""
+import importlib
+
+from zskd_tf.runtime import devices
+
+_MODULES = {
+    "train": "zskd_tf.procedures.train",
+    "evaluate": "zskd_tf.procedures.evaluate",
+    "export": "zskd_tf.procedures.export",
+}
+
+
+def run(cfg) -> dict:
+    """Sets up devices (before TensorFlow starts) and runs the procedure ``cfg.procedure``."""
+    devices.configure(cfg.logical_cpus, cfg.deterministic, cfg.seed)
+    module = importlib.import_module(_MODULES[cfg.procedure])
+    return module.run(cfg)

@@ -1,0 +1,42 @@
+"""``--procedure=evaluate``: top-1 and per-class accuracy of any classifier on a split."""
+from __future__ import annotations
+
+from zskd_tf import model_io
+from zskd_tf.data import datasets
+from zskd_tf.errors import UserError
+from zskd_tf.evaluation import accuracy_report
+from zskd_tf.procedures.train import limit
+from zskd_tf.runtime.run_dir import RunDir
+
+
+def dataset_for(cfg) -> str:
+    """--dataset when given, else the dataset the model was trained on, else the default."""
+    if "dataset" in cfg.present:
+        return cfg.dataset
+    return model_io.read_info(cfg.model_path).get("dataset", cfg.dataset)
+
+
+def run(cfg) -> dict:
+    run_dir = RunDir(cfg.run_dir)
+    run_dir.check(cfg)
+    name = dataset_for(cfg)
+    raw = datasets.load_dataset(name, cfg.data_dir)
+    classifier = model_io.load_classifier(cfg.model_path, raw.image_shape)
+    x, y = (raw.test_x, raw.test_y) if cfg.split == "test" else (raw.train_x, raw.train_y)
+    x, y = limit(x, y, cfg.max_test_examples, cfg.seed)
+    scores = classifier.probabilities(x)
+    if scores.shape[-1] != raw.num_classes:
+        raise UserError(f"{cfg.model_path} predicts {scores.shape[-1]} classes but {name} has "
+                        f"{raw.num_classes}: evaluate it on the dataset it was trained for")
+    report = accuracy_report(scores, y, raw.class_names)
+    result = {"accuracy": report["accuracy"], f"{cfg.split}_accuracy": report["accuracy"],
+              "per_class_accuracy": report["per_class_accuracy"],
+              "num_examples": report["num_examples"], "split": cfg.split, "dataset": name,
+              "model_path": cfg.model_path}
+    run_dir.claim(cfg)
+    run_dir.write_result(result)
+    print(f"{cfg.split} accuracy of {cfg.model_path} on {name}: {report['accuracy']:.4f} "
+          f"({report['num_examples']} images)", flush=True)
+    for cls, acc in report["per_class_accuracy"].items():
+        print(f"  {cls:>16s}: {acc:.4f}")
+    return result

@@ -1,0 +1,43 @@
+"""Devices, determinism and the choice of tf.distribute strategy."""
+from __future__ import annotations
+
+import tensorflow as tf
+import keras
+
+from zskd_tf.errors import UserError
+
+
+def configure(logical_cpus: int = 0, deterministic: bool = False, seed: int = 0) -> None:
+    """Must run before TensorFlow executes any op (virtual devices are fixed after that)."""
+    if logical_cpus and logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+        except RuntimeError:
+            pass  # already initialised (e.g. inside tests that split the CPU themselves)
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
+    """auto: MirroredStrategy over all GPUs when more than one is visible, else the default.
+
+    mirrored: MirroredStrategy over all GPUs, or over all logical CPUs when there is no GPU
+    (see --logical_cpus).
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    if kind == "default" or (kind == "auto" and len(gpus) <= 1):
+        return tf.distribute.get_strategy()
+    if kind in ("auto", "mirrored"):
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    raise UserError(f"--strategy must be auto, mirrored or default, got {kind!r}")
+
+
+def check_global_batch(batch_size: int, strategy: tf.distribute.Strategy) -> None:
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise UserError(f"--batch_size={batch_size} must be divisible by the number of "
+                        f"replicas ({replicas}) so every replica gets the same share")

@@ -1,0 +1,78 @@
+"""Resumable ``fit``: continues from the optimizer's step with the same data order."""
+from __future__ import annotations
+
+import sys
+import time
+
+import keras
+
+from zskd_tf.runtime.checkpoints import CheckpointCallback, Checkpointer
+from zskd_tf.runtime.run_dir import RunDir
+
+
+def keras_verbosity(verbose: str) -> int:
+    if verbose == "quiet":
+        return 0
+    if verbose == "bar" or (verbose == "auto" and sys.stdout.isatty()):
+        return 1
+    return 2
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Appends one JSON record per epoch to metrics.jsonl (step, losses, lr, images/s)."""
+
+    def __init__(self, run: RunDir, step_variable, batch_size: int):
+        super().__init__()
+        self.run = run
+        self.step_variable = step_variable
+        self.batch_size = batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start_step = self._step()
+        self._start = self._last_batch = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last_batch = time.monotonic()
+
+    def _step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.step_variable))
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = self._step()
+        seconds = max(self._last_batch - self._start, 1e-9)
+        record = {"epoch": epoch + 1, "step": step, "train_seconds": round(seconds, 3),
+                  "images_per_sec": round((step - self._start_step) * self.batch_size / seconds, 1)}
+        record.update({k: float(v) for k, v in (logs or {}).items()})
+        lr = getattr(self.model.optimizer, "learning_rate", None)
+        if lr is not None:
+            record["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+        self.run.append_metrics(record)
+
+
+def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer, make_dataset,
+                  total_steps: int, steps_per_epoch: int, batch_size: int,
+                  validation_data=None, verbose: str = "auto") -> None:
+    """Trains until the optimizer has taken ``total_steps`` steps.
+
+    ``make_dataset(start_step, num_steps)`` returns the batches of those global steps. An
+    epoch cut by an interruption is finished first, then whole epochs follow.
+    """
+    step_variable = trainer.optimizer.iterations
+    step = int(keras.ops.convert_to_numpy(step_variable))
+    run.truncate_metrics(step)
+    callbacks = [CheckpointCallback(checkpointer, step_variable),
+                 MetricsLogger(run, step_variable, batch_size),
+                 keras.callbacks.TensorBoard(run.file("tensorboard"), write_graph=False)]
+    total_epochs = -(-total_steps // steps_per_epoch)
+    while step < total_steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        if offset:  # finish the interrupted epoch
+            end = min((epoch + 1) * steps_per_epoch, total_steps)
+            chunk, epochs = end - step, epoch + 1
+        else:
+            end, chunk, epochs = total_steps, steps_per_epoch, total_epochs
+        trainer.fit(make_dataset(step, end - step), epochs=epochs, initial_epoch=epoch,
+                    steps_per_epoch=min(chunk, end - step), validation_data=validation_data,
+                    callbacks=callbacks, verbose=keras_verbosity(verbose), shuffle=False)
+        step = int(keras.ops.convert_to_numpy(step_variable))
+    checkpointer.save(step)

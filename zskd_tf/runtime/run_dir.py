@@ -1,0 +1,157 @@
+"""The run directory: flags.cfg, metrics.jsonl, result.json, checkpoints/ and products.
+
+A run directory belongs to one procedure and one set of flags. Running the same command
+again resumes (or, when ``result.json`` exists, reports the finished result); running a
+different command on it is refused unless ``--overwrite`` is given.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from zskd_tf import cli_flags
+from zskd_tf.errors import UserError
+from zskd_tf.runtime import atomic
+
+FLAGS_FILE = "flags.cfg"
+RESULT_FILE = "result.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+def _flag_line(name: str, value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no{name}"
+    if isinstance(value, (list, tuple)):
+        return f"--{name}={','.join(str(v) for v in value)}"
+    return f"--{name}={value}"
+
+
+def flag_lines(cfg) -> dict[str, str]:
+    """Flag name -> the flagfile line that sets it (flags left at None are omitted)."""
+    lines = {}
+    for name in cli_flags.our_flag_names():
+        line = _flag_line(name, getattr(cfg, name, None))
+        if line is not None and name != "overwrite":
+            lines[name] = line
+    return lines
+
+
+def _read_flagfile(path: str) -> dict[str, str]:
+    lines = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("--"):
+                name = line[2:].split("=", 1)[0]
+                if "=" not in line and name.startswith("no") and name[2:] in cli_flags.our_flag_names():
+                    name = name[2:]
+                lines[name] = line
+    return lines
+
+
+class RunDir:
+    """Paths and bookkeeping of one run directory."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self._stale = None  # why the directory's content is another run (set by check)
+
+    def file(self, *names: str) -> str:
+        return os.path.join(self.path, *names)
+
+    # -- set-up ---------------------------------------------------------------------------
+    def check(self, cfg) -> bool:
+        """Whether this directory holds this same run (to resume or report).
+
+        Raises UserError when it holds something else and ``--overwrite`` is not given, or
+        cannot be written. Writes nothing: call ``claim`` once the inputs are validated, so
+        that a command refused for bad input leaves the directory as it was.
+        """
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise UserError(f"--run_dir={self.path} is a file, not a directory")
+        existing = self.path
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write to --run_dir={self.path} ({existing} is not "
+                            "writable)")
+        self._stale = None
+        if not (os.path.isdir(self.path) and os.listdir(self.path)):
+            return False
+        saved_path = self.file(FLAGS_FILE)
+        if not os.path.exists(saved_path):
+            self._stale = "holds files that are not a zskd_tf run"
+        else:
+            self._stale = self._difference(_read_flagfile(saved_path), flag_lines(cfg))
+        if self._stale and not cfg.overwrite:
+            raise UserError(f"--run_dir={self.path} {self._stale}; use a new --run_dir, or "
+                            "--overwrite to replace it")
+        return not self._stale
+
+    def claim(self, cfg) -> None:
+        """Replaces a different run (``--overwrite``), creates the directory, writes flags.cfg."""
+        self.check(cfg)
+        try:
+            if self._stale:
+                self._wipe()
+            os.makedirs(self.path, exist_ok=True)
+            current = flag_lines(cfg)
+            atomic.write_text(self.file(FLAGS_FILE),
+                              "\n".join(current[n] for n in sorted(current)) + "\n")
+        except OSError as e:
+            raise UserError(f"cannot write to --run_dir={self.path}: {e.strerror or e}") from None
+        self._stale = None
+
+    @staticmethod
+    def _difference(saved: dict, current: dict) -> str | None:
+        significant = sorted((set(saved) | set(current)) - cli_flags.OPERATIONAL_FLAGS)
+        diffs = [n for n in significant if saved.get(n) != current.get(n)]
+        if not diffs:
+            return None
+        if "procedure" in diffs:
+            return (f"holds a run of another procedure ({saved.get('procedure', '?')}, "
+                    f"not {current.get('procedure')})")
+        shown = ", ".join(f"{current.get(n) or 'no --' + n} (was {saved.get(n) or 'unset'})"
+                          for n in diffs[:3])
+        return f"holds a run made with different flags: {shown}"
+
+    def _wipe(self) -> None:
+        for entry in os.listdir(self.path):
+            full = os.path.join(self.path, entry)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.remove(full)
+
+    # -- results and metrics --------------------------------------------------------------
+    def result(self) -> dict | None:
+        """The finished run's result, or None if the run has not finished."""
+        path = self.file(RESULT_FILE)
+        return atomic.read_json(path) if os.path.exists(path) else None
+
+    def write_result(self, result: dict) -> None:
+        atomic.write_json(self.file(RESULT_FILE), result)
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.file(METRICS_FILE), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.flush()
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drops records logged after ``last_step`` (work lost by an interruption is redone)."""
+        path = self.file(METRICS_FILE)
+        if not os.path.exists(path):
+            return
+        kept = []
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if record.get("step", 0) <= last_step:
+                    kept.append(json.dumps(record, sort_keys=True))
+        atomic.write_text(path, "".join(k + "\n" for k in kept))

@@ -1,0 +1,75 @@
+"""Training recipes of the original papers, per model family; flags override any field."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+
+from zskd_tf.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    optimizer: str            # "sgd" or "adam"
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    momentum: float = 0.0
+    weight_decay: float = 0.0     # coupled L2: weight_decay * w is added to each gradient
+    lr_milestones: tuple = ()     # fractions of the run
+    lr_decay: float = 1.0
+    adam_epsilon: float = 1e-8    # TF1 / PyTorch default (Keras' own default is 1e-7)
+
+
+# WRN (zskt.md §6 "faithful recipe", moonshine.md §4): SGD 0.1, momentum 0.9, coupled weight
+# decay 5e-4, x0.2 at 30/60/80 % of the run; 200 epochs on CIFAR, 100 on SVHN.
+_WRN = Recipe("sgd", 0.1, 128, 200, momentum=0.9, weight_decay=5e-4,
+              lr_milestones=(0.3, 0.6, 0.8), lr_decay=0.2)
+# LeNet-5 of ZSKD (zskd.md §5, [S]): Adam 1e-3, batch 512, 200 epochs, L2 1e-4.
+_LENET5 = Recipe("adam", 1e-3, 512, 200, weight_decay=1e-4)
+# Lopes et al. (lopes.md §2.3): Adam 1e-3 (eps 1e-8), batch 64, 10 epochs, nothing else.
+_LOPES = Recipe("adam", 1e-3, 64, 10)
+# AlexNet of ZSKD (zskd.md §5, [O]): Adam 1e-3, batch 512, 1000 epochs.
+_ALEXNET = Recipe("adam", 1e-3, 512, 1000)
+
+_BY_NAME = {"lenet5": _LENET5, "lenet5_half": _LENET5, "lenet": _LOPES, "lenet_half": _LOPES,
+            "hinton1200": _LOPES, "hinton800": _LOPES, "alexnet": _ALEXNET,
+            "alexnet_half": _ALEXNET}
+
+
+def default_recipe(model_name: str, dataset: str) -> Recipe:
+    if model_name.lower().startswith("wrn"):
+        return dataclasses.replace(_WRN, epochs=100) if dataset == "svhn" else _WRN
+    return _BY_NAME.get(model_name, _LOPES)
+
+
+def resolve(cfg, model_name: str, dataset: str) -> Recipe:
+    """The default recipe with every field the user set by flag replaced."""
+    recipe = default_recipe(model_name, dataset)
+    overrides = {field: getattr(cfg, field) for field in
+                 ("optimizer", "learning_rate", "batch_size", "epochs", "momentum",
+                  "weight_decay", "lr_decay")
+                 if getattr(cfg, field, None) is not None}
+    if getattr(cfg, "lr_milestones", None) is not None:
+        overrides["lr_milestones"] = tuple(cfg.lr_milestones)
+    return dataclasses.replace(recipe, **overrides)
+
+
+def learning_rate_schedule(recipe: Recipe, total_steps: int):
+    """Constant, or piecewise constant with x lr_decay at each milestone fraction."""
+    if not recipe.lr_milestones or recipe.lr_decay == 1.0:
+        return recipe.learning_rate
+    boundaries = [max(1, int(math.floor(f * total_steps))) for f in recipe.lr_milestones]
+    values = [recipe.learning_rate * recipe.lr_decay ** i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def make_optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimizer:
+    """Build inside the strategy scope (ecosystem.md §0.7)."""
+    lr = learning_rate_schedule(recipe, total_steps)
+    if recipe.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=recipe.momentum)
+    if recipe.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, epsilon=recipe.adam_epsilon)
+    raise UserError(f"--optimizer must be sgd or adam, got {recipe.optimizer!r}")
