@@ -20,3 +20,20 @@ tf.config.set_logical_device_configuration(
 
 def pytest_configure(config):
     flags.FLAGS.mark_as_parsed()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lenet5_teacher(tmp_path_factory):
+    """A LeNet-5 trained briefly on real Fashion-MNIST (a run directory), shared by tests."""
+    from helpers import FASHION_MNIST_DIR, run_cli
+
+    if not os.path.isdir(FASHION_MNIST_DIR):
+        pytest.skip("the Debian package dataset-fashion-mnist is not installed (./setup.sh)")
+    run = str(tmp_path_factory.mktemp("teacher") / "lenet5")
+    run_cli("--procedure=train", f"--run_dir={run}", "--dataset=fashion_mnist",
+            "--model=lenet5", "--epochs=2", "--batch_size=64", "--max_train_examples=3000",
+            "--max_test_examples=1000", "--verbose=quiet", check=True)
+    return run

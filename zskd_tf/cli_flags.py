@@ -12,7 +12,7 @@ from absl import flags
 
 from zskd_tf.errors import UserError
 
-PROCEDURE_NAMES = ("train", "evaluate", "export")
+PROCEDURE_NAMES = ("train", "evaluate", "export", "distill")
 
 # Flags that say *how* a run is executed, not *what* it computes: they may change between a
 # run and its resumption without the run directory being refused.
@@ -57,7 +57,34 @@ flags.DEFINE_list("lr_milestones", None,
                   "Fractions of the run at which the learning rate is multiplied by "
                   "--lr_decay (default: the recipe, e.g. 0.3,0.6,0.8 for WRN).")
 flags.DEFINE_float("lr_decay", None, "Learning-rate factor at each milestone (default: recipe).")
+flags.DEFINE_enum("lr_schedule", None, ("step", "cosine", "constant"),
+                  "Learning-rate schedule (default: the recipe; step uses --lr_milestones).")
 flags.DEFINE_integer("seed", 0, "Seed for weights, data order, subsets and augmentation.")
+
+# --- distill --------------------------------------------------------------------------------
+flags.DEFINE_string("teacher", None, "The teacher: a run directory or a .keras file.")
+flags.DEFINE_string("student", None, "Student architecture (e.g. lenet5_half, wrn-16-1).")
+flags.DEFINE_enum("loss", "kd", ("kd", "soft_ce"),
+                  "kd: (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (FewShot/Moonshine); "
+                  "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) (Lopes, ZSKD).")
+flags.DEFINE_float("alpha", 0.9, "KD weight; --alpha=0 --beta=0 is the no-teacher baseline.")
+flags.DEFINE_float("temperature", 4.0, "Softmax temperature of the distillation loss.")
+flags.DEFINE_float("soft_ce_scale", 1.0, "Factor on the soft_ce loss (ZSKD uses T^2 = 400).")
+flags.DEFINE_enum("targets", "auto", ("auto", "teacher", "stored"),
+                  "soft_ce targets: the teacher run online, or a synthetic set's stored "
+                  "soft_targets; auto = the teacher when --teacher is given.")
+flags.DEFINE_float("beta", 0.0, "Attention-transfer weight (1000 few-shot, 250 ZSKT).")
+flags.DEFINE_list("at_taps", None,
+                  "Feature taps used by attention transfer (default: every spatial tap the "
+                  "teacher and student share, e.g. the WRN group outputs).")
+flags.DEFINE_integer("samples_per_class", None,
+                     "Few-shot: train on M seeded, class-balanced real images per class; "
+                     "epochs are scaled to match the full-data number of SGD steps.")
+flags.DEFINE_string("init_from", None, "Start the student from this run directory/.keras file.")
+flags.DEFINE_float("anchor_weight", 0.0,
+                   "L1 pull of the student to its initial weights (ZSKT fine-tuning: 1).")
+flags.DEFINE_boolean("freeze_bn", False,
+                     "Run the student's BatchNorm in inference mode (ZSKT fine-tuning).")
 
 # --- evaluate / export ---------------------------------------------------------------------
 flags.DEFINE_string("model_path", None, "A run directory, a .keras file or a SavedModel.")
@@ -77,12 +104,14 @@ flags.DEFINE_enum("verbose", "auto", ("auto", "bar", "epoch", "quiet"),
                   "Progress output: a bar on terminals, one line per epoch otherwise.")
 
 _POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
-             "checkpoint_every_secs")
-_NON_NEGATIVE = ("momentum", "weight_decay", "logical_cpus", "holdout_first")
+             "checkpoint_every_secs", "samples_per_class", "temperature", "soft_ce_scale")
+_NON_NEGATIVE = ("momentum", "weight_decay", "logical_cpus", "holdout_first", "beta",
+                 "anchor_weight")
 _NEEDS = {  # procedure -> flags it cannot run without
     "train": ("run_dir",),
     "evaluate": ("run_dir", "model_path"),
     "export": ("run_dir", "model_path"),
+    "distill": ("run_dir",),
 }
 
 
@@ -117,6 +146,8 @@ def validate(cfg) -> None:
             raise UserError(f"--{name} must be >= 0, got {value}")
     if cfg.learning_rate is not None and cfg.learning_rate <= 0:
         raise UserError(f"--learning_rate must be > 0, got {cfg.learning_rate}")
+    if not 0 <= cfg.alpha <= 1:
+        raise UserError(f"--alpha must be in [0, 1], got {cfg.alpha}")
     if cfg.lr_decay is not None and not 0 < cfg.lr_decay <= 1:
         raise UserError(f"--lr_decay must be in (0, 1], got {cfg.lr_decay}")
     if cfg.lr_milestones is not None:

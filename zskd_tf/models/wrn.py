@@ -16,7 +16,10 @@ shortcut) by one of Moonshine's substitutes, ``block`` chooses two substitutes p
 - ``DConvB{b}``, ``G{k}B{b}``, ``A{g}B2``: 1x1 down to m, 3x3 grouped conv m->m with groups m
   (depthwise), m // k, or g, then 1x1 up.
 
-Every conv but the last of a substitute is followed by BN and ReLU.
+Every conv but the last of a substitute is followed by BN and ReLU. Groups come from integer
+division as in the PyTorch repo, so narrow layers may get one group (DConvG16, G16B2 and G8B4 are
+dense in group 1 of WRN-40-2); zero groups (G16B4 on WRN-40-2) is a ``UserError``. A 3x3 conv
+with as many groups as channels is a ``DepthwiseConv2D``, other grouped ones ``GroupedConv2D``.
 """
 import dataclasses
 import math
@@ -27,6 +30,7 @@ from keras import layers
 
 from zskd_tf.errors import UserError
 from zskd_tf.models import taps
+from zskd_tf.models.layers import GroupedConv2D
 
 BLOCKS = ("basic", "bottle")
 
@@ -105,9 +109,10 @@ def wrn(depth: int, width: int, *, num_classes: int = 10, input_shape=(32, 32, 3
     outputs = taps.logits_layer(
         num_classes, kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform"),
         bias_initializer="zeros")(x)
-    if name is None:
-        name = f"wrn-{depth}-{width}" + ("" if spec.name == "Conv" else f"-{spec.name}") + (
-            "" if block == "basic" else f"-{block}")
+    if name is None:  # e.g. wrn-40-2, wrn-40-2-G8B2, wrn-40-2-G8B2-bottle
+        variants = [chosen for chosen, plain in ((spec.name, "Conv"), (block, "basic"))
+                    if chosen != plain]
+        name = "-".join([f"wrn-{depth}-{width}", *variants])
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -126,17 +131,16 @@ def _block(x, channels, stride, spec, block, prefix):
 
 def _substitute(x, channels, stride, spec, block, prefix):
     """``spec`` standing in for a 3x3 conv from x's channels to ``channels``."""
-    width = in_channels = x.shape[-1]
-    if spec.bottleneck is not None:
-        width = channels // spec.bottleneck
-        if width:
-            x = _bn_relu(_conv(width, 1, 1, f"{prefix}_reduce")(x), f"{prefix}_reduce")
+    in_channels = x.shape[-1]
+    width = in_channels if spec.bottleneck is None else channels // spec.bottleneck
     groups = spec.groups_for(width) if width else 0
     if groups < 1 or width % groups:
         raise UserError(
             f"conv {spec.name} with block {block} does not fit layer {prefix} "
             f"({in_channels}->{channels} channels): its {spec.kernel}x{spec.kernel} conv on "
             f"{width} channels would have {groups} groups; pick another conv or a wider network")
+    if spec.bottleneck is not None:
+        x = _bn_relu(_conv(width, 1, 1, f"{prefix}_reduce")(x), f"{prefix}_reduce")
     x = _padded_conv(x, width if spec.pointwise else channels, spec.kernel, stride, prefix,
                      groups=groups, dilation=spec.dilation)
     if spec.pointwise:
@@ -164,7 +168,8 @@ def _padded_conv(x, filters, kernel, stride, name, groups=1, dilation=1):
 
 
 def _conv(filters, kernel, stride, name, groups=1, dilation=1):
-    return layers.Conv2D(
+    conv_class = GroupedConv2D if groups > 1 else layers.Conv2D
+    return conv_class(
         filters, kernel, stride, groups=groups, dilation_rate=dilation, use_bias=False,
         kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
         name=name)

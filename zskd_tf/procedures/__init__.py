@@ -7,6 +7,7 @@ _MODULES = {
     "train": "zskd_tf.procedures.train",
     "evaluate": "zskd_tf.procedures.evaluate",
     "export": "zskd_tf.procedures.export",
+    "distill": "zskd_tf.procedures.distill",
 }
 
 

@@ -5,7 +5,7 @@ from zskd_tf import model_io
 from zskd_tf.data import datasets
 from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
-from zskd_tf.procedures.train import limit
+from zskd_tf.procedures.common import limit
 from zskd_tf.runtime.run_dir import RunDir
 
 

@@ -17,8 +17,9 @@ def add_weight_decay(grads, variables, weight_decay: float):
 class ClassifierTrainer(keras.Model):
     """Wraps a logits model; ``fit`` trains it, ``evaluate`` reports loss and accuracy.
 
-    The per-replica mean loss is divided by the number of replicas before the gradient
-    (Keras sums gradients over replicas); the logged loss is the unscaled mean.
+    Subclasses change what is minimised by overriding ``objective``. The per-replica mean
+    loss is divided by the number of replicas before the gradient (Keras sums gradients over
+    replicas); the logged loss is the unscaled mean.
     """
 
     def __init__(self, classifier: keras.Model, weight_decay: float = 0.0, **kwargs):
@@ -36,7 +37,14 @@ class ClassifierTrainer(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
+    def objective(self, x, y):
+        """(loss to minimise, classifier logits) for one per-replica batch."""
+        logits = self.classifier(x, training=True)
+        return losses.cross_entropy(y, logits), logits
+
     def _logs(self, loss, y, logits):
+        if y.shape.rank == 2:  # soft targets: accuracy against their argmax
+            y = tf.argmax(y, axis=-1)
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(logits)[0])
         self.accuracy_tracker.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics}
@@ -46,10 +54,9 @@ class ClassifierTrainer(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.classifier.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self.classifier(x, training=True)
-            loss = losses.cross_entropy(y, logits)
-            objective = (loss + sum(self.classifier.losses)) / replicas
-        grads = tape.gradient(objective, variables)
+            loss, logits = self.objective(x, y)
+            scaled = (loss + sum(self.classifier.losses)) / replicas
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply(add_weight_decay(grads, variables, self.weight_decay / replicas),
                              variables)
         return self._logs(loss, y, logits)

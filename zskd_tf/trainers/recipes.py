@@ -17,6 +17,7 @@ class Recipe:
     epochs: int
     momentum: float = 0.0
     weight_decay: float = 0.0     # coupled L2: weight_decay * w is added to each gradient
+    lr_schedule: str = "step"     # "step" (x lr_decay at lr_milestones), "cosine", "constant"
     lr_milestones: tuple = ()     # fractions of the run
     lr_decay: float = 1.0
     adam_epsilon: float = 1e-8    # TF1 / PyTorch default (Keras' own default is 1e-7)
@@ -49,7 +50,7 @@ def resolve(cfg, model_name: str, dataset: str) -> Recipe:
     recipe = default_recipe(model_name, dataset)
     overrides = {field: getattr(cfg, field) for field in
                  ("optimizer", "learning_rate", "batch_size", "epochs", "momentum",
-                  "weight_decay", "lr_decay")
+                  "weight_decay", "lr_decay", "lr_schedule")
                  if getattr(cfg, field, None) is not None}
     if getattr(cfg, "lr_milestones", None) is not None:
         overrides["lr_milestones"] = tuple(cfg.lr_milestones)
@@ -57,8 +58,10 @@ def resolve(cfg, model_name: str, dataset: str) -> Recipe:
 
 
 def learning_rate_schedule(recipe: Recipe, total_steps: int):
-    """Constant, or piecewise constant with x lr_decay at each milestone fraction."""
-    if not recipe.lr_milestones or recipe.lr_decay == 1.0:
+    """Constant; cosine annealing to 0 over the run; or x lr_decay at each milestone."""
+    if recipe.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, total_steps)
+    if recipe.lr_schedule == "constant" or not recipe.lr_milestones or recipe.lr_decay == 1.0:
         return recipe.learning_rate
     boundaries = [max(1, int(math.floor(f * total_steps))) for f in recipe.lr_milestones]
     values = [recipe.learning_rate * recipe.lr_decay ** i for i in range(len(boundaries) + 1)]

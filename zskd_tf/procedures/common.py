@@ -1,0 +1,94 @@
+"""Steps shared by the procedures that train a classifier (train, distill)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from zskd_tf import __version__, export, model_io
+from zskd_tf.data import pipeline
+from zskd_tf.data import preprocess as pp
+from zskd_tf.data import sampling
+from zskd_tf.evaluation import accuracy_report
+from zskd_tf.models import complexity
+from zskd_tf.runtime.checkpoints import Checkpointer
+from zskd_tf.runtime.fitting import fit_resumable
+from zskd_tf.runtime.run_dir import RunDir
+
+
+@dataclasses.dataclass
+class Split:
+    """Examples and how they become model inputs (``spec`` None: ``x`` already is)."""
+    x: np.ndarray
+    y: np.ndarray
+    spec: pp.InputSpec | None
+
+
+def limit(x, y, max_examples, seed):
+    """A seeded random subset of at most ``max_examples`` examples (all when None)."""
+    if max_examples is None or max_examples >= len(x):
+        return x, y
+    idx = sampling.seeded_subset(len(x), max_examples, seed)
+    return x[idx], y[idx]
+
+
+def model_info(name: str, cfg, dataset: str, class_names, spec: pp.InputSpec) -> dict:
+    """model_info.json: what is needed to use the classifier without zskd_tf's flags."""
+    return {"model": name, "conv": cfg.conv, "block": cfg.block, "dataset": dataset,
+            "num_classes": len(class_names), "class_names": [str(c) for c in class_names],
+            "input_spec": spec.to_dict(), "zskd_tf_version": __version__}
+
+
+def train_and_export(cfg, run_dir: RunDir, *, trainer, model, optimizer, recipe,
+                     train: Split, test: Split | None, augment: str, total_steps: int,
+                     steps_per_epoch: int, info: dict, result: dict) -> dict:
+    """Trains resumably, then evaluates the final model and writes every product.
+
+    Products: model.keras + model_info.json, saved_model/, result.json (written last: its
+    presence marks the run finished). ``result`` holds procedure-specific entries.
+    """
+    checkpointer = Checkpointer(run_dir.file("checkpoints"), cfg.checkpoint_every_secs,
+                                model=model, optimizer=optimizer)
+    if checkpointer.restore():
+        print(f"resuming at step {int(optimizer.iterations.numpy())} of {total_steps}",
+              flush=True)
+
+    def make_dataset(start_step, num_steps):
+        return pipeline.train_batches(train.x, train.y, train.spec, recipe.batch_size,
+                                      cfg.seed, start_step, num_steps, augment)
+
+    validation = pipeline.eval_batches(test.x, test.y, test.spec, 500) if test else None
+    started = time.monotonic()
+    fit_resumable(trainer, run_dir, checkpointer, make_dataset, total_steps, steps_per_epoch,
+                  recipe.batch_size, validation, cfg.verbose)
+    result = {**result, "steps": total_steps, "epochs": recipe.epochs,
+              "recipe": dataclasses.asdict(recipe), "augment": augment,
+              "num_train_examples": len(train.x),
+              "trainable_params": complexity.count_trainable_params(model),
+              "train_seconds_this_session": round(time.monotonic() - started, 1)}
+    spec = pp.InputSpec.from_dict(info["input_spec"])
+    if test is not None:
+        scores = model_io.LoadedClassifier(run_dir.path, model, test.spec, info).probabilities(test.x)
+        report = accuracy_report(scores, test.y, info["class_names"])
+        result.update(test_accuracy=report["accuracy"],
+                      per_class_accuracy=report["per_class_accuracy"],
+                      num_test_examples=report["num_examples"])
+    model_io.save_classifier(run_dir.path, model, info)
+    export.export_savedmodel(model, spec, run_dir.file("saved_model"), info)
+    run_dir.write_result(result)
+    accuracy = result.get("test_accuracy")
+    print((f"test accuracy {accuracy:.4f}; " if accuracy is not None else "")
+          + f"products in {run_dir.path}", flush=True)
+    return result
+
+
+def finished_result(run_dir: RunDir, cfg) -> dict | None:
+    """Checks the run directory; returns the stored result if this same run finished."""
+    result = run_dir.result() if run_dir.check(cfg) else None
+    if result is not None:
+        accuracy = result.get("test_accuracy")
+        print("run already finished"
+              + (f": test accuracy {accuracy:.4f}" if accuracy is not None else "")
+              + f" ({run_dir.path})", flush=True)
+    return result

@@ -1,0 +1,219 @@
+"""``--procedure=distill``: trains a student from a frozen teacher.
+
+Data: a named dataset (all of it, ``--max_train_examples``, or ``--samples_per_class=M``
+few-shot), or a synthetic ``.npz`` made by a data-free procedure. The student always takes
+the teacher's inputs (same resize and normalisation), so its export serves raw images like
+the teacher's. ``--alpha=0 --beta=0`` needs no teacher: the no-teacher baseline.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from zskd_tf import model_io
+from zskd_tf.data import datasets, pipeline, sampling, synthetic
+from zskd_tf.data import preprocess as pp
+from zskd_tf.errors import UserError
+from zskd_tf.models import complexity, registry
+from zskd_tf.models import taps as taps_lib
+from zskd_tf.procedures.common import Split, finished_result, limit, model_info, train_and_export
+from zskd_tf.runtime import atomic, devices
+from zskd_tf.runtime.run_dir import RunDir
+from zskd_tf.trainers import recipes
+from zskd_tf.trainers.distiller import DistillConfig, Distiller
+
+
+@dataclasses.dataclass
+class DistillData:
+    train: Split
+    test: Split | None
+    spec: pp.InputSpec            # the teacher's (and so the student's) input mapping
+    dataset: str                  # the real dataset's name
+    class_names: list
+    source: str
+    full_train_size: int          # for few-shot iteration matching
+    sample_indices: np.ndarray | None = None
+
+
+def _targets(cfg) -> str:
+    if cfg.targets != "auto":
+        return cfg.targets
+    return "teacher" if cfg.teacher else "stored"
+
+
+def _needs_teacher(cfg) -> bool:
+    if cfg.loss == "soft_ce":
+        return _targets(cfg) == "teacher"
+    return cfg.alpha > 0 or cfg.beta > 0
+
+
+def _load_teacher(cfg):
+    if not cfg.teacher:
+        if _needs_teacher(cfg):
+            raise UserError("--teacher is required (or --alpha=0 --beta=0 for the no-teacher "
+                            "baseline, or --loss=soft_ce --targets=stored on a synthetic set)")
+        return None
+    teacher = model_io.load_classifier(cfg.teacher)
+    if teacher.model is None:
+        raise UserError(f"--teacher={cfg.teacher} is a SavedModel; distill needs the teacher "
+                        "as a run directory or a .keras file")
+    return teacher
+
+
+def _student_name(cfg) -> str:
+    name = cfg.student or model_io.read_info(cfg.init_from or "").get("model")
+    if not name:
+        raise UserError("--student is required (an architecture name, e.g. lenet5_half)")
+    return name
+
+
+def _synthetic_data(cfg, teacher) -> DistillData:
+    syn = synthetic.load_synthetic(cfg.dataset)
+    y = syn.y
+    if cfg.loss == "soft_ce" and _targets(cfg) == "stored":
+        if syn.soft_targets is None:
+            raise UserError(f"{cfg.dataset} has no soft_targets: use --targets=teacher")
+        y = syn.soft_targets
+    if teacher is not None and tuple(teacher.spec.shape) != tuple(syn.x.shape[1:]):
+        raise UserError(f"{cfg.dataset} holds {tuple(syn.x.shape[1:])} inputs but the teacher "
+                        f"takes {tuple(teacher.spec.shape)}: was it made from another teacher?")
+    test, class_names, full = None, [str(i) for i in range(syn.num_classes)], len(syn.x)
+    try:
+        raw = datasets.load_dataset(syn.dataset, cfg.data_dir)
+        test = Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed),
+                     syn.input_spec)
+        class_names = list(raw.class_names)
+    except UserError as e:
+        print(f"warning: no real test set to evaluate on ({e})", flush=True)
+    x, y = limit(syn.x, y, cfg.max_train_examples, cfg.seed)
+    return DistillData(Split(x, y, None), test, syn.input_spec, syn.dataset, class_names,
+                       cfg.dataset, full)
+
+
+def _real_data(cfg, teacher) -> DistillData:
+    raw = datasets.load_dataset(cfg.dataset, cfg.data_dir)
+    if teacher is not None:
+        spec = teacher.spec
+    else:
+        student = _student_name(cfg)
+        spec = pp.input_spec_for(cfg.dataset, registry.model_family(student),
+                                 registry.default_input_shape(student, raw.image_shape[-1]))
+    x, y = raw.train_x[cfg.holdout_first:], raw.train_y[cfg.holdout_first:]
+    indices = None
+    if cfg.samples_per_class:
+        indices = sampling.sample_per_class(y, cfg.samples_per_class, cfg.seed)
+        x, y = x[indices], y[indices]
+        indices = indices + cfg.holdout_first  # true dataset indices
+    train = Split(*limit(x, y, cfg.max_train_examples, cfg.seed), spec)
+    test = Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed), spec)
+    return DistillData(train, test, spec, cfg.dataset, list(raw.class_names), raw.source,
+                       len(raw.train_x), indices)
+
+
+def common_spatial_taps(teacher, student) -> tuple:
+    """Taps present in both models whose outputs are feature maps of equal spatial size."""
+    def shapes(model):
+        return {n: tuple(model.get_layer(taps_lib.tap(n)).output.shape)
+                for n in taps_lib.tap_names(model)}
+    t_shapes, s_shapes = shapes(teacher), shapes(student)
+    return tuple(n for n, s in s_shapes.items()
+                 if len(s) == 4 and n in t_shapes and t_shapes[n][1:3] == s[1:3])
+
+
+def _distill_config(cfg, teacher_model, student) -> DistillConfig:
+    at_taps = ()
+    if cfg.beta:
+        at_taps = (tuple(cfg.at_taps) if cfg.at_taps
+                   else common_spatial_taps(teacher_model, student))
+        if not at_taps:
+            raise UserError("--beta > 0 needs feature taps of the same spatial size in teacher "
+                            "and student (e.g. two WRNs); none found: use --beta=0")
+    return DistillConfig(loss=cfg.loss, alpha=cfg.alpha, temperature=cfg.temperature,
+                         soft_ce_scale=cfg.soft_ce_scale, beta=cfg.beta, at_taps=at_taps,
+                         anchor_weight=cfg.anchor_weight, freeze_bn=cfg.freeze_bn)
+
+
+def _few_shot_epochs(epochs: int, n_full: int, num_classes: int, m: int, dataset: str) -> int:
+    """Iteration matching (zskt.md §4): epochs x N_train / (K*M); SVHN scales M < 100 by M/100."""
+    scale = n_full / (num_classes * m)
+    if dataset == "svhn" and m < 100:
+        scale *= m / 100
+    return max(1, int(epochs * scale))
+
+
+def _build_student(cfg, name, spec, num_classes):
+    model = registry.build_model(name, num_classes=num_classes, input_shape=spec.shape,
+                                 conv=cfg.conv, block=cfg.block)
+    if cfg.init_from:
+        init = model_io.load_classifier(cfg.init_from)
+        if init.model is None:
+            raise UserError(f"--init_from={cfg.init_from} must be a run directory or .keras file")
+        try:
+            model.set_weights(init.model.get_weights())
+        except ValueError:
+            raise UserError(f"--init_from={cfg.init_from} holds another architecture than "
+                            f"--student={name}") from None
+    return model
+
+
+def run(cfg) -> dict:
+    run_dir = RunDir(cfg.run_dir)
+    finished = finished_result(run_dir, cfg)
+    if finished:
+        return finished
+    strategy = devices.make_strategy(cfg.strategy)
+    with strategy.scope():  # the teacher's variables must live where the replicas run
+        teacher = _load_teacher(cfg)
+    data = (_synthetic_data if synthetic.is_synthetic_path(cfg.dataset) else _real_data)(cfg, teacher)
+    num_classes = len(data.class_names)
+    if teacher is not None and teacher.model.output_shape[-1] != num_classes:
+        raise UserError(f"the teacher predicts {teacher.model.output_shape[-1]} classes but "
+                        f"{data.dataset} has {num_classes}")
+    name = _student_name(cfg)
+    recipe = recipes.resolve(cfg, name, data.dataset)
+    if cfg.samples_per_class and "epochs" not in cfg.present:
+        recipe = dataclasses.replace(recipe, epochs=_few_shot_epochs(
+            recipe.epochs, data.full_train_size, num_classes, cfg.samples_per_class,
+            data.dataset))
+    if cfg.augment != "auto":
+        augment = cfg.augment
+    elif data.train.spec is None:  # synthetic inputs: the papers distil without augmentation
+        augment = "none"
+    else:
+        augment = pp.default_augmentation(data.dataset, registry.model_family(name))
+    devices.check_global_batch(recipe.batch_size, strategy)
+    steps_per_epoch = pipeline.steps_per_epoch(len(data.train.x), recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    teacher_model = teacher.model if teacher is not None else None
+    t_params = complexity.count_trainable_params(teacher_model) if teacher_model else None
+    with strategy.scope():
+        student = _build_student(cfg, name, data.spec, num_classes)
+        config = _distill_config(cfg, teacher_model, student)
+        optimizer = recipes.make_optimizer(recipe, total_steps)
+        trainer = Distiller(student, teacher_model, config, weight_decay=recipe.weight_decay)
+        trainer.compile(optimizer=optimizer)
+        optimizer.build(student.trainable_variables)
+    run_dir.claim(cfg)
+    if data.sample_indices is not None:
+        atomic.write_json(run_dir.file("samples.json"),
+                          {"samples_per_class": cfg.samples_per_class, "seed": cfg.seed,
+                           "indices": [int(i) for i in data.sample_indices]})
+    result = {"student": name, "teacher": cfg.teacher, "dataset": data.dataset,
+              "data_source": data.source,
+              "distill": {**dataclasses.asdict(config), "at_taps": list(config.at_taps)}}
+    if teacher is not None:
+        result.update(teacher_trainable_params=t_params,
+                      compression_ratio=t_params / complexity.count_trainable_params(student))
+        if data.test is not None:
+            t_pred = teacher.probabilities(data.test.x).argmax(-1)
+            result["teacher_test_accuracy"] = float(np.mean(t_pred == data.test.y))
+    print(f"distilling {cfg.teacher or '(no teacher)'} -> {name} on {len(data.train.x)} "
+          f"{'synthetic' if data.train.spec is None else data.dataset} images "
+          f"({recipe.epochs} epochs x {steps_per_epoch} steps of {recipe.batch_size})",
+          flush=True)
+    return train_and_export(
+        cfg, run_dir, trainer=trainer, model=student, optimizer=optimizer, recipe=recipe,
+        train=data.train, test=data.test, augment=augment, total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        info=model_info(name, cfg, data.dataset, data.class_names, data.spec), result=result)

@@ -1,0 +1,85 @@
+"""Knowledge distillation from a frozen teacher: KD, soft-target CE, attention transfer."""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from zskd_tf import losses
+from zskd_tf.models import taps as taps_lib
+from zskd_tf.trainers.classifier import ClassifierTrainer
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """What the student minimises (defaults: FewShot/Moonshine KD with alpha 0.9, T 4).
+
+    loss: "kd" = (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (zskt.md §4, moonshine.md §3);
+          "soft_ce" = scale * CE(p, softmax(s/T)) with p the teacher's softmax(t/T), or the
+          stored soft targets of a synthetic set (Lopes et al.: scale 1, T 8; ZSKD: T^2, T 20).
+    beta: attention-transfer weight over ``at_taps`` (sum over taps, zskt.md §3.3).
+    anchor_weight: L1 pull to the initial weights (ZSKT fine-tuning, repro.md §7.6).
+    freeze_bn: run the student in inference mode (BN uses and keeps its moving statistics).
+    """
+    loss: str = "kd"
+    alpha: float = 0.9
+    temperature: float = 4.0
+    soft_ce_scale: float = 1.0
+    beta: float = 0.0
+    at_taps: tuple = ()
+    anchor_weight: float = 0.0
+    freeze_bn: bool = False
+
+
+class Distiller(ClassifierTrainer):
+    """Trains ``student`` against a frozen ``teacher`` (always in inference mode).
+
+    ``teacher`` may be None when nothing needs it: alpha = beta = 0 (the no-teacher
+    baseline, plain CE) or stored soft targets (batches of ``(x, soft_targets)``).
+    """
+
+    def __init__(self, student: keras.Model, teacher: keras.Model | None,
+                 config: DistillConfig, weight_decay: float = 0.0, **kwargs):
+        super().__init__(student, weight_decay=weight_decay, **kwargs)
+        self.config = config
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.trainable = False
+        if config.beta:
+            self.student_taps = taps_lib.with_taps(student, config.at_taps)
+            self.teacher_taps = taps_lib.with_taps(teacher, config.at_taps)
+        self.anchors = ([keras.Variable(keras.ops.convert_to_numpy(v), trainable=False,
+                                        name=f"anchor_{i}")
+                         for i, v in enumerate(student.trainable_variables)]
+                        if config.anchor_weight else [])
+
+    def _forward(self, x):
+        """Student logits (with gradient), teacher logits (constant), and their taps."""
+        training = not self.config.freeze_bn
+        if self.config.beta:
+            s_logits, s_taps = self.student_taps(x, training=training)
+            t_logits, t_taps = self.teacher_taps(x, training=False)
+            return s_logits, tf.stop_gradient(t_logits), list(s_taps.values()), [
+                tf.stop_gradient(t) for t in t_taps.values()]
+        s_logits = self.classifier(x, training=training)
+        t_logits = (tf.stop_gradient(self.teacher(x, training=False))
+                    if self.teacher is not None else None)
+        return s_logits, t_logits, [], []
+
+    def objective(self, x, y):
+        c = self.config
+        s_logits, t_logits, s_taps, t_taps = self._forward(x)
+        if c.loss == "soft_ce":
+            targets = y if y.shape.rank == 2 else tf.nn.softmax(t_logits / c.temperature)
+            loss = c.soft_ce_scale * losses.soft_cross_entropy(targets, s_logits, c.temperature)
+        elif c.alpha > 0:
+            loss = losses.kd(y, s_logits, t_logits, c.alpha, c.temperature)
+        else:
+            loss = losses.cross_entropy(y, s_logits)
+        if c.beta:
+            loss += c.beta * losses.attention_transfer(s_taps, t_taps)
+        if c.anchor_weight:
+            loss += c.anchor_weight * losses.l1_anchor(self.classifier.trainable_variables,
+                                                       self.anchors)
+        return loss, s_logits
