@@ -12,7 +12,11 @@ from absl import flags
 
 from zskd_tf.errors import UserError
 
-PROCEDURE_NAMES = ("train", "evaluate", "export", "distill")
+from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
+
+PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
+                   "compute_stats", "optimize_dataset", "zero_shot", "transition_curves")
+_FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
 
 # Flags that say *how* a run is executed, not *what* it computes: they may change between a
 # run and its resumption without the run directory being refused.
@@ -68,12 +72,16 @@ flags.DEFINE_enum("loss", "kd", ("kd", "soft_ce"),
                   "kd: (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (FewShot/Moonshine); "
                   "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) (Lopes, ZSKD).")
 flags.DEFINE_float("alpha", 0.9, "KD weight; --alpha=0 --beta=0 is the no-teacher baseline.")
-flags.DEFINE_float("temperature", 4.0, "Softmax temperature of the distillation loss.")
+flags.DEFINE_float("temperature", None,
+                   "Softmax temperature (default: the procedure's paper value: distill 4, "
+                   "data_impressions 20, compute_stats 8).")
 flags.DEFINE_float("soft_ce_scale", 1.0, "Factor on the soft_ce loss (ZSKD uses T^2 = 400).")
 flags.DEFINE_enum("targets", "auto", ("auto", "teacher", "stored"),
                   "soft_ce targets: the teacher run online, or a synthetic set's stored "
                   "soft_targets; auto = the teacher when --teacher is given.")
-flags.DEFINE_float("beta", 0.0, "Attention-transfer weight (1000 few-shot, 250 ZSKT).")
+flags.DEFINE_float("beta", None,
+                   "Attention-transfer weight (default: distill 0; few-shot KD+AT uses 1000, "
+                   "zero_shot 250).")
 flags.DEFINE_list("at_taps", None,
                   "Feature taps used by attention transfer (default: every spatial tap the "
                   "teacher and student share, e.g. the WRN group outputs).")
@@ -104,7 +112,10 @@ flags.DEFINE_enum("verbose", "auto", ("auto", "bar", "epoch", "quiet"),
                   "Progress output: a bar on terminals, one line per epoch otherwise.")
 
 _POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
-             "checkpoint_every_secs", "samples_per_class", "temperature", "soft_ce_scale")
+             "checkpoint_every_secs", "samples_per_class", "temperature", "soft_ce_scale",
+             "num_samples", "synthesis_steps", "synthesis_batch_size", "synthesis_lr",
+             "iterations", "n_generator_steps", "n_student_steps", "z_dim", "student_lr",
+             "generator_lr", "num_images", "adversarial_steps", "step_size")
 _NON_NEGATIVE = ("momentum", "weight_decay", "logical_cpus", "holdout_first", "beta",
                  "anchor_weight")
 _NEEDS = {  # procedure -> flags it cannot run without
@@ -112,12 +123,18 @@ _NEEDS = {  # procedure -> flags it cannot run without
     "evaluate": ("run_dir", "model_path"),
     "export": ("run_dir", "model_path"),
     "distill": ("run_dir",),
+    "data_impressions": ("run_dir", "teacher"),
+    "compute_stats": ("run_dir", "teacher"),
+    "optimize_dataset": ("run_dir", "teacher", "stats"),
+    "zero_shot": ("run_dir", "teacher", "student"),
+    "transition_curves": ("run_dir", "teacher", "student_run"),
 }
 
 
 def our_flag_names() -> list[str]:
     """Names of the flags defined by zskd_tf (not absl's own)."""
-    return sorted(f.name for f in flags.FLAGS.get_flags_for_module(__name__))
+    return sorted({f.name for module in _FLAG_MODULES
+                   for f in flags.FLAGS.get_flags_for_module(module)})
 
 
 def config_from_flags() -> types.SimpleNamespace:
@@ -146,6 +163,8 @@ def validate(cfg) -> None:
             raise UserError(f"--{name} must be >= 0, got {value}")
     if cfg.learning_rate is not None and cfg.learning_rate <= 0:
         raise UserError(f"--learning_rate must be > 0, got {cfg.learning_rate}")
+    if not 0 < cfg.spectral_keep <= 1:
+        raise UserError(f"--spectral_keep must be in (0, 1], got {cfg.spectral_keep}")
     if not 0 <= cfg.alpha <= 1:
         raise UserError(f"--alpha must be in [0, 1], got {cfg.alpha}")
     if cfg.lr_decay is not None and not 0 < cfg.lr_decay <= 1:

@@ -8,6 +8,11 @@ _MODULES = {
     "evaluate": "zskd_tf.procedures.evaluate",
     "export": "zskd_tf.procedures.export",
     "distill": "zskd_tf.procedures.distill",
+    "data_impressions": "zskd_tf.procedures.data_impressions",
+    "compute_stats": "zskd_tf.procedures.compute_stats",
+    "optimize_dataset": "zskd_tf.procedures.optimize_dataset",
+    "zero_shot": "zskd_tf.procedures.zero_shot",
+    "transition_curves": "zskd_tf.procedures.transition_curves",
 }
 
 

@@ -25,6 +25,13 @@ class Split:
     spec: pp.InputSpec | None
 
 
+def with_defaults(cfg, **defaults):
+    """A copy of ``cfg`` where each flag left at None takes the procedure's default."""
+    values = dict(vars(cfg))
+    values.update({k: v for k, v in defaults.items() if values.get(k) is None})
+    return type(cfg)(**values)
+
+
 def limit(x, y, max_examples, seed):
     """A seeded random subset of at most ``max_examples`` examples (all when None)."""
     if max_examples is None or max_examples >= len(x):

@@ -17,7 +17,8 @@ from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
-from zskd_tf.procedures.common import Split, finished_result, limit, model_info, train_and_export
+from zskd_tf.procedures.common import (Split, finished_result, limit, model_info,
+                                       train_and_export, with_defaults)
 from zskd_tf.runtime import atomic, devices
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes
@@ -158,6 +159,7 @@ def _build_student(cfg, name, spec, num_classes):
 
 
 def run(cfg) -> dict:
+    cfg = with_defaults(cfg, temperature=4.0, beta=0.0)
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
     if finished:

@@ -1,0 +1,10 @@
+"""Flags shared by the procedures that synthesise a dataset (data_impressions, optimize_dataset).
+
+Defaults are None: each procedure applies its paper's default (see its module docstring).
+"""
+from absl import flags
+
+flags.DEFINE_integer("num_samples", None, "Synthetic images to make in total.")
+flags.DEFINE_integer("synthesis_steps", None, "Optimisation steps per batch of images.")
+flags.DEFINE_integer("synthesis_batch_size", None, "Images optimised together (global batch).")
+flags.DEFINE_float("synthesis_lr", None, "Adam learning rate of the image optimisation.")

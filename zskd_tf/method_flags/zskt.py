@@ -1,0 +1,19 @@
+"""Flags of ZSKT (``--procedure=zero_shot`` and ``transition_curves``)."""
+from absl import flags
+
+flags.DEFINE_integer("iterations", None, "Outer iterations N (zskt.md §10: 80,000 CIFAR).")
+flags.DEFINE_integer("n_generator_steps", 1, "Generator steps per outer iteration (n_G).")
+flags.DEFINE_integer("n_student_steps", 10, "Student steps per outer iteration (n_S).")
+flags.DEFINE_integer("z_dim", 100, "Generator noise dimension.")
+flags.DEFINE_float("student_lr", 2e-3, "Student Adam learning rate (cosine to 0).")
+flags.DEFINE_float("generator_lr", 1e-3, "Generator Adam learning rate (cosine to 0).")
+flags.DEFINE_enum("variant", "original", ("original", "modified"),
+                  "original: the paper's loop; modified: new z and new images for every "
+                  "student step (repro.md §7.5).")
+flags.DEFINE_list("seeds", None, "Run one student per seed and report mean and std.")
+flags.DEFINE_string("student_run", None,
+                    "transition_curves: the run directory or model file of the network "
+                    "to attack.")
+flags.DEFINE_integer("num_images", 1000, "transition_curves: images where both nets agree.")
+flags.DEFINE_integer("adversarial_steps", 100, "transition_curves: K gradient steps.")
+flags.DEFINE_float("step_size", 1.0, "transition_curves: step size xi.")

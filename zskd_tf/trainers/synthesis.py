@@ -1,0 +1,78 @@
+"""Optimising a batch of input images against a frozen teacher (ZSKD, Lopes et al.).
+
+``ImageSynthesizer`` is a Keras model whose only trainable variable is the image batch. One
+``fit`` optimises one batch: ``start_batch`` loads its initial images, resets the optimizer
+(fresh Adam moments for every batch, zskd.md §3 pitfall 6), and ``fit`` runs ``steps``
+steps over a dataset that repeats the batch's targets. Subclasses define
+``synthesis_loss``.
+
+Several replicas: the image variable holds the *global* batch and is mirrored; the dataset
+yields ``(row_indices, targets)`` so each replica gathers and optimises its own rows. Only
+those rows get a gradient from that replica, the all-reduce assembles the full gradient and
+every replica applies the same update, so the result equals one device's.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class _Clip(keras.constraints.Constraint):
+    def __init__(self, low, high):
+        self.low, self.high = low, high
+
+    def __call__(self, w):
+        return keras.ops.clip(w, self.low, self.high)
+
+
+class ImageSynthesizer(keras.Model):
+    def __init__(self, teacher: keras.Model, batch_shape, value_range=None, **kwargs):
+        super().__init__(**kwargs)
+        self.teacher = teacher
+        teacher.trainable = False
+        # Keeping images in the teacher's valid input range: the optimizer applies the
+        # constraint after each update (in cross-replica context under a strategy).
+        constraint = _Clip(*value_range) if value_range is not None else None
+        self.images = self.add_weight(shape=tuple(batch_shape), initializer="zeros",
+                                      trainable=True, name="images", constraint=constraint)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def synthesis_loss(self, images, targets):
+        """Per-replica mean loss of ``images`` (a slice of the batch) against ``targets``."""
+        raise NotImplementedError
+
+    def start_batch(self, initial_images: np.ndarray) -> None:
+        self.images.assign(initial_images)
+        for variable in self.optimizer.variables:  # step count and moments, not the lr
+            if variable.name != "learning_rate":
+                variable.assign(tf.zeros_like(variable))
+
+    def batch_dataset(self, targets: np.ndarray, steps: int) -> tf.data.Dataset:
+        """``steps`` repetitions of the whole batch: ``(row indices, targets)``."""
+        rows = np.arange(len(targets), dtype=np.int64)
+        return (tf.data.Dataset.from_tensors((rows, targets.astype(np.float32)))
+                .repeat(steps).prefetch(2))
+
+    def train_step(self, data):
+        rows, targets = data
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            loss = self.synthesis_loss(tf.gather(self.images, rows), targets)
+            scaled = loss / replicas
+        grads = tape.gradient(scaled, [self.images])
+        self.optimizer.apply(grads, [self.images])
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def optimise(self, initial_images, targets, steps: int, verbose: int = 0) -> np.ndarray:
+        """Runs one batch from ``initial_images``; returns the optimised images."""
+        self.start_batch(initial_images)
+        self.fit(self.batch_dataset(targets, steps), epochs=1, steps_per_epoch=steps,
+                 verbose=verbose, shuffle=False)
+        return keras.ops.convert_to_numpy(self.images)
