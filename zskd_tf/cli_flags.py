@@ -22,7 +22,7 @@ _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zs
 # run and its resumption without the run directory being refused.
 OPERATIONAL_FLAGS = frozenset({
     "run_dir", "overwrite", "data_dir", "strategy", "logical_cpus", "checkpoint_every_secs",
-    "verbose", "flagfile",
+    "verbose", "flagfile", "eval_every_epochs",
 })
 
 # --- what to run ---------------------------------------------------------------------------
@@ -106,13 +106,17 @@ flags.DEFINE_integer("logical_cpus", 0,
                      "Split the CPU into this many logical devices (to try multi-replica "
                      "code without GPUs); 0 leaves it alone.")
 flags.DEFINE_integer("checkpoint_every_secs", 120, "Save a checkpoint at least this often.")
+flags.DEFINE_integer("eval_every_epochs", None,
+                     "Score the test set every N epochs during training (default: about 50 "
+                     "times per run; the final model is always evaluated).")
 flags.DEFINE_boolean("deterministic", False,
                      "Enable TensorFlow op determinism (slower; runs are repeatable).")
 flags.DEFINE_enum("verbose", "auto", ("auto", "bar", "epoch", "quiet"),
                   "Progress output: a bar on terminals, one line per epoch otherwise.")
 
 _POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
-             "checkpoint_every_secs", "samples_per_class", "temperature", "soft_ce_scale",
+             "checkpoint_every_secs", "eval_every_epochs", "samples_per_class", "temperature",
+             "soft_ce_scale",
              "num_samples", "synthesis_steps", "synthesis_batch_size", "synthesis_lr",
              "iterations", "n_generator_steps", "n_student_steps", "z_dim", "student_lr",
              "generator_lr", "num_images", "adversarial_steps", "step_size")

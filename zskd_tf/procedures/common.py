@@ -68,7 +68,7 @@ def train_and_export(cfg, run_dir: RunDir, *, trainer, model, optimizer, recipe,
     validation = pipeline.eval_batches(test.x, test.y, test.spec, 500) if test else None
     started = time.monotonic()
     fit_resumable(trainer, run_dir, checkpointer, make_dataset, total_steps, steps_per_epoch,
-                  recipe.batch_size, validation, cfg.verbose)
+                  recipe.batch_size, validation, cfg.verbose, cfg.eval_every_epochs)
     result = {**result, "steps": total_steps, "epochs": recipe.epochs,
               "recipe": dataclasses.asdict(recipe), "augment": augment,
               "num_train_examples": len(train.x),

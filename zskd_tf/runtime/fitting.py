@@ -51,11 +51,13 @@ class MetricsLogger(keras.callbacks.Callback):
 
 def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer, make_dataset,
                   total_steps: int, steps_per_epoch: int, batch_size: int,
-                  validation_data=None, verbose: str = "auto") -> None:
+                  validation_data=None, verbose: str = "auto",
+                  eval_every_epochs: int | None = None) -> None:
     """Trains until the optimizer has taken ``total_steps`` steps.
 
     ``make_dataset(start_step, num_steps)`` returns the batches of those global steps. An
-    epoch cut by an interruption is finished first, then whole epochs follow.
+    epoch cut by an interruption is finished first, then whole epochs follow. The validation
+    set is scored every ``eval_every_epochs`` epochs (default: about 50 times per run).
     """
     step_variable = trainer.optimizer.iterations
     step = int(keras.ops.convert_to_numpy(step_variable))
@@ -64,6 +66,7 @@ def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer,
                  MetricsLogger(run, step_variable, batch_size),
                  keras.callbacks.TensorBoard(run.file("tensorboard"), write_graph=False)]
     total_epochs = -(-total_steps // steps_per_epoch)
+    eval_every_epochs = eval_every_epochs or max(1, total_epochs // 50)
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
         if offset:  # finish the interrupted epoch
@@ -73,6 +76,7 @@ def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer,
             end, chunk, epochs = total_steps, steps_per_epoch, total_epochs
         trainer.fit(make_dataset(step, end - step), epochs=epochs, initial_epoch=epoch,
                     steps_per_epoch=min(chunk, end - step), validation_data=validation_data,
+                    validation_freq=eval_every_epochs,
                     callbacks=callbacks, verbose=keras_verbosity(verbose), shuffle=False)
         step = int(keras.ops.convert_to_numpy(step_variable))
     checkpointer.save(step)

@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 
+from absl import flags
+
 from zskd_tf import cli_flags
 from zskd_tf.errors import UserError
 from zskd_tf.runtime import atomic
@@ -37,6 +39,11 @@ def flag_lines(cfg) -> dict[str, str]:
         if line is not None and name != "overwrite":
             lines[name] = line
     return lines
+
+
+def _default_line(name: str) -> str | None:
+    known = cli_flags.our_flag_names()
+    return _flag_line(name, flags.FLAGS[name].default) if name in known else None
 
 
 def _read_flagfile(path: str) -> dict[str, str]:
@@ -108,6 +115,8 @@ class RunDir:
     @staticmethod
     def _difference(saved: dict, current: dict) -> str | None:
         significant = sorted((set(saved) | set(current)) - cli_flags.OPERATIONAL_FLAGS)
+        # A flag absent from an older flags.cfg had its default value (flags added later).
+        saved = {n: saved.get(n, _default_line(n)) for n in significant}
         diffs = [n for n in significant if saved.get(n) != current.get(n)]
         if not diffs:
             return None

@@ -29,6 +29,11 @@ _WRN = Recipe("sgd", 0.1, 128, 200, momentum=0.9, weight_decay=5e-4,
               lr_milestones=(0.3, 0.6, 0.8), lr_decay=0.2)
 # LeNet-5 of ZSKD (zskd.md §5, [S]): Adam 1e-3, batch 512, 200 epochs, L2 1e-4.
 _LENET5 = Recipe("adam", 1e-3, 512, 200, weight_decay=1e-4)
+# Fashion-MNIST has no published LeNet-5 training code (zskd.md §6.4). The MNIST recipe above
+# overfits it (train 99.6 %, test 89.8 % after 200 epochs); this one keeps Adam and the L2 of
+# [S], with batch 64 and one x0.1 step at 75 % (README "Benchmarks").
+_LENET5_FASHION = Recipe("adam", 1e-3, 64, 20, weight_decay=1e-4, lr_milestones=(0.75,),
+                         lr_decay=0.1)
 # Lopes et al. (lopes.md §2.3): Adam 1e-3 (eps 1e-8), batch 64, 10 epochs, nothing else.
 _LOPES = Recipe("adam", 1e-3, 64, 10)
 # AlexNet of ZSKD (zskd.md §5, [O]): Adam 1e-3, batch 512, 1000 epochs.
@@ -42,6 +47,8 @@ _BY_NAME = {"lenet5": _LENET5, "lenet5_half": _LENET5, "lenet": _LOPES, "lenet_h
 def default_recipe(model_name: str, dataset: str) -> Recipe:
     if model_name.lower().startswith("wrn"):
         return dataclasses.replace(_WRN, epochs=100) if dataset == "svhn" else _WRN
+    if model_name in ("lenet5", "lenet5_half") and dataset == "fashion_mnist":
+        return _LENET5_FASHION
     return _BY_NAME.get(model_name, _LOPES)
 
 
