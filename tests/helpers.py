@@ -43,3 +43,19 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+_TWO_CPUS = []
+
+
+def two_cpu_strategy():
+    """One MirroredStrategy over the two logical CPUs, shared by every test in the process.
+
+    Each MirroredStrategy numbers its collective operations from the same start; two of them
+    in one process can issue clashing collectives ("Collective instance ... expected type").
+    """
+    import tensorflow as tf
+
+    if not _TWO_CPUS:
+        _TWO_CPUS.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _TWO_CPUS[0]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import REPO, assert_user_error, cli_env
+from helpers import two_cpu_strategy, REPO, assert_user_error, cli_env
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry, taps, wrn
 from zskd_tf.models.layers import GroupedConv2D
@@ -269,7 +269,7 @@ def test_grouped_wrn_trains_eagerly_in_tf_function_and_mirrored():
     graph = tf.function(_train_step)(model, x, y)
     np.testing.assert_allclose(graph, eager, rtol=1e-4)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy()
     with strategy.scope():
         mirrored = registry.build_model("wrn-10-1", conv="DConvA4", input_shape=(16, 16, 3))
         optimizer = keras.optimizers.SGD(0.1)

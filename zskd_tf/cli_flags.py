@@ -167,6 +167,8 @@ def validate(cfg) -> None:
             raise UserError(f"--{name} must be >= 0, got {value}")
     if cfg.learning_rate is not None and cfg.learning_rate <= 0:
         raise UserError(f"--learning_rate must be > 0, got {cfg.learning_rate}")
+    if cfg.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {cfg.seed}")
     if not 0 < cfg.spectral_keep <= 1:
         raise UserError(f"--spectral_keep must be in (0, 1], got {cfg.spectral_keep}")
     if not 0 <= cfg.alpha <= 1:

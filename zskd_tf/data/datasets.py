@@ -88,6 +88,12 @@ class RawDataset:
         return tuple(self.train_x.shape[1:])
 
 
+def class_names(name: str) -> tuple[str, ...]:
+    """The dataset's fixed class names without loading it (``class_i`` where it has none)."""
+    names = _CLASS_NAMES.get(check_dataset_name(name))
+    return tuple(names) if names else tuple(f"class_{i}" for i in range(NUM_CLASSES[name]))
+
+
 def check_dataset_name(name: str) -> str:
     if name not in DATASET_NAMES:
         raise UserError(f"unknown dataset {name!r}; use one of {', '.join(DATASET_NAMES)} "

@@ -9,7 +9,8 @@ steps over a dataset that repeats the batch's targets. Subclasses define
 Several replicas: the image variable holds the *global* batch and is mirrored; the dataset
 yields ``(row_indices, targets)`` so each replica gathers and optimises its own rows. Only
 those rows get a gradient from that replica, the all-reduce assembles the full gradient and
-every replica applies the same update, so the result equals one device's.
+every replica applies the same update, so the result equals one device's up to float
+rounding (which a high learning rate can amplify over many steps).
 """
 from __future__ import annotations
 
@@ -65,7 +66,9 @@ class ImageSynthesizer(keras.Model):
         with tf.GradientTape() as tape:
             loss = self.synthesis_loss(tf.gather(self.images, rows), targets)
             scaled = loss / replicas
-        grads = tape.gradient(scaled, [self.images])
+        # Dense gradient: the gather's IndexedSlices would be all-reduced with a collective
+        # gather whose instance keys clash with other MirroredStrategy objects in the process.
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, [self.images])]
         self.optimizer.apply(grads, [self.images])
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
@@ -75,4 +78,4 @@ class ImageSynthesizer(keras.Model):
         self.start_batch(initial_images)
         self.fit(self.batch_dataset(targets, steps), epochs=1, steps_per_epoch=steps,
                  verbose=verbose, shuffle=False)
-        return keras.ops.convert_to_numpy(self.images)
+        return self.images.numpy()

@@ -1,0 +1,157 @@
+"""``stats.npz``: the metadata a data owner shares instead of the data (layout: docs/lopes.md).
+
+Arrays (K = number of classes; every per-class array has the class as first axis):
+
+``count`` int64 (K,): training examples per class;
+``layer/<name>/mean``, ``layer/<name>/std`` float32 (K, n): per recorded layer (taps and
+``logits``, the latter of logits/T), flattened row-major;
+``layer/<name>/chol`` float32 (K, n, n): lower Cholesky factor of Σ + εI (only for layers
+whose ``covariance`` is ``full`` in meta);
+``spectral/<graph>/eigenvalues`` float64 (N,), ``spectral/<graph>/kept`` int32 (K, k),
+``spectral/<graph>/mean``, ``.../std`` float32 (K, k), ``.../chol`` float32 (K, k, k);
+``meta``: JSON string (format, teacher fingerprint, dataset, temperature, layers, graphs).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import keras
+import numpy as np
+
+from zskd_tf import model_io
+from zskd_tf.data.datasets import IMAGE_SHAPES
+from zskd_tf.errors import UserError
+from zskd_tf.lopes import recording
+from zskd_tf.lopes.metadata import Metadata, SpectralStats
+from zskd_tf.lopes.statistics import GaussianStats
+from zskd_tf.runtime import atomic
+
+FORMAT = "zskd_tf.lopes_stats/1"
+FILE_NAME = "stats.npz"
+
+
+def fingerprint(model: keras.Model, model_name: str, input_spec: dict) -> dict:
+    """What identifies a teacher: architecture name, recorded layers, input mapping, and a
+    SHA-256 over all its weights (in order, raw bytes)."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return {"model": model_name, "weights_sha256": digest.hexdigest(),
+            "input_spec": input_spec, "layers": recording.layer_units(model)}
+
+
+def _gaussian_arrays(prefix: str, g: GaussianStats) -> dict:
+    arrays = {f"{prefix}/mean": g.mean, f"{prefix}/std": g.std}
+    if g.chol is not None:
+        arrays[f"{prefix}/chol"] = g.chol
+    return arrays
+
+
+def save(path: str, metadata: Metadata, *, teacher: dict, dataset: str, extra: dict) -> dict:
+    """Writes ``path`` atomically; returns the meta it stored."""
+    arrays = {"count": metadata.counts.astype(np.int64)}
+    layers = {}
+    for name, g in metadata.layers.items():
+        arrays.update(_gaussian_arrays(f"layer/{name}", g))
+        layers[name] = {"units": g.units, "covariance": "diagonal" if g.chol is None else "full"}
+    graphs = {}
+    for graph_id, s in metadata.graphs.items():
+        prefix = f"spectral/{graph_id}"
+        arrays[f"{prefix}/eigenvalues"] = s.eigenvalues
+        arrays[f"{prefix}/kept"] = s.kept
+        arrays.update(_gaussian_arrays(prefix, s.coefficients))
+        graphs[graph_id] = {"layers": s.layers, "nodes": len(s.eigenvalues),
+                            "kept": int(s.kept.shape[1]),
+                            "covariance": "diagonal" if s.coefficients.chol is None else "full"}
+    meta = {"format": FORMAT, "teacher": teacher, "dataset": dataset,
+            "num_classes": len(metadata.counts), "temperature": metadata.temperature,
+            "layers": layers,
+            "spectral": {"keep": metadata.keep, "basis": "signed_laplacian",
+                         "graphs": graphs} if graphs else None,
+            **extra}
+    arrays["meta"] = np.array(json.dumps(meta))
+    with atomic.atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    return meta
+
+
+def resolve_path(stats: str) -> str:
+    """``--stats``: a stats.npz file, or the compute_stats run directory holding one."""
+    path = os.path.join(stats, FILE_NAME) if os.path.isdir(stats) else stats
+    if not os.path.isfile(path):
+        raise UserError(f"--stats={stats}: no {FILE_NAME} there; give the file or the run "
+                        "directory of a finished --procedure=compute_stats")
+    return path
+
+
+def read_meta(path: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+    except Exception as e:  # noqa: BLE001 - whatever the reason, it is not our stats file
+        raise UserError(f"{path} is not a stats file made by compute_stats ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{path} is not a stats file made by compute_stats (format "
+                        f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
+                        f"expected {FORMAT})")
+    return meta
+
+
+def _gaussian(npz, prefix: str) -> GaussianStats:
+    chol = npz[f"{prefix}/chol"] if f"{prefix}/chol" in npz.files else None
+    return GaussianStats(npz[f"{prefix}/mean"], npz[f"{prefix}/std"], chol)
+
+
+def load(path: str, meta: dict) -> Metadata:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            layers = {name: _gaussian(npz, f"layer/{name}") for name in meta["layers"]}
+            graphs = {}
+            for graph_id, info in ((meta.get("spectral") or {}).get("graphs") or {}).items():
+                prefix = f"spectral/{graph_id}"
+                graphs[graph_id] = SpectralStats(
+                    info["layers"], npz[f"{prefix}/eigenvalues"], npz[f"{prefix}/kept"],
+                    _gaussian(npz, prefix))
+            counts = npz["count"]
+    except (KeyError, OSError, ValueError) as e:
+        raise UserError(f"{path} is damaged or incomplete ({e}): run compute_stats again") from None
+    keep = (meta.get("spectral") or {}).get("keep")
+    return Metadata(meta["temperature"], keep, counts, layers, graphs)
+
+
+def check_teacher(meta: dict, path: str, teacher_print: dict, teacher_dataset: str | None,
+                  teacher_arg: str) -> None:
+    """UserError unless ``path``'s statistics were computed from this teacher and its dataset."""
+    stored = meta["teacher"]
+    redo = f"run compute_stats with --teacher={teacher_arg}"
+    if teacher_dataset and teacher_dataset != meta["dataset"]:
+        raise UserError(f"{path} holds statistics of {meta['dataset']} but --teacher="
+                        f"{teacher_arg} was trained on {teacher_dataset}: {redo}")
+    if stored["model"] != teacher_print["model"] or stored["layers"] != teacher_print["layers"]:
+        raise UserError(f"{path} holds statistics of a {stored['model']} but --teacher="
+                        f"{teacher_arg} is a {teacher_print['model']}: {redo}")
+    if stored["weights_sha256"] != teacher_print["weights_sha256"]:
+        raise UserError(f"{path} was computed from another {stored['model']} (its weights "
+                        f"differ from --teacher={teacher_arg}): {redo}")
+    if stored["input_spec"] != teacher_print["input_spec"]:
+        raise UserError(f"{path} was computed with another input mapping than --teacher="
+                        f"{teacher_arg} uses: {redo}")
+
+
+def load_teacher(path: str, dataset: str):
+    """The teacher as a Keras model (taps are read from it) with its input mapping."""
+    teacher = model_io.load_classifier(path, raw_shape=IMAGE_SHAPES.get(dataset))
+    if teacher.model is None:
+        raise UserError(f"--teacher={path} is a SavedModel; its recorded layers cannot be read: "
+                        "give the teacher's run directory or .keras file")
+    return teacher
+
+
+def teacher_fingerprint(teacher) -> dict:
+    """``fingerprint`` of a loaded teacher (model_io.LoadedClassifier)."""
+    return fingerprint(teacher.model, teacher.info.get("model") or teacher.model.name,
+                       teacher.spec.to_dict())

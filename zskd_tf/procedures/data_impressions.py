@@ -1,0 +1,175 @@
+"""``--procedure=data_impressions``: ZSKD data impressions of a teacher (Nayak et al. 2019).
+
+Recipe (zskd.md §4.4): concentration matrix of the teacher's final Dense layer; for every
+impression a Dirichlet target ``Dir(beta * alpha^k)`` (``--betas``, default 1.0 and 0.1, equal
+shares per class and beta); starting from uniform noise over the teacher's input range, Adam
+(``--synthesis_lr``, default 0.001 as the authors' code; TF1's epsilon 1e-8) minimises
+``CE(y, softmax(teacher(x) / T))`` for ``--synthesis_steps`` (1500) steps per batch of
+``--synthesis_batch_size`` (100), with a fresh optimizer state per batch and the images clipped
+to the teacher's input range after every step. ``--temperature`` defaults to 20,
+``--num_samples`` to the paper's transfer-set size for the teacher's dataset.
+
+Products: ``concentration.npy`` (K x K, float64), ``impressions.npz`` (the synthetic-dataset
+format: ``x`` = the final impressions in the teacher's input space, ``soft_targets`` = the
+teacher's softmax at T on them, ``y`` = the teacher's argmax on them — not the Dirichlet
+target's class, nor the concentration row it was drawn from), ``metrics.jsonl`` (one record
+per batch) and ``result.json``. Finished batches stay in ``batches/batch_NNNNNN.npz`` with, per
+impression, also its Dirichlet ``targets``, ``concentration_row``, ``beta`` and final ``loss``:
+a killed run continues with the next unfinished batch and makes what an uninterrupted run
+makes.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import keras
+import numpy as np
+
+from zskd_tf.data import synthetic
+from zskd_tf.errors import UserError
+from zskd_tf.procedures.common import finished_result, with_defaults
+from zskd_tf.runtime import atomic, devices
+from zskd_tf.runtime.batch_store import BatchStore
+from zskd_tf.runtime.run_dir import RunDir
+from zskd_tf.trainers.impressions import PAPER_TEMPERATURE, ImpressionSynthesizer
+from zskd_tf.zskd import concentration as concentration_lib
+from zskd_tf.zskd import targets as targets_lib
+from zskd_tf.zskd.teacher import load_teacher, parse_input_range
+
+# Transfer-set sizes of the paper (zskd.md §1.7): 40 % of MNIST, 80 % of Fashion-MNIST/CIFAR-10.
+PAPER_NUM_SAMPLES = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
+DEFAULTS = {"temperature": PAPER_TEMPERATURE, "synthesis_steps": 1500,
+            "synthesis_batch_size": 100, "synthesis_lr": 1e-3}
+ADAM_EPSILON = 1e-8  # TF1 / Keras 2 default used by the authors (Keras 3's is 1e-7)
+IMPRESSIONS_FILE = "impressions.npz"
+CONCENTRATION_FILE = "concentration.npy"
+
+
+def _num_samples(cfg, dataset: str) -> int:
+    if cfg.num_samples:
+        return cfg.num_samples
+    if dataset not in PAPER_NUM_SAMPLES:
+        raise UserError(f"give --num_samples: the paper has no transfer-set size for {dataset}")
+    return PAPER_NUM_SAMPLES[dataset]
+
+
+def run(cfg) -> dict:
+    cfg = with_defaults(cfg, **DEFAULTS)
+    betas = targets_lib.parse_betas(cfg.betas)
+    # --input_range is a proposed flag (docs/zskd.md); foreign teachers take [0, 1] until then.
+    input_range = parse_input_range(getattr(cfg, "input_range", None))
+    targets_lib.check_seed(cfg.seed)
+    run_dir = RunDir(cfg.run_dir)
+    finished = finished_result(run_dir, cfg)
+    if finished:
+        return finished
+    strategy = devices.make_strategy(cfg.strategy)
+    teacher = load_teacher(cfg.teacher, dataset=cfg.dataset, dataset_given="dataset" in cfg.present,
+                           final_layer=cfg.final_layer, input_range=input_range,
+                           strategy=strategy)
+    num_samples = _num_samples(cfg, teacher.dataset)
+    plan = targets_lib.ImpressionPlan(num_samples, teacher.num_classes, betas,
+                                      min(cfg.synthesis_batch_size, num_samples))
+    replicas = strategy.num_replicas_in_sync
+    if plan.batch_size % replicas:
+        raise UserError(f"--synthesis_batch_size={plan.batch_size} must be divisible by the "
+                        f"number of replicas ({replicas})")
+    concentration = concentration_lib.concentration_matrix(teacher.kernel)
+    with strategy.scope():
+        synthesizer = ImpressionSynthesizer(teacher.logits_model,
+                                            (plan.batch_size, *teacher.spec.shape),
+                                            cfg.temperature, teacher.value_range)
+        optimizer = keras.optimizers.Adam(cfg.synthesis_lr, epsilon=ADAM_EPSILON)
+        synthesizer.compile(optimizer=optimizer)
+        optimizer.build([synthesizer.images])
+    run_dir.claim(cfg)  # every input is valid: from here on the directory is this run's
+    if not os.path.exists(run_dir.file(CONCENTRATION_FILE)):
+        with atomic.atomic_path(run_dir.file(CONCENTRATION_FILE), ".npy") as tmp:
+            np.save(tmp, concentration)
+    store = BatchStore(run_dir.file("batches"), plan.num_batches)
+    pending = store.pending()
+    print(f"data impressions of {cfg.teacher} ({teacher.dataset}, {teacher.num_classes} "
+          f"classes, final layer {teacher.final_layer}, logits: {teacher.logits_from}): "
+          f"{num_samples} in {plan.num_batches} batches of {plan.batch_size}, betas "
+          f"{','.join(map(str, betas))}, T={cfg.temperature:g}, {cfg.synthesis_steps} Adam "
+          f"steps at lr {cfg.synthesis_lr:g}, {replicas} replica(s); "
+          f"{len(pending)} batch(es) to make", flush=True)
+    started = time.monotonic()
+    for index in pending:
+        _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, run_dir)
+    result = _finish(cfg, run_dir, store, plan, teacher, betas)
+    result["seconds_this_session"] = round(time.monotonic() - started, 1)
+    run_dir.write_result(result)
+    print(f"mean loss {result['mean_loss']:.4f}, teacher argmax = target argmax for "
+          f"{result['teacher_matches_target']:.1%}; products in {run_dir.path}", flush=True)
+    return result
+
+
+def _teacher_outputs(teacher, x, targets, temperature):
+    """(logits, softmax at T, per-impression CE against ``targets``) of the teacher on ``x``."""
+    logits = keras.ops.convert_to_numpy(teacher.logits_model(x, training=False)).astype(np.float64)
+    z = logits / temperature
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    return logits, np.exp(log_p), -(targets * log_p).sum(axis=1)
+
+
+def _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, run_dir):
+    start = time.monotonic()
+    targets = plan.targets(index, concentration, cfg.seed)
+    rows, beta_index = plan.groups(index)
+    x0 = targets_lib.initial_images(cfg.seed, index, synthesizer.images.shape,
+                                    *teacher.value_range)
+    _, _, initial_loss = _teacher_outputs(teacher, x0, targets, cfg.temperature)
+    x = synthesizer.optimise(x0, targets.astype(np.float32), cfg.synthesis_steps)
+    logits, soft, loss = _teacher_outputs(teacher, x, targets, cfg.temperature)
+    where = f"batch {index + 1}/{plan.num_batches}"
+    if not (np.isfinite(x).all() and np.isfinite(logits).all()):
+        kept = plan.num_batches - len(store.pending())
+        raise UserError(f"{where}: the impressions or the teacher's logits became NaN/Inf "
+                        f"during optimisation ({kept} finished batch(es) kept in "
+                        f"{store.directory}); try a smaller --synthesis_lr in a new run "
+                        "(another --run_dir, or --overwrite)")
+    store.save(index, x=x, targets=targets.astype(np.float32),
+               soft_targets=soft.astype(np.float32), y=logits.argmax(axis=1),
+               concentration_row=rows, beta=np.asarray(plan.betas)[beta_index].astype(np.float32),
+               loss=loss.astype(np.float32))
+    seconds = time.monotonic() - start
+    record = {"batch": index + 1, "initial_loss": float(initial_loss.mean()),
+              "loss": float(loss.mean()), "seconds": round(seconds, 2),
+              "image_steps_per_sec": round(plan.batch_size * cfg.synthesis_steps / seconds, 1)}
+    run_dir.append_metrics(record)
+    if cfg.verbose != "quiet":
+        print(f"{where}: loss {record['initial_loss']:.4f} -> {record['loss']:.4f} "
+              f"({seconds:.1f} s)", flush=True)
+
+
+def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
+    """Assembles the batches into the products; returns the result."""
+    parts = store.assemble()
+    extra = {"teacher": cfg.teacher, "final_layer": teacher.final_layer,
+             "logits": teacher.logits_from, "class_names": list(teacher.class_names),
+             "betas": list(betas), "temperature": cfg.temperature,
+             "synthesis_steps": cfg.synthesis_steps, "synthesis_lr": cfg.synthesis_lr,
+             "synthesis_batch_size": plan.batch_size, "seed": cfg.seed,
+             "init": "uniform over the teacher's input range",
+             "y": "argmax of the teacher's logits on the final impression",
+             "soft_targets": f"teacher softmax at T={cfg.temperature:g} on the final impression"}
+    synthetic.save_synthetic(run_dir.file(IMPRESSIONS_FILE), parts["x"], parts["y"],
+                             parts["soft_targets"], input_spec=teacher.spec,
+                             dataset=teacher.dataset, method="zskd_data_impressions",
+                             extra=extra)
+    targets, soft = parts["targets"], parts["soft_targets"]
+    entropy = -(targets * np.log(np.maximum(targets, 1e-30))).sum(axis=1)
+    return {"teacher": cfg.teacher, "dataset": teacher.dataset,
+            "class_names": list(teacher.class_names), "final_layer": teacher.final_layer,
+            "logits": teacher.logits_from, "num_impressions": plan.num_samples,
+            "num_batches": plan.num_batches, "betas": list(betas),
+            "temperature": cfg.temperature, "synthesis_steps": cfg.synthesis_steps,
+            "synthesis_lr": cfg.synthesis_lr, "synthesis_batch_size": plan.batch_size,
+            "mean_loss": float(parts["loss"].mean()),
+            "mean_kl_target_to_teacher": float((parts["loss"] - entropy).mean()),
+            "teacher_matches_target": float(np.mean(soft.argmax(1) == targets.argmax(1))),
+            "y_counts": np.bincount(parts["y"], minlength=plan.num_classes).tolist(),
+            "products": [IMPRESSIONS_FILE, CONCENTRATION_FILE]}
