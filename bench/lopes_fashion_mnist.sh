@@ -6,7 +6,7 @@
 # real-data student's, reconstruction throughput (image-steps/s), stats.npz size.
 #
 # Run by hand from anywhere; every step is resumable (run it again to continue). The paper's
-# setting (the defaults) takes about 40 hours on a shared 2-core CPU: see docs/lopes.md for the estimate
+# setting (the defaults) takes about 40 hours on a shared 2-core CPU: see README.md, Lopes section for the estimate
 # and the reduced setting that fits about an hour:
 #   BATCHES_PER_CLASS=5 STEPS=300 TEACHER_EPOCHS=3 bench/lopes_fashion_mnist.sh
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ZSKD on Fashion-MNIST: LeNet-5 teacher -> 48,000 / 24,000 / 12,000 data impressions ->
-# LeNet-5-half students -> a table of test accuracies. Run by hand; it is long (docs/zskd.md,
+# LeNet-5-half students -> a table of test accuracies. Run by hand; it is long (README.md, ZSKD section,
 # "Cost": 4-6.5 h of synthesis on a shared 2-core CPU; teacher and students add ~15 min).
 #
 #   bench/zskd_fashion_mnist.sh            # products in runs/bench/ (BENCH_DIR to change)

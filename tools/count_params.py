@@ -7,11 +7,10 @@ MACs follow moonshine.md §5.1 (see zskd_tf/models/complexity.py).
 import contextlib
 import itertools
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _cli
 from zskd_tf.errors import UserError  # noqa: E402
 
 
@@ -42,18 +41,6 @@ flags.DEFINE_list("input_shape", None, "H,W,C (default: the model's own).")
 FLAGS = flags.FLAGS
 
 
-def _fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        _fail(err)
-
-
 def _input_shape():
     if FLAGS.input_shape is None:
         return None
@@ -64,22 +51,17 @@ def _input_shape():
                         f"{','.join(FLAGS.input_shape)!r}") from None
 
 
-def main(argv):
-    if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        rows = []
-        for model, conv, block in itertools.product(FLAGS.model, FLAGS.conv, FLAGS.block):
-            net = registry.build_model(model, num_classes=FLAGS.num_classes,
-                                       input_shape=_input_shape(), conv=conv, block=block)
-            is_wrn = registry.model_family(model) == "wrn"
-            rows.append((model.strip().lower(),
-                         wrn.parse_conv(conv).name if is_wrn else "-",
-                         wrn.parse_block(block) if is_wrn else "-",
-                         f"{complexity.count_trainable_params(net):,}",
-                         f"{complexity.count_macs(net):,}"))
-    except UserError as err:
-        _fail(err)
+def main():
+    rows = []
+    for model, conv, block in itertools.product(FLAGS.model, FLAGS.conv, FLAGS.block):
+        net = registry.build_model(model, num_classes=FLAGS.num_classes,
+                                   input_shape=_input_shape(), conv=conv, block=block)
+        is_wrn = registry.model_family(model) == "wrn"
+        rows.append((model.strip().lower(),
+                     wrn.parse_conv(conv).name if is_wrn else "-",
+                     wrn.parse_block(block) if is_wrn else "-",
+                     f"{complexity.count_trainable_params(net):,}",
+                     f"{complexity.count_macs(net):,}"))
     table = [("model", "conv", "block", "params", "MACs"), *rows]
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
@@ -88,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    _cli.run(main)

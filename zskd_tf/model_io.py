@@ -102,6 +102,16 @@ def load_classifier(path: str, raw_shape=None) -> LoadedClassifier:
     raise UserError(f"{path} is not a .keras file nor a SavedModel directory")
 
 
+def load_keras_classifier(path: str, flag: str, raw_shape=None) -> LoadedClassifier:
+    """A classifier we can differentiate through: a run directory or .keras, not a SavedModel."""
+    loaded = load_classifier(path, raw_shape)
+    if loaded.model is None:
+        raise UserError(f"{flag}={path} is a SavedModel, which cannot be differentiated "
+                        "through: give a run directory or a .keras file")
+    return loaded
+
+
+
 def _read_info(directory: str) -> dict:
     for name in (INFO_FILE, export.EXPORT_INFO_FILE):
         info_path = os.path.join(directory, name)

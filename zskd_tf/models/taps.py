@@ -43,3 +43,13 @@ def with_taps(model: keras.Model, names=None) -> keras.Model:
                         f"available: {', '.join(available) or 'none'}")
     taps = {name: model.get_layer(tap(name)).output for name in names}
     return keras.Model(model.input, (model.output, taps), name=f"{model.name}_with_taps")
+
+
+def common_spatial_taps(teacher, student) -> tuple:
+    """Taps present in both models whose outputs are feature maps of equal spatial size."""
+    def shapes(model):
+        return {n: tuple(model.get_layer(tap(n)).output.shape)
+                for n in tap_names(model)}
+    t_shapes, s_shapes = shapes(teacher), shapes(student)
+    return tuple(n for n, s in s_shapes.items()
+                 if len(s) == 4 and n in t_shapes and t_shapes[n][1:3] == s[1:3])

@@ -57,8 +57,8 @@ def _num_samples(cfg, dataset: str) -> int:
 def run(cfg) -> dict:
     cfg = with_defaults(cfg, **DEFAULTS)
     betas = targets_lib.parse_betas(cfg.betas)
-    # --input_range is a proposed flag (docs/zskd.md); foreign teachers take [0, 1] until then.
-    input_range = parse_input_range(getattr(cfg, "input_range", None))
+    # --input_range (foreign teachers only; default [0, 1])
+    input_range = parse_input_range(cfg.input_range)
     targets_lib.check_seed(cfg.seed)
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)

@@ -55,11 +55,7 @@ def _load_teacher(cfg):
             raise UserError("--teacher is required (or --alpha=0 --beta=0 for the no-teacher "
                             "baseline, or --loss=soft_ce --targets=stored on a synthetic set)")
         return None
-    teacher = model_io.load_classifier(cfg.teacher)
-    if teacher.model is None:
-        raise UserError(f"--teacher={cfg.teacher} is a SavedModel; distill needs the teacher "
-                        "as a run directory or a .keras file")
-    return teacher
+    return model_io.load_keras_classifier(cfg.teacher, "--teacher")
 
 
 def _student_name(cfg) -> str:
@@ -112,21 +108,11 @@ def _real_data(cfg, teacher) -> DistillData:
                        len(raw.train_x), indices)
 
 
-def common_spatial_taps(teacher, student) -> tuple:
-    """Taps present in both models whose outputs are feature maps of equal spatial size."""
-    def shapes(model):
-        return {n: tuple(model.get_layer(taps_lib.tap(n)).output.shape)
-                for n in taps_lib.tap_names(model)}
-    t_shapes, s_shapes = shapes(teacher), shapes(student)
-    return tuple(n for n, s in s_shapes.items()
-                 if len(s) == 4 and n in t_shapes and t_shapes[n][1:3] == s[1:3])
-
-
 def _distill_config(cfg, teacher_model, student) -> DistillConfig:
     at_taps = ()
     if cfg.beta:
         at_taps = (tuple(cfg.at_taps) if cfg.at_taps
-                   else common_spatial_taps(teacher_model, student))
+                   else taps_lib.common_spatial_taps(teacher_model, student))
         if not at_taps:
             raise UserError("--beta > 0 needs feature taps of the same spatial size in teacher "
                             "and student (e.g. two WRNs); none found: use --beta=0")

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# ZSKT on Fashion-MNIST without any training image: LeNet-5 teacher (32x32x1) -> zero-shot
+# LeNet-5-half student (beta 0: attention transfer needs WRNs), N = 4,000 outer iterations of
+# 1 generator + 10 student steps on batches of 128, then the transition curves / MTE of the
+# student against its teacher. Run by hand; do not run in CI.
+#
+# Cost (README.md, ZSKT section, "Cost"): one iteration of LeNet-5 -> LeNet-5-half is dominated by the
+# generator (~0.46 GMAC per sample per iteration): 1.1 s (1.1 CPU s) measured with
+# bench/zskt_speed.py --pairs=lenet5:lenet5_half on this 2-core CPU, so ~1.3 h for the 4,000
+# iterations, ~15-20 min for the teacher if it must be trained, a few minutes for the curves
+# (300 images x 9 targets x K = 100): about 1.5 h in all, under the 2 h budget.
+#
+#   bench/zskt_fashion_mnist.sh                             # products in runs/bench/
+#   QUICK=1 BENCH_DIR=/tmp/b bench/zskt_fashion_mnist.sh    # a minutes-long smoke version
+#
+# The teacher is $BENCH_DIR/lenet5_fashion_mnist (shared with bench/zskd_fashion_mnist.sh) when
+# it exists, else it is trained there with flags/teachers/lenet5_fashion_mnist.cfg. Every step
+# is resumable: run the script again after an interruption.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${BENCH_DIR:-runs/bench}
+teacher=$out/lenet5_fashion_mnist
+student=$out/zskt_fashion_mnist/lenet5_half
+curves=$out/zskt_fashion_mnist/curves
+teacher_flags=() zero_shot_flags=(--iterations=4000) curve_flags=(--num_images=300)
+if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
+  teacher_flags=(--epochs=1 --max_train_examples=2000)
+  zero_shot_flags=(--iterations=20 --batch_size=32 --max_test_examples=1000)
+  curve_flags=(--num_images=20 --adversarial_steps=10 --max_test_examples=1000)
+fi
+
+zskd() { python -m zskd_tf.main "$@" --verbose=epoch; }
+
+if [ ! -f "$teacher/result.json" ]; then
+  zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --run_dir="$teacher" \
+    "${teacher_flags[@]}"
+fi
+zskd --procedure=zero_shot --teacher="$teacher" --student=lenet5_half --dataset=fashion_mnist \
+  --beta=0 --seeds=0 --run_dir="$student" "${zero_shot_flags[@]}"
+zskd --procedure=transition_curves --teacher="$teacher" --student_run="$student/seed_0" \
+  --dataset=fashion_mnist --run_dir="$curves" "${curve_flags[@]}"
+python tools/plot_transition_curves.py --run_dir="$curves" --out="$curves/curves.png"
+
+python - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def result(path):
+    with open(os.path.join(out, path, "result.json")) as f:
+        return json.load(f)
+teacher, student = result("lenet5_fashion_mnist"), result("zskt_fashion_mnist/lenet5_half")
+seed = result("zskt_fashion_mnist/lenet5_half/seed_0")
+curves = result("zskt_fashion_mnist/curves")
+print(f"\nZSKT on Fashion-MNIST, LeNet-5 (teacher {teacher['test_accuracy']:.2%}) -> LeNet-5-half, "
+      f"no training image")
+print(f"zero-shot student: {student['test_accuracy']:.2%} after "
+      f"{student['zero_shot']['iterations']} iterations "
+      f"({seed['train_seconds_this_session'] / 3600:.2f} h in the last session)")
+print(f"MTE student vs teacher: {curves['mte']:.3f} ({curves['num_images']} images, "
+      f"K = {curves['adversarial_steps']})")
+PY

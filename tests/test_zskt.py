@@ -1,0 +1,436 @@
+"""ZSKT: generator, one outer iteration (losses, gradients, schedules, clipping), replicas,
+transition curves, the zero_shot / transition_curves CLI (seeds, resume after kill), the plot."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from absl import flags
+from absl.testing import flagsaver
+
+from helpers import (FASHION_MNIST_DIR, REPO, assert_user_error, cli_env, read_json, run_cli,
+                     two_cpu_strategy)
+from zskd_tf import cli_flags, losses, model_io
+from zskd_tf.analysis import transition_curves as tc
+from zskd_tf.data import datasets, pipeline
+from zskd_tf.data import preprocess as pp
+from zskd_tf.errors import UserError
+from zskd_tf.models import complexity, registry
+from zskd_tf.models import generator as generator_lib
+from zskd_tf.procedures import transition_curves
+from zskd_tf.procedures.common import model_info
+from zskd_tf.trainers import classifier
+from zskd_tf.trainers import zero_shot as zs
+
+PLOT_TOOL = os.path.join(REPO, "tools", "plot_transition_curves.py")
+SHAPE = (16, 16, 1)  # in-process tests: WRN-10-1s on 16x16x1 (taps 16x16, 8x8, 4x4)
+Z_DIM = 8
+
+
+# --- generator ---------------------------------------------------------------------------------
+
+def test_generator_has_the_reference_size_and_init():
+    g = generator_lib.generator((32, 32, 3), z_dim=100)
+    assert complexity.count_trainable_params(g) == 1_051_145  # zskt.md §2.2
+    assert g.output_shape == (None, 32, 32, 3)
+    assert generator_lib.generator((32, 32, 1), z_dim=100).output_shape == (None, 32, 32, 1)
+    for layer, fan_in in (("linear", 100), ("conv1", 9 * 128), ("conv2", 9 * 128),
+                          ("conv3", 9 * 64)):
+        kernel, bias = (w.numpy() for w in g.get_layer(layer).weights)
+        bound = 1 / math.sqrt(fan_in)  # PyTorch default: U(+-1/sqrt(fan_in)) for both
+        for w in (kernel, bias):
+            assert np.abs(w).max() <= bound, layer
+            if w.size > 50:  # and they fill the interval
+                assert np.abs(w).max() > 0.9 * bound, layer
+    with pytest.raises(UserError, match="multiples of 4"):
+        generator_lib.generator((30, 32, 3))
+
+
+def test_generator_always_normalises_with_batch_statistics():
+    g = generator_lib.generator(SHAPE, z_dim=Z_DIM)
+    z = np.random.default_rng(0).normal(size=(16, Z_DIM)).astype(np.float32)
+    out = g(z, training=False).numpy()  # inference mode too: the last BN uses batch stats
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+    z2 = z.copy()
+    z2[1:] *= 3.0  # changing the other samples changes sample 0's image
+    assert not np.allclose(g(z2, training=False).numpy()[0], out[0], atol=1e-4)
+    leaky = g.get_layer("lrelu1").get_config()["negative_slope"]
+    assert leaky == pytest.approx(0.2)
+
+
+# --- schedules and noise ---------------------------------------------------------------------
+
+def test_cosine_is_per_outer_iteration():
+    schedule = zs.IterationCosine(2e-3, iterations=4, steps_per_iteration=3)
+    got = [float(schedule(step)) for step in range(12)]
+    want = [2e-3 * (1 + math.cos(math.pi * (step // 3) / 4)) / 2 for step in range(12)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # The reference's logged student lr after 800 of 80k iterations (zskt.md §3.4).
+    reference = zs.IterationCosine(2e-3, 80_000, 10)
+    assert float(reference(8000)) == pytest.approx(0.0019995066, rel=1e-6)
+
+
+def test_noise_is_a_function_of_seed_and_iteration():
+    full = np.stack(list(zs.noise_dataset(3, 0, 5, 4, 2, Z_DIM).as_numpy_iterator()))
+    tail = np.stack(list(zs.noise_dataset(3, 2, 5, 4, 2, Z_DIM).as_numpy_iterator()))
+    assert full.shape == (5, 4, 2, Z_DIM)
+    np.testing.assert_array_equal(full[2:], tail)  # a resumed run draws the same noise
+    other = np.stack(list(zs.noise_dataset(4, 0, 5, 4, 2, Z_DIM).as_numpy_iterator()))
+    assert not np.allclose(full, other)
+    assert abs(full.std() - 1) < 0.2 and len({full[i].tobytes() for i in range(5)}) == 5
+
+
+def test_each_replica_gets_its_own_noise():
+    strategy = two_cpu_strategy()
+    dataset = zs.noise_dataset(0, 0, 1, 8, 1, Z_DIM)
+    whole = next(iter(dataset)).numpy()
+    per_replica = strategy.experimental_local_results(
+        next(iter(strategy.experimental_distribute_dataset(dataset))))
+    assert [p.shape for p in per_replica] == [(4, 1, Z_DIM)] * 2
+    assert not np.allclose(per_replica[0].numpy(), per_replica[1].numpy())
+    np.testing.assert_array_equal(np.concatenate([p.numpy() for p in per_replica]), whole)
+
+
+# --- one outer iteration -----------------------------------------------------------------------
+
+def _wrn(seed, shape=SHAPE):
+    keras.utils.set_random_seed(seed)
+    return registry.build_model("wrn-10-1", input_shape=shape)
+
+
+def _teacher():
+    teacher = _wrn(1)
+    for layer in teacher.layers:  # non-trivial moving statistics, as after training
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.1, np.float32))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 2.0, np.float32))
+    return teacher
+
+
+def _trainer(optimizers=None, **config):
+    config = zs.ZeroShotConfig(**{"iterations": 4, "n_student_steps": 2, **config})
+    student = _wrn(2)
+    keras.utils.set_random_seed(3)
+    trainer = zs.ZeroShotTrainer(_teacher(), student, generator_lib.generator(SHAPE, Z_DIM),
+                                 config)
+    trainer.compile(*(optimizers() if optimizers else zs.make_optimizers(config)))
+    return trainer
+
+
+def _z(batch=8, draws=1, seed=0):
+    return tf.constant(np.random.default_rng(seed).normal(size=(batch, draws, Z_DIM)),
+                       tf.float32)
+
+
+def _values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _changed(before, after):
+    return [not np.array_equal(a, b) for a, b in zip(before, after)]
+
+
+def test_one_iteration_trains_student_and_generator_only():
+    trainer = _trainer()
+    teacher_before = _values(trainer.teacher.weights)  # incl. BN moving mean/variance
+    student_before = _values(trainer.student.weights)
+    generator_before = _values(trainer.generator.weights)
+    moving = [i for i, v in enumerate(trainer.student.weights) if "moving" in v.path]
+    logs = trainer.train_step(_z())
+    logs = trainer.train_step(_z(seed=1))
+    assert not any(_changed(teacher_before, _values(trainer.teacher.weights)))
+    student_changed = _changed(student_before, _values(trainer.student.weights))
+    assert all(student_changed)  # every weight, and the BN statistics (student in train mode)
+    assert moving and all(student_changed[i] for i in moving)
+    assert all(_changed(generator_before, _values(trainer.generator.weights)))
+    assert int(trainer.iteration.numpy()) == 2
+    assert int(trainer.generator_optimizer.iterations.numpy()) == 2
+    assert int(trainer.student_optimizer.iterations.numpy()) == 4
+    # Iteration 1's rates, constant over its student steps: lr0 (1 + cos(pi/4)) / 2.
+    assert float(logs["student_lr"]) == pytest.approx(2e-3 * (1 + math.cos(math.pi / 4)) / 2)
+    assert float(logs["generator_lr"]) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
+    assert float(logs["generator_kl"]) > 0 and float(logs["attention"]) > 0
+
+
+def _numpy_kl(t, s):
+    p = np.exp(t - t.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    log_q = s - s.max(1, keepdims=True)
+    log_q -= np.log(np.exp(log_q).sum(1, keepdims=True))
+    return np.mean(p * (np.log(p) - log_q))  # over B x C elements
+
+
+def _numpy_attention(f):
+    a = (f.astype(np.float64) ** 2).mean(-1).reshape(len(f), -1)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def test_student_loss_is_element_mean_kl_plus_beta_attention():
+    trainer = _trainer(beta=250.0)
+    images, t_logits, t_taps = trainer.student_targets(_z()[:, 0])
+    loss, kl, attention, s_logits = trainer.student_loss(images, t_logits, t_taps)
+    _, s_taps = trainer.student_with_taps(images, training=True)
+    want_kl = _numpy_kl(t_logits.numpy(), s_logits.numpy())
+    want_at = sum(np.mean((_numpy_attention(s.numpy()) - _numpy_attention(t.numpy())) ** 2)
+                  for s, t in zip(s_taps.values(), t_taps))
+    assert len(t_taps) == 3
+    assert float(kl) == pytest.approx(want_kl, rel=1e-4)
+    assert float(attention) == pytest.approx(want_at, rel=1e-4)
+    assert float(loss) == pytest.approx(want_kl + 250 * want_at, rel=1e-4)
+
+
+def test_gradients_flow_where_the_reference_says():
+    trainer = _trainer()
+    g_vars = trainer.generator.trainable_variables
+    z = _z()[:, 0]
+    with tf.GradientTape(persistent=True) as tape:  # student loss: never reaches G (§9.7)
+        loss = trainer.student_loss(*trainer.student_targets(z))[0]
+    assert all(g is None for g in tape.gradient(loss, g_vars))
+    assert all(g is not None for g in tape.gradient(loss, trainer.student.trainable_variables))
+    with tf.GradientTape() as tape:  # generator loss: through the teacher's softmax too (§9.2)
+        g_loss, kl = trainer.generator_loss(z)
+    full = tape.gradient(g_loss, g_vars)
+    with tf.GradientTape() as tape:
+        images = trainer.generator(z, training=True)
+        t_const = tf.stop_gradient(trainer.teacher(images, training=False))
+        s_logits = trainer.student(images, training=True)
+        detached = tape.gradient(-losses.kl_element_mean(t_const, s_logits), g_vars)
+    assert float(g_loss) == pytest.approx(-float(kl))
+    assert all(g is not None for g in full)
+    assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(full, detached))
+
+
+def test_updates_are_clipped_to_the_global_norm_of_each_network():
+    clip = 1e-4  # far below either network's gradient norm
+    trainer = _trainer(lambda: (keras.optimizers.SGD(1.0), keras.optimizers.SGD(1.0)),
+                       n_student_steps=1, clip_norm=clip)
+    g_before = _values(trainer.generator.trainable_variables)
+    s_before = _values(trainer.student.trainable_variables)
+    logs = trainer.train_step(_z())
+    assert float(logs["generator_grad_norm"]) > 100 * clip
+    assert float(logs["student_grad_norm"]) > 100 * clip
+    for before, variables in ((g_before, trainer.generator.trainable_variables),
+                              (s_before, trainer.student.trainable_variables)):
+        step = np.sqrt(sum(np.sum((b - v.numpy()) ** 2) for b, v in zip(before, variables)))
+        assert step == pytest.approx(clip, rel=1e-3)  # per-variable clipping would be larger
+
+
+@pytest.mark.parametrize("variant, calls", [("original", 1), ("modified", 3)])
+def test_student_images_per_variant(variant, calls, monkeypatch):
+    trainer = _trainer(variant=variant, n_student_steps=3)
+    assert trainer.config.noise_draws == 1 + (calls if variant == "modified" else 0)
+    seen = []
+    original = trainer.student_targets
+
+    def spy(z):
+        seen.append(z.numpy())
+        return original(z)
+
+    monkeypatch.setattr(trainer, "student_targets", spy)
+    z = _z(draws=trainer.config.noise_draws)
+    trainer.train_step(z)
+    assert len(seen) == calls  # original: one batch for all steps; modified: one per step
+    for k, drawn in enumerate(seen):
+        np.testing.assert_array_equal(drawn, z.numpy()[:, 0 if variant == "original" else k + 1])
+
+
+def test_unknown_variant_is_a_user_error():
+    with pytest.raises(UserError, match="variant"):
+        zs.ZeroShotConfig(variant="improved")
+
+
+def _fit_one_iteration(strategy, z):
+    with strategy.scope():
+        trainer = _trainer(lambda: (keras.optimizers.SGD(0.5), keras.optimizers.SGD(0.5)),
+                           n_student_steps=1, clip_norm=0.5)
+    logs = trainer.fit(tf.data.Dataset.from_tensors(z), epochs=1, steps_per_epoch=1,
+                       verbose=0, shuffle=False).history
+    return (_values(trainer.generator.weights), _values(trainer.student.weights),
+            {k: v[0] for k, v in logs.items()})
+
+
+def test_two_replicas_take_the_same_iteration_as_one():
+    # BN (generator and student) normalises with per-replica statistics, so two replicas only
+    # match one device when each replica's half of the batch has the one device's statistics:
+    # the global batch is one half twice. Then every mean-reduced loss, gradient and BN
+    # statistic is the same in both set-ups, and the comparison is exact up to float error.
+    half = _z(batch=4).numpy()
+    z = tf.constant(np.concatenate([half, half]))
+    one = _fit_one_iteration(tf.distribute.OneDeviceStrategy("/cpu:0"), z)
+    two = _fit_one_iteration(two_cpu_strategy(), z)
+    # SGD (not Adam, which is blind to gradient scale) and a clip norm between the two
+    # networks' gradient norms: the generator's step checks the loss scaling, the student's
+    # the clipping of the replica-summed (not per-replica) gradient.
+    assert one[2]["generator_grad_norm"] < 0.5 < one[2]["student_grad_norm"]
+    for a, b in zip(one[0] + one[1], two[0] + two[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for key in ("generator_kl", "student_kl", "attention", "student_grad_norm"):
+        assert two[2][key] == pytest.approx(one[2][key], rel=1e-4), key
+
+
+# --- transition curves -----------------------------------------------------------------------
+
+def test_transition_curves_start_clean_and_follow_plain_gradient_steps():
+    net_a, net_b = _wrn(4), _wrn(5)
+    x = np.random.default_rng(1).normal(size=(3, *SHAPE)).astype(np.float32)
+    labels = np.array([0, 4, 9])
+    attack = tc.TransitionAttack(net_a, net_b, steps=3, step_size=0.5)
+    p_a, p_b = attack.curves(x, labels, 10)
+    assert p_a.shape == p_b.shape == (3, 9, 3)
+    targets = tc.target_classes(labels, 10)
+    assert targets[1].tolist() == [5, 6, 7, 8, 9, 0, 1, 2, 3]  # (y + c + 1) mod C
+    clean_a = tf.nn.softmax(net_a(x, training=False)).numpy()
+    clean_b = tf.nn.softmax(net_b(x, training=False)).numpy()
+    np.testing.assert_allclose(p_a[:, :, 0], np.take_along_axis(clean_a, targets, 1), rtol=1e-5)
+    np.testing.assert_allclose(p_b[:, :, 0], np.take_along_axis(clean_b, targets, 1), rtol=1e-5)
+    # Image 2, target 3, by hand: two steps of x <- x - 0.5 dCE/dx, one image at a time.
+    xi = tf.constant(x[2:3])
+    for _ in range(2):
+        with tf.GradientTape() as tape:
+            tape.watch(xi)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=targets[2:3, 3], logits=net_a(xi, training=False))
+        xi = xi - 0.5 * tape.gradient(ce, xi)
+    want = tf.nn.softmax(net_b(xi, training=False)).numpy()[0, targets[2, 3]]
+    assert p_b[2, 3, 2] == pytest.approx(want, rel=1e-4)
+    mte = tc.mean_transition_error(p_a, p_b)
+    assert 0 <= mte <= 1 and mte == pytest.approx(np.abs(p_b - p_a).mean())
+
+
+def test_agreeing_indices():
+    a = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    b = np.array([0, 1, 9, 3, 9, 5, 9, 7])
+    chosen = tc.agreeing_indices(a, b, 4, seed=0)
+    assert len(set(chosen)) == 4 and all(a[i] == b[i] for i in chosen)
+    np.testing.assert_array_equal(chosen, tc.agreeing_indices(a, b, 4, seed=0))
+    assert sorted(tc.agreeing_indices(a, b, 5, seed=1)) == [0, 1, 3, 5, 7]
+    with pytest.raises(UserError, match="agree on only 5"):
+        tc.agreeing_indices(a, b, 6, seed=0)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir(FASHION_MNIST_DIR),
+    reason="the Debian package dataset-fashion-mnist is not installed (./setup.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def wrn_teacher(tmp_path_factory):
+    """A WRN-10-1 trained for one short epoch on 32x32 Fashion-MNIST (a run directory)."""
+    if not os.path.isdir(FASHION_MNIST_DIR):
+        pytest.skip("the Debian package dataset-fashion-mnist is not installed")
+    raw = datasets.load_dataset("fashion_mnist")
+    spec = pp.input_spec_for("fashion_mnist", "wrn", (32, 32, 1))
+    model = _wrn(0, (32, 32, 1))
+    trainer = classifier.ClassifierTrainer(model)
+    trainer.compile(optimizer=keras.optimizers.Adam(2e-3))
+    trainer.fit(pipeline.train_batches(raw.train_x, raw.train_y, spec, 100, 0, 0, 30),
+                epochs=1, steps_per_epoch=30, verbose=0, shuffle=False)
+    path = str(tmp_path_factory.mktemp("teacher"))
+    names = types.SimpleNamespace(conv="Conv", block="basic")
+    model_io.save_classifier(path, model, model_info("wrn-10-1", names, "fashion_mnist",
+                                                     raw.class_names, spec))
+    return path
+
+
+ZERO_SHOT = ["--procedure=zero_shot", "--student=wrn-10-1", "--dataset=fashion_mnist",
+             "--iterations=5", "--n_student_steps=1", "--batch_size=8", "--z_dim=16",
+             "--max_test_examples=200", "--deterministic", "--checkpoint_every_secs=1",
+             "--verbose=epoch"]
+
+
+def _parsed_flags(*args):
+    """The config the CLI would pass to a procedure for these flags."""
+    with flagsaver.flagsaver():
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["zskd_tf", *args])
+        return cli_flags.config_from_flags()
+
+
+def _weights(path):
+    return keras.saving.load_model(path, compile=False).get_weights()
+
+
+@needs_fashion_mnist
+def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_path):
+    args = [*ZERO_SHOT, f"--teacher={wrn_teacher}"]
+    reference = str(tmp_path / "reference")
+    run_cli(*args, "--seeds=0", f"--run_dir={reference}", check=True)
+
+    run = str(tmp_path / "killed")
+    proc = subprocess.Popen([sys.executable, "-m", "zskd_tf.main", *args, "--seeds=0,1",
+                             f"--run_dir={run}"], cwd=REPO, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index = os.path.join(run, "seed_0", "checkpoints", "checkpoint")
+    deadline = time.time() + 300
+    while not os.path.exists(index) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(os.path.join(run, "seed_0", "result.json")), "killed too late"
+    resumed = run_cli(*args, "--seeds=0,1", f"--run_dir={run}", check=True)
+    assert "seed 0: resuming at iteration" in resumed.stdout
+
+    for name in ("model.keras", "generator.keras"):  # identical to the uninterrupted run
+        for a, b in zip(_weights(os.path.join(reference, "seed_0", name)),
+                        _weights(os.path.join(run, "seed_0", name))):
+            np.testing.assert_array_equal(a, b)
+    metrics = [l for l in open(os.path.join(run, "seed_0", "metrics.jsonl")) if l.strip()]
+    steps = [json.loads(l)["step"] for l in metrics]
+    assert steps == sorted(set(steps)) and steps[-1] == 5 and "val_accuracy" in metrics[-1]
+
+    result = read_json(os.path.join(run, "result.json"))
+    per_seed = [read_json(os.path.join(run, f"seed_{s}", "result.json"))["test_accuracy"]
+                for s in (0, 1)]
+    assert result["per_seed_test_accuracy"] == per_seed
+    assert result["test_accuracy"] == pytest.approx(np.mean(per_seed))
+    assert result["test_accuracy_std"] == pytest.approx(np.std(per_seed))
+    assert per_seed[0] == pytest.approx(json.loads(metrics[-1])["val_accuracy"], abs=1e-6)
+    for name in ("model_info.json", "saved_model/saved_model.pb", "generator.keras"):
+        assert os.path.exists(os.path.join(run, "seed_1", name)), name
+    info = read_json(os.path.join(run, "seed_0", "model_info.json"))
+    assert info["model"] == "wrn-10-1"
+    assert info["input_spec"] == read_json(os.path.join(wrn_teacher,
+                                                        "model_info.json"))["input_spec"]
+
+    # Transition curves of the zero-shot student against its teacher, and their plot.
+    curves_run = str(tmp_path / "curves")
+    transition_curves.run(_parsed_flags(
+        "--procedure=transition_curves", f"--run_dir={curves_run}", f"--teacher={wrn_teacher}",
+        f"--student_run={run}/seed_0", "--num_images=6", "--adversarial_steps=4"))
+    # (in-process: the CLI wrapper is tested above; the whole test split, so that the barely
+    # trained student agrees with the teacher on enough images)
+    with np.load(os.path.join(curves_run, "curves.npz")) as data:
+        assert data["netA"].shape == data["netB"].shape == (6, 9, 4)
+        mte = np.abs(data["netB"] - data["netA"]).mean()
+    assert read_json(os.path.join(curves_run, "result.json"))["mte"] == pytest.approx(mte)
+    png = str(tmp_path / "curves.png")
+    subprocess.run([sys.executable, PLOT_TOOL, f"--run_dir={curves_run}", f"--out={png}"],
+                   check=True, env=cli_env())
+    image = cv2.imread(png)
+    assert image.shape[0] > 100 and len(np.unique(image.reshape(-1, 3), axis=0)) > 10
+
+
+@needs_fashion_mnist
+def test_cli_zero_shot_bad_input(wrn_teacher, tmp_path):
+    r = str(tmp_path / "r")
+    args = [*ZERO_SHOT, f"--run_dir={r}", f"--teacher={wrn_teacher}"]
+    assert_user_error(run_cli(*args, "--variant=improved"), "variant")
+    assert_user_error(run_cli(*args, "--student=lenet5"), "--beta", "--beta=0")
+    assert not os.path.exists(r)  # refused runs leave nothing behind
+    plot = subprocess.run([sys.executable, PLOT_TOOL, f"--run_dir={r}",
+                           f"--out={tmp_path}/x.png"], env=cli_env(), capture_output=True,
+                          text=True)
+    assert_user_error(plot, "curves.npz")

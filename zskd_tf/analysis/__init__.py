@@ -1,0 +1,1 @@
+"""Measurements on trained networks (transition curves and mean transition error)."""

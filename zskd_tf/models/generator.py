@@ -1,0 +1,86 @@
+"""The ZSKT generator (zskt.md §2.2): noise z -> images in the teacher's normalised input space.
+
+Linear(z_dim -> 128 x H/4 x W/4) -> reshape -> BN (no activation) -> nearest x2 -> conv3x3 128
+-> BN -> LeakyReLU(0.2) -> nearest x2 -> conv3x3 64 -> BN -> LeakyReLU(0.2) -> conv3x3 C ->
+affine BN. No tanh and no clamping: the last BN puts the output near zero mean and unit
+variance per channel, i.e. in the normalised space the teacher was trained in.
+
+Every BN normalises with the statistics of the batch it is given, whatever ``training`` says:
+the reference keeps the generator in train mode for the whole of ZSKT. PyTorch also keeps
+running statistics for these layers, but ZSKT never reads them, so :class:`BatchStatNorm` has
+none. Weights and biases use PyTorch's default initialisation, U(+-1/sqrt(fan_in)).
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from zskd_tf.errors import UserError
+
+SEED_CHANNELS = 128
+BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d default
+
+
+@keras.saving.register_keras_serializable(package="zskd_tf")
+class BatchStatNorm(layers.Layer):
+    """Batch normalisation over all axes but the last, always with the current batch's
+    mean and (biased) variance, then a learnt per-channel scale and shift (gamma 1, beta 0)."""
+
+    def __init__(self, epsilon=BN_EPSILON, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = (int(input_shape[-1]),)
+        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
+
+    def call(self, inputs, training=None):  # ``training`` is ignored on purpose
+        x = tf.cast(inputs, tf.float32)  # statistics in float32 under mixed precision
+        mean, variance = tf.nn.moments(x, axes=list(range(len(x.shape) - 1)))
+        y = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
+        return tf.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def _torch_default(fan_in: int) -> dict:
+    """PyTorch's Linear/Conv default: weights and biases ~ U(+-1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return {"kernel_initializer": keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform"),
+            "bias_initializer": keras.initializers.RandomUniform(-bound, bound)}
+
+
+def _conv(x, filters: int, name: str):
+    # Stride 1: "same" pads 1 on every side, like PyTorch's padding=1.
+    return layers.Conv2D(filters, 3, padding="same", name=name,
+                         **_torch_default(9 * int(x.shape[-1])))(x)
+
+
+def generator(output_shape=(32, 32, 3), z_dim: int = 100, name: str = "generator") -> keras.Model:
+    """The generator for images of ``output_shape`` (H, W, C); H and W must be multiples of 4."""
+    height, width, channels = (int(d) for d in output_shape)
+    if height % 4 or width % 4 or min(height, width, channels, z_dim) < 1:
+        raise UserError(f"the ZSKT generator makes images whose height and width are multiples "
+                        f"of 4 (it upsamples an H/4 x W/4 seed twice); got {tuple(output_shape)}")
+    z = keras.Input(shape=(z_dim,), name="z")
+    x = layers.Dense(SEED_CHANNELS * (height // 4) * (width // 4), name="linear",
+                     **_torch_default(z_dim))(z)
+    x = layers.Reshape((height // 4, width // 4, SEED_CHANNELS), name="seed")(x)
+    x = BatchStatNorm(name="bn0")(x)
+    x = layers.UpSampling2D(2, interpolation="nearest", name="up1")(x)
+    x = _conv(x, 128, "conv1")
+    x = layers.LeakyReLU(negative_slope=0.2, name="lrelu1")(BatchStatNorm(name="bn1")(x))
+    x = layers.UpSampling2D(2, interpolation="nearest", name="up2")(x)
+    x = _conv(x, 64, "conv2")
+    x = layers.LeakyReLU(negative_slope=0.2, name="lrelu2")(BatchStatNorm(name="bn2")(x))
+    x = _conv(x, channels, "conv3")
+    images = BatchStatNorm(name="bn3", dtype="float32")(x)
+    return keras.Model(z, images, name=name)

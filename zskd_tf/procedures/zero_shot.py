@@ -1,0 +1,215 @@
+"""``--procedure=zero_shot``: ZSKT, a student taught by a teacher without any real training
+image, through a generator trained adversarially against the student (zskt.md §3).
+
+Defaults (zskt.md §10): ``--iterations`` 80,000 (50,000 on SVHN), ``--n_generator_steps`` 1,
+``--n_student_steps`` 10, ``--batch_size`` 128, ``--z_dim`` 100, ``--student_lr`` 2e-3,
+``--generator_lr`` 1e-3, ``--beta`` 250 (attention transfer on the WRN group outputs; other
+models need ``--beta=0``), ``--temperature`` 1, ``--variant=original``.
+
+The student is evaluated on the real test set of ``--dataset`` every N/100 iterations
+(metrics.jsonl); the reported accuracy is the last one. ``--seeds=0,1,2`` trains one student
+per seed in ``seed_<s>/`` (each: checkpoints/, metrics.jsonl, model.keras, model_info.json,
+saved_model/, generator.keras, result.json) and reports the mean and population std of
+the final accuracies in the top-level result.json. Without ``--seeds`` the one seed is
+``--seed``. A killed run resumes from each seed's last checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+
+from zskd_tf import export, model_io
+from zskd_tf.data import datasets, pipeline
+from zskd_tf.errors import UserError
+from zskd_tf.models import taps as taps_lib
+from zskd_tf.evaluation import accuracy_report
+from zskd_tf.models import complexity, registry
+from zskd_tf.models import generator as generator_lib
+from zskd_tf.procedures.common import Split, finished_result, limit, model_info, with_defaults
+from zskd_tf.runtime import atomic, devices
+from zskd_tf.runtime.checkpoints import CheckpointCallback, Checkpointer
+from zskd_tf.runtime.fitting import MetricsLogger, keras_verbosity
+from zskd_tf.runtime.run_dir import RunDir
+from zskd_tf.trainers import zero_shot as zs
+
+EVALUATIONS = 100  # the reference evaluates every N/100 iterations
+GENERATOR_FILE = "generator.keras"
+
+
+def _seeds(cfg) -> list[int]:
+    if not cfg.seeds:
+        return [cfg.seed]
+    try:
+        seeds = [int(s) for s in cfg.seeds]
+    except ValueError:
+        raise UserError(f"--seeds must be integers like 0,1,2, got {','.join(cfg.seeds)}") from None
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds lists a seed twice: {','.join(cfg.seeds)}")
+    return seeds
+
+
+def _test_split(cfg, teacher) -> tuple[Split, list]:
+    raw = datasets.load_dataset(cfg.dataset, cfg.data_dir)
+    if tuple(raw.image_shape) != tuple(teacher.spec.raw_shape):
+        raise UserError(f"--dataset={cfg.dataset} has {tuple(raw.image_shape)} images but the "
+                        f"teacher takes {tuple(teacher.spec.raw_shape)} raw images: give the "
+                        "teacher's dataset")
+    if raw.num_classes != teacher.model.output_shape[-1]:
+        raise UserError(f"the teacher predicts {teacher.model.output_shape[-1]} classes but "
+                        f"{cfg.dataset} has {raw.num_classes}")
+    x, y = limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed)
+    return Split(x, y, teacher.spec), list(raw.class_names)
+
+
+def _at_taps(cfg, teacher, student) -> tuple:
+    """The taps attention transfer uses: --at_taps, or the WRN group outputs."""
+    if not cfg.beta:
+        return ()
+    wanted = tuple(cfg.at_taps) if cfg.at_taps else zs.WRN_TAPS
+    shared = taps_lib.common_spatial_taps(teacher, student)
+    missing = [name for name in wanted if name not in shared]
+    if missing:
+        raise UserError(f"--beta={cfg.beta} (attention transfer) needs the feature maps "
+                        f"{', '.join(wanted)} with equal spatial sizes in teacher and student "
+                        f"(e.g. two WRNs); {', '.join(missing)} missing: use --beta=0")
+    return wanted
+
+
+def _config(cfg, at_taps) -> zs.ZeroShotConfig:
+    return zs.ZeroShotConfig(
+        iterations=cfg.iterations, n_generator_steps=cfg.n_generator_steps,
+        n_student_steps=cfg.n_student_steps, student_lr=cfg.student_lr,
+        generator_lr=cfg.generator_lr, beta=cfg.beta, at_taps=at_taps,
+        temperature=cfg.temperature, variant=cfg.variant)
+
+
+def _build_networks(cfg, spec, num_classes):
+    student = registry.build_model(cfg.student, num_classes=num_classes, input_shape=spec.shape,
+                                   conv=cfg.conv, block=cfg.block)
+    return student, generator_lib.generator(spec.shape, cfg.z_dim)
+
+
+@dataclasses.dataclass
+class _Setup:
+    """What every seed shares."""
+    cfg: object
+    config: zs.ZeroShotConfig
+    strategy: object
+    teacher: model_io.LoadedClassifier
+    test: Split
+    info: dict
+
+
+def _train(trainer, seed_dir: RunDir, checkpointer: Checkpointer, setup: _Setup, seed: int):
+    """Fits until the last iteration; one Keras epoch per evaluation interval of N/100
+    iterations (an interrupted epoch is finished first, as in ``fitting.fit_resumable``)."""
+    cfg, n = setup.cfg, setup.config.iterations
+    every = max(1, n // EVALUATIONS)
+    done = int(trainer.iteration.numpy())
+    seed_dir.truncate_metrics(done)
+    callbacks = [CheckpointCallback(checkpointer, trainer.iteration),
+                 MetricsLogger(seed_dir, trainer.iteration, cfg.batch_size),
+                 keras.callbacks.TensorBoard(seed_dir.file("tensorboard"), write_graph=False)]
+    validation = pipeline.eval_batches(setup.test.x, setup.test.y, setup.test.spec, 500)
+    while done < n:
+        epoch, offset = divmod(done, every)
+        if offset or n - done < every:  # an interrupted epoch, or the short last one
+            stop = min((epoch + 1) * every, n)
+            epochs, steps = epoch + 1, stop - done
+        else:  # every whole epoch left
+            stop = done + (n - done) // every * every
+            epochs, steps = epoch + (stop - done) // every, every
+        noise = zs.noise_dataset(seed, done, stop, cfg.batch_size, setup.config.noise_draws,
+                                 cfg.z_dim)
+        trainer.fit(noise, initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps,
+                    validation_data=validation, callbacks=callbacks,
+                    verbose=keras_verbosity(cfg.verbose), shuffle=False)
+        done = int(trainer.iteration.numpy())
+    checkpointer.save(done)
+
+
+def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
+    cfg = setup.cfg
+    seed_dir = RunDir(run_dir.file(f"seed_{seed}"))
+    finished = seed_dir.result()
+    if finished is not None:
+        print(f"seed {seed}: already finished, test accuracy {finished['test_accuracy']:.4f}",
+              flush=True)
+        return finished
+    keras.utils.set_random_seed(seed)
+    with setup.strategy.scope():
+        student, generator = _build_networks(cfg, setup.test.spec, len(setup.info["class_names"]))
+        trainer = zs.ZeroShotTrainer(setup.teacher.model, student, generator, setup.config)
+        trainer.compile(*zs.make_optimizers(setup.config))
+    os.makedirs(seed_dir.path, exist_ok=True)
+    checkpointer = Checkpointer(seed_dir.file("checkpoints"), cfg.checkpoint_every_secs,
+                                student=student, generator=generator,
+                                student_optimizer=trainer.student_optimizer,
+                                generator_optimizer=trainer.generator_optimizer,
+                                iteration=trainer.iteration)
+    if checkpointer.restore():
+        print(f"seed {seed}: resuming at iteration {int(trainer.iteration.numpy())}", flush=True)
+    print(f"seed {seed}: {setup.config.iterations} iterations of {cfg.n_generator_steps} "
+          f"generator + {cfg.n_student_steps} student steps on batches of {cfg.batch_size} "
+          f"({cfg.variant} variant, beta {cfg.beta}); products in {seed_dir.path}", flush=True)
+    started = time.monotonic()
+    _train(trainer, seed_dir, checkpointer, setup, seed)
+    seconds = time.monotonic() - started
+    scores = model_io.LoadedClassifier(seed_dir.path, student, setup.test.spec,
+                                       setup.info).probabilities(setup.test.x)
+    report = accuracy_report(scores, setup.test.y, setup.info["class_names"])
+    model_io.save_classifier(seed_dir.path, student, setup.info)
+    export.export_savedmodel(student, setup.test.spec, seed_dir.file("saved_model"), setup.info)
+    with atomic.atomic_path(seed_dir.file(GENERATOR_FILE), suffix=".keras") as tmp:
+        generator.save(tmp)
+    result = {"seed": seed, "test_accuracy": report["accuracy"],
+              "per_class_accuracy": report["per_class_accuracy"],
+              "num_test_examples": report["num_examples"], "iterations": setup.config.iterations,
+              "train_seconds_this_session": round(seconds, 1)}
+    seed_dir.write_result(result)
+    print(f"seed {seed}: test accuracy {result['test_accuracy']:.4f}", flush=True)
+    return result
+
+
+def run(cfg) -> dict:
+    cfg = with_defaults(cfg, batch_size=128, beta=250.0, temperature=1.0,
+                        iterations=50_000 if cfg.dataset == "svhn" else 80_000)
+    run_dir = RunDir(cfg.run_dir)
+    finished = finished_result(run_dir, cfg)
+    if finished:
+        return finished
+    seeds = _seeds(cfg)
+    strategy = devices.make_strategy(cfg.strategy)
+    devices.check_global_batch(cfg.batch_size, strategy)
+    with strategy.scope():  # the teacher's variables must live where the replicas run
+        teacher = model_io.load_keras_classifier(cfg.teacher, "--teacher")
+    test, class_names = _test_split(cfg, teacher)
+    student, generator = _build_networks(cfg, teacher.spec, len(class_names))  # checks the shapes
+    config = _config(cfg, _at_taps(cfg, teacher.model, student))
+    setup = _Setup(cfg, config, strategy, teacher, test,
+                   model_info(cfg.student, cfg, cfg.dataset, class_names, teacher.spec))
+    t_params = complexity.count_trainable_params(teacher.model)  # before the trainer freezes it
+    run_dir.claim(cfg)
+    t_scores = teacher.probabilities(test.x)
+    per_seed = [_run_seed(setup, run_dir, seed) for seed in seeds]
+    accuracies = np.array([r["test_accuracy"] for r in per_seed])
+    result = {"test_accuracy": float(accuracies.mean()),
+              "test_accuracy_std": float(accuracies.std()),  # population std, as np.std in main.py
+              "seeds": seeds, "per_seed_test_accuracy": accuracies.tolist(),
+              "teacher": cfg.teacher, "student": cfg.student, "dataset": cfg.dataset,
+              "teacher_test_accuracy": float(np.mean(t_scores.argmax(-1) == test.y)),
+              "num_test_examples": len(test.y),
+              "student_trainable_params": complexity.count_trainable_params(student),
+              "generator_trainable_params": complexity.count_trainable_params(generator),
+              "teacher_trainable_params": t_params,
+              "zero_shot": {**dataclasses.asdict(config), "at_taps": list(config.at_taps),
+                            "batch_size": cfg.batch_size, "z_dim": cfg.z_dim}}
+    run_dir.write_result(result)
+    print(f"zero-shot test accuracy {result['test_accuracy']:.4f} +- "
+          f"{result['test_accuracy_std']:.4f} over seeds {','.join(map(str, seeds))}; "
+          f"products in {run_dir.path}", flush=True)
+    return result

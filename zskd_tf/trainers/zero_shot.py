@@ -1,0 +1,239 @@
+"""Zero-shot knowledge transfer by adversarial belief matching (ZSKT, zskt.md §3).
+
+One ``fit`` step of :class:`ZeroShotTrainer` is one *outer iteration* of the paper:
+
+1. ``n_generator_steps`` generator updates on ``-KL(teacher || student)`` of the images
+   ``G(z)``. The gradient flows through the student (train mode, so its BN statistics move)
+   and through the frozen teacher (inference mode), including the teacher's softmax; only
+   input gradients are taken through the two networks, never their weight gradients.
+2. ``original`` variant: the images are regenerated from the same z by the updated generator
+   (under stop-gradient), the teacher's logits and attention maps are computed once, and the
+   student takes ``n_student_steps`` steps on ``KL + beta * AT`` of that one batch.
+   ``modified`` variant (repro.md §7.5): every student step draws new noise, so it gets new
+   images and new teacher outputs.
+
+The KL is PyTorch's element mean over B x C (``losses.kl_element_mean``), the AT term
+Zagoruyko's attention maps summed over the taps. Both networks use Adam (eps 1e-8) with a
+cosine schedule over the *outer* iterations (constant within one, zskt.md §3.4) and
+global-norm gradient clipping at 5.
+
+Noise: the step is given its noise as data (``noise_dataset``): iteration t's z is a pure
+function of (seed, t). Under a MirroredStrategy the global batch of z is split across the
+replicas, so every replica gets different noise, and a resumed run draws exactly the noise an
+uninterrupted one would have drawn; no RNG state needs checkpointing.
+
+Several replicas: per-replica losses are divided by the number of replicas, gradients are
+summed over replicas *before* the global-norm clipping (Keras's own ``global_clipnorm`` would
+clip each replica's share separately), then handed to the optimizer, which sums them once more
+(hence the second division). BatchNorm statistics (student, generator) are per replica, as
+with PyTorch DataParallel.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+
+from zskd_tf import losses
+from zskd_tf.errors import UserError
+from zskd_tf.models import taps as taps_lib
+
+VARIANTS = ("original", "modified")
+WRN_TAPS = ("group1", "group2", "group3")
+
+
+@dataclasses.dataclass(frozen=True)
+class ZeroShotConfig:
+    """One ZSKT run's hyper-parameters (defaults: zskt.md §10)."""
+    iterations: int = 80_000
+    n_generator_steps: int = 1
+    n_student_steps: int = 10
+    student_lr: float = 2e-3
+    generator_lr: float = 1e-3
+    beta: float = 250.0
+    at_taps: tuple = WRN_TAPS
+    temperature: float = 1.0
+    variant: str = "original"
+    clip_norm: float = 5.0
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, "
+                            f"got {self.variant!r}")
+
+    @property
+    def noise_draws(self) -> int:
+        """z batches one iteration uses: one, or one more per student step (modified)."""
+        return 1 + (self.n_student_steps if self.variant == "modified" else 0)
+
+
+class IterationCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr0 * (1 + cos(pi * t / N)) / 2`` with t the outer iteration of the optimizer step.
+
+    An optimizer that takes ``steps_per_iteration`` steps per outer iteration is at iteration
+    ``t = step // steps_per_iteration``: the rate is constant within an iteration, as with
+    PyTorch's ``CosineAnnealingLR(T_max=N)`` stepped once per iteration.
+    """
+
+    def __init__(self, initial_learning_rate: float, iterations: int,
+                 steps_per_iteration: int):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.iterations = int(iterations)
+        self.steps_per_iteration = int(steps_per_iteration)
+
+    def __call__(self, step):
+        t = tf.cast(tf.cast(step, tf.int64) // self.steps_per_iteration, tf.float32)
+        return self.initial_learning_rate * 0.5 * (1.0 + tf.cos(math.pi * t / self.iterations))
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "iterations": self.iterations, "steps_per_iteration": self.steps_per_iteration}
+
+
+def make_optimizers(config: ZeroShotConfig):
+    """(generator Adam, student Adam) with their per-iteration cosine schedules.
+
+    Create them inside the strategy scope (ecosystem.md §0.7).
+    """
+    def adam(lr, steps):
+        return keras.optimizers.Adam(IterationCosine(lr, config.iterations, steps), epsilon=1e-8)
+    return (adam(config.generator_lr, config.n_generator_steps),
+            adam(config.student_lr, config.n_student_steps))
+
+
+def noise_dataset(seed: int, start: int, stop: int, global_batch: int, draws: int,
+                  z_dim: int) -> tf.data.Dataset:
+    """The noise of iterations ``start..stop-1``: one ``(global_batch, draws, z_dim)`` element
+    each, z ~ N(0, I), a pure function of ``(seed, iteration)``."""
+    def draw(t):
+        return tf.random.stateless_normal((global_batch, draws, z_dim),
+                                          seed=tf.stack([tf.constant(seed, tf.int64), t]))
+    return (tf.data.Dataset.range(start, stop).map(draw).unbatch().batch(global_batch)
+            .prefetch(2))
+
+
+class ZeroShotTrainer(keras.Model):
+    """Holds the frozen teacher, the student and the generator; ``fit`` on
+    ``noise_dataset`` batches trains the last two, ``evaluate`` on ``(x, y)`` batches reports
+    the student's accuracy. Call ``compile(generator_optimizer, student_optimizer)``."""
+
+    def __init__(self, teacher: keras.Model, student: keras.Model, generator: keras.Model,
+                 config: ZeroShotConfig, **kwargs):
+        super().__init__(**kwargs)
+        teacher.trainable = False
+        self.teacher, self.student, self.generator = teacher, student, generator
+        self.config = config
+        at_taps = config.at_taps if config.beta else ()
+        self.teacher_with_taps = taps_lib.with_taps(teacher, at_taps)
+        self.student_with_taps = taps_lib.with_taps(student, at_taps)
+        self.iteration = keras.Variable(0, dtype="int64", trainable=False, name="iteration",
+                                        aggregation="only_first_replica")
+        names = ("generator_kl", "student_loss", "student_kl", "attention", "teacher_confidence",
+                 "student_confidence", "generator_grad_norm", "student_grad_norm")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.built = True  # every sub-model is built (ecosystem.md §0.8)
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), self.accuracy]
+
+    def compile(self, generator_optimizer, student_optimizer, **kwargs):
+        """Both optimizers are built here, inside the caller's strategy scope (§0.1, §0.9)."""
+        super().compile(optimizer=None, **kwargs)
+        self.generator_optimizer = generator_optimizer
+        self.student_optimizer = student_optimizer
+        generator_optimizer.build(self.generator.trainable_variables)
+        student_optimizer.build(self.student.trainable_variables)
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    # -- pieces of one iteration ------------------------------------------------------------
+    def _update(self, optimizer, tape, scaled_loss, variables):
+        """Clips the replica-summed gradient to the global norm, then applies it."""
+        grads = tape.gradient(scaled_loss, variables)
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        if replicas > 1:
+            grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        grads, norm = tf.clip_by_global_norm(grads, self.config.clip_norm)
+        optimizer.apply([g / replicas for g in grads] if replicas > 1 else grads, variables)
+        return norm
+
+    def generator_loss(self, z):
+        """(-KL, KL) of G(z), differentiable with respect to the generator's weights."""
+        images = self.generator(z, training=True)
+        s_logits = self.student(images, training=True)
+        t_logits = self.teacher(images, training=False)  # no stop_gradient (zskt.md §9.2)
+        kl = losses.kl_element_mean(t_logits, s_logits, self.config.temperature)
+        return -kl, kl
+
+    def student_targets(self, z):
+        """Images G(z) and the teacher's logits and taps on them, all constants."""
+        images = tf.stop_gradient(self.generator(z, training=True))
+        t_logits, t_taps = self.teacher_with_taps(images, training=False)
+        return images, tf.stop_gradient(t_logits), [
+            tf.stop_gradient(tf.cast(t, tf.float32)) for t in t_taps.values()]
+
+    def student_loss(self, images, t_logits, t_taps):
+        """(KL + beta * AT, KL, AT, student logits) with the student in train mode."""
+        s_logits, s_taps = self.student_with_taps(images, training=True)
+        kl = losses.kl_element_mean(t_logits, s_logits, self.config.temperature)
+        attention = (losses.attention_transfer([tf.cast(s, tf.float32) for s in s_taps.values()],
+                                               t_taps)
+                     if self.config.beta else tf.constant(0.0))
+        return kl + self.config.beta * attention, kl, attention, s_logits
+
+    def _generator_step(self, z, replicas):
+        with tf.GradientTape() as tape:
+            loss, kl = self.generator_loss(z)
+            scaled = loss / replicas
+        norm = self._update(self.generator_optimizer, tape, scaled,
+                            self.generator.trainable_variables)
+        self._track(generator_kl=kl, generator_grad_norm=norm)
+
+    def _student_step(self, images, t_logits, t_taps, replicas):
+        with tf.GradientTape() as tape:
+            loss, kl, attention, s_logits = self.student_loss(images, t_logits, t_taps)
+            scaled = loss / replicas
+        norm = self._update(self.student_optimizer, tape, scaled,
+                            self.student.trainable_variables)
+        self._track(student_loss=loss, student_kl=kl, attention=attention,
+                    student_grad_norm=norm, teacher_confidence=_confidence(t_logits),
+                    student_confidence=_confidence(s_logits))
+
+    def _track(self, **values):
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+
+    # -- Keras steps ------------------------------------------------------------------------
+    def train_step(self, data):
+        """One outer iteration; ``data`` is this replica's noise, (batch, draws, z_dim)."""
+        z = data
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        rates = {"generator_lr": self.generator_optimizer.learning_rate,  # this iteration's
+                 "student_lr": self.student_optimizer.learning_rate}
+        for _ in range(self.config.n_generator_steps):
+            self._generator_step(z[:, 0], replicas)
+        if self.config.variant == "original":
+            targets = self.student_targets(z[:, 0])
+            for _ in range(self.config.n_student_steps):
+                self._student_step(*targets, replicas)
+        else:
+            for k in range(self.config.n_student_steps):
+                self._student_step(*self.student_targets(z[:, k + 1]), replicas)
+        self.iteration.assign_add(1)
+        return {**{name: t.result() for name, t in self.trackers.items()}, **rates}
+
+    def test_step(self, data):
+        x, y = data
+        self.accuracy.update_state(y, self.student(x, training=False))
+        return {"accuracy": self.accuracy.result()}
+
+
+def _confidence(logits):
+    """Mean over the batch of the largest class probability."""
+    return tf.reduce_mean(tf.reduce_max(tf.nn.softmax(logits), axis=-1))
