@@ -25,10 +25,10 @@ for M in 10 50 100; do
        --samples_per_class=$M --batch_size=64 --epochs=$E --run_dir=runs/bench/fewshot_noteacher_M$M
 done
 # WRN on Fashion-MNIST padded to 32x32: a WRN-16-2 teacher, then a WRN-16-1 G8B2 student.
-main --procedure=train --model=wrn-16-2 --dataset=fashion_mnist --epochs=${WRN_EPOCHS:-3} \
+main --procedure=train --model=wrn-16-2 --dataset=fashion_mnist --epochs=${WRN_EPOCHS:-2} \
      --run_dir=runs/bench/wrn-16-2_fashion_mnist
 main --procedure=distill --teacher=runs/bench/wrn-16-2_fashion_mnist --student=wrn-16-1 \
-     --conv=G8B2 --beta=1000 --dataset=fashion_mnist --epochs=${WRN_EPOCHS:-3} \
+     --conv=G8B2 --beta=1000 --dataset=fashion_mnist --epochs=${WRN_EPOCHS:-2} \
      --run_dir=runs/bench/wrn-16-1_G8B2_from_wrn-16-2
 python bench/summarize.py "$T" runs/bench/kd_lenet5_half runs/bench/kd_lenet5_half_e40 \
     runs/bench/scratch_lenet5_half \
