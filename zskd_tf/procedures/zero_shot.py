@@ -25,14 +25,14 @@ import numpy as np
 from zskd_tf import export, model_io
 from zskd_tf.data import datasets, pipeline
 from zskd_tf.errors import UserError
-from zskd_tf.models import taps as taps_lib
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity, registry
+from zskd_tf.models import taps as taps_lib
 from zskd_tf.models import generator as generator_lib
 from zskd_tf.procedures.common import Split, finished_result, limit, model_info, with_defaults
 from zskd_tf.runtime import atomic, devices
-from zskd_tf.runtime.checkpoints import CheckpointCallback, Checkpointer
-from zskd_tf.runtime.fitting import MetricsLogger, keras_verbosity
+from zskd_tf.runtime.checkpoints import Checkpointer
+from zskd_tf.runtime.fitting import fit_resumable
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import zero_shot as zs
 
@@ -106,30 +106,17 @@ class _Setup:
 
 def _train(trainer, seed_dir: RunDir, checkpointer: Checkpointer, setup: _Setup, seed: int):
     """Fits until the last iteration; one Keras epoch per evaluation interval of N/100
-    iterations (an interrupted epoch is finished first, as in ``fitting.fit_resumable``)."""
+    iterations, the test set scored after each."""
     cfg, n = setup.cfg, setup.config.iterations
-    every = max(1, n // EVALUATIONS)
-    done = int(trainer.iteration.numpy())
-    seed_dir.truncate_metrics(done)
-    callbacks = [CheckpointCallback(checkpointer, trainer.iteration),
-                 MetricsLogger(seed_dir, trainer.iteration, cfg.batch_size),
-                 keras.callbacks.TensorBoard(seed_dir.file("tensorboard"), write_graph=False)]
-    validation = pipeline.eval_batches(setup.test.x, setup.test.y, setup.test.spec, 500)
-    while done < n:
-        epoch, offset = divmod(done, every)
-        if offset or n - done < every:  # an interrupted epoch, or the short last one
-            stop = min((epoch + 1) * every, n)
-            epochs, steps = epoch + 1, stop - done
-        else:  # every whole epoch left
-            stop = done + (n - done) // every * every
-            epochs, steps = epoch + (stop - done) // every, every
-        noise = zs.noise_dataset(seed, done, stop, cfg.batch_size, setup.config.noise_draws,
-                                 cfg.z_dim)
-        trainer.fit(noise, initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps,
-                    validation_data=validation, callbacks=callbacks,
-                    verbose=keras_verbosity(cfg.verbose), shuffle=False)
-        done = int(trainer.iteration.numpy())
-    checkpointer.save(done)
+
+    def noise(start, count):
+        return zs.noise_dataset(seed, start, start + count, cfg.batch_size,
+                                setup.config.noise_draws, cfg.z_dim)
+
+    fit_resumable(trainer, seed_dir, checkpointer, noise, n, max(1, n // EVALUATIONS),
+                  cfg.batch_size,
+                  pipeline.eval_batches(setup.test.x, setup.test.y, setup.test.spec, 500),
+                  cfg.verbose, eval_every_epochs=1, step_variable=trainer.iteration)
 
 
 def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:

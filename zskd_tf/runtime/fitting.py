@@ -52,14 +52,15 @@ class MetricsLogger(keras.callbacks.Callback):
 def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer, make_dataset,
                   total_steps: int, steps_per_epoch: int, batch_size: int,
                   validation_data=None, verbose: str = "auto",
-                  eval_every_epochs: int | None = None) -> None:
-    """Trains until the optimizer has taken ``total_steps`` steps.
+                  eval_every_epochs: int | None = None, step_variable=None) -> None:
+    """Trains until ``step_variable`` (default: the optimizer's step count) is ``total_steps``.
 
     ``make_dataset(start_step, num_steps)`` returns the batches of those global steps. An
-    epoch cut by an interruption is finished first, then whole epochs follow. The validation
+    epoch cut by an interruption is finished first, then whole epochs follow, then a short
+    last epoch if ``total_steps`` is not a multiple of ``steps_per_epoch``. The validation
     set is scored every ``eval_every_epochs`` epochs (default: about 50 times per run).
     """
-    step_variable = trainer.optimizer.iterations
+    step_variable = trainer.optimizer.iterations if step_variable is None else step_variable
     step = int(keras.ops.convert_to_numpy(step_variable))
     run.truncate_metrics(step)
     callbacks = [CheckpointCallback(checkpointer, step_variable),
@@ -69,13 +70,14 @@ def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer,
     eval_every_epochs = eval_every_epochs or max(1, total_epochs // 50)
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
-        if offset:  # finish the interrupted epoch
+        if offset or total_steps - step < steps_per_epoch:  # interrupted, or the short last
             end = min((epoch + 1) * steps_per_epoch, total_steps)
-            chunk, epochs = end - step, epoch + 1
-        else:
-            end, chunk, epochs = total_steps, steps_per_epoch, total_epochs
+            epochs, steps = epoch + 1, end - step
+        else:  # every whole epoch left
+            end = step + (total_steps - step) // steps_per_epoch * steps_per_epoch
+            epochs, steps = epoch + (end - step) // steps_per_epoch, steps_per_epoch
         trainer.fit(make_dataset(step, end - step), epochs=epochs, initial_epoch=epoch,
-                    steps_per_epoch=min(chunk, end - step), validation_data=validation_data,
+                    steps_per_epoch=steps, validation_data=validation_data,
                     validation_freq=eval_every_epochs,
                     callbacks=callbacks, verbose=keras_verbosity(verbose), shuffle=False)
         step = int(keras.ops.convert_to_numpy(step_variable))
