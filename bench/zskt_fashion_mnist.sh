@@ -22,7 +22,9 @@ out=${BENCH_DIR:-runs/bench}
 teacher=$out/lenet5_fashion_mnist
 student=$out/zskt_fashion_mnist/lenet5_half
 curves=$out/zskt_fashion_mnist/curves
-teacher_flags=() zero_shot_flags=(--iterations=4000) curve_flags=(--num_images=300)
+fewshot=${FEWSHOT_RUN:-$out/fewshot_kd_M100}  # a few-shot KD student of the same teacher
+fewshot_curves=$out/zskt_fashion_mnist/curves_fewshot
+teacher_flags=() zero_shot_flags=(--iterations="${ITERATIONS:-4000}") curve_flags=(--num_images=300)
 if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
   teacher_flags=(--epochs=1 --max_train_examples=2000)
   zero_shot_flags=(--iterations=20 --batch_size=32 --max_test_examples=1000)
@@ -40,6 +42,12 @@ zskd --procedure=zero_shot --teacher="$teacher" --student=lenet5_half --dataset=
 zskd --procedure=transition_curves --teacher="$teacher" --student_run="$student/seed_0" \
   --dataset=fashion_mnist --run_dir="$curves" "${curve_flags[@]}"
 python tools/plot_transition_curves.py --run_dir="$curves" --out="$curves/curves.png"
+if [ -f "$fewshot/result.json" ]; then  # the same measurement on the few-shot KD student
+  zskd --procedure=transition_curves --teacher="$teacher" --student_run="$fewshot" \
+    --dataset=fashion_mnist --run_dir="$fewshot_curves" "${curve_flags[@]}"
+  python tools/plot_transition_curves.py --run_dir="$fewshot_curves" \
+    --out="$fewshot_curves/curves.png"
+fi
 
 python - "$out" <<'PY'
 import json, os, sys
@@ -50,6 +58,7 @@ def result(path):
 teacher, student = result("lenet5_fashion_mnist"), result("zskt_fashion_mnist/lenet5_half")
 seed = result("zskt_fashion_mnist/lenet5_half/seed_0")
 curves = result("zskt_fashion_mnist/curves")
+fewshot = os.path.join(out, "zskt_fashion_mnist/curves_fewshot")
 print(f"\nZSKT on Fashion-MNIST, LeNet-5 (teacher {teacher['test_accuracy']:.2%}) -> LeNet-5-half, "
       f"no training image")
 print(f"zero-shot student: {student['test_accuracy']:.2%} after "
@@ -57,4 +66,7 @@ print(f"zero-shot student: {student['test_accuracy']:.2%} after "
       f"({seed['train_seconds_this_session'] / 3600:.2f} h in the last session)")
 print(f"MTE student vs teacher: {curves['mte']:.3f} ({curves['num_images']} images, "
       f"K = {curves['adversarial_steps']})")
+if os.path.exists(os.path.join(fewshot, "result.json")):
+    few = result("zskt_fashion_mnist/curves_fewshot")
+    print(f"MTE few-shot KD student vs teacher: {few['mte']:.3f} ({few['student_run']})")
 PY

@@ -8,3 +8,8 @@ flags.DEFINE_integer("num_samples", None, "Synthetic images to make in total.")
 flags.DEFINE_integer("synthesis_steps", None, "Optimisation steps per batch of images.")
 flags.DEFINE_integer("synthesis_batch_size", None, "Images optimised together (global batch).")
 flags.DEFINE_float("synthesis_lr", None, "Adam learning rate of the image optimisation.")
+flags.DEFINE_boolean(
+    "fast_input_gradient", True,
+    "Differentiate the teacher's first few-channel valid convolutions with respect to the "
+    "images through their 2x2 space-to-depth form: the same gradient up to float rounding, "
+    "about 1.4x faster for LeNet-5 on CPU (zskd_tf/trainers/input_gradients.py).")

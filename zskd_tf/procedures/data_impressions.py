@@ -79,7 +79,8 @@ def run(cfg) -> dict:
     with strategy.scope():
         synthesizer = ImpressionSynthesizer(teacher.logits_model,
                                             (plan.batch_size, *teacher.spec.shape),
-                                            cfg.temperature, teacher.value_range)
+                                            cfg.temperature, teacher.value_range,
+                                            fast_input_gradient=cfg.fast_input_gradient)
         optimizer = keras.optimizers.Adam(cfg.synthesis_lr, epsilon=ADAM_EPSILON)
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])
@@ -93,7 +94,8 @@ def run(cfg) -> dict:
           f"classes, final layer {teacher.final_layer}, logits: {teacher.logits_from}): "
           f"{num_samples} in {plan.num_batches} batches of {plan.batch_size}, betas "
           f"{','.join(map(str, betas))}, T={cfg.temperature:g}, {cfg.synthesis_steps} Adam "
-          f"steps at lr {cfg.synthesis_lr:g}, {replicas} replica(s); "
+          f"steps at lr {cfg.synthesis_lr:g}, {replicas} replica(s), fast input gradient "
+          f"through {synthesizer.accelerated_layers or 'no layer'}; "
           f"{len(pending)} batch(es) to make", flush=True)
     started = time.monotonic()
     for index in pending:

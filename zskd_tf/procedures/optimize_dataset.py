@@ -157,7 +157,7 @@ def run(cfg) -> dict:
     with strategy.scope():
         synthesizer = ReconstructionSynthesizer(
             teacher.model, (cfg.synthesis_batch_size, *spec.shape), objective.segments,
-            cfg.temperature)
+            cfg.temperature, fast_input_gradient=cfg.fast_input_gradient)
         optimizer = keras.optimizers.Adam(learning_rate=cfg.synthesis_lr, epsilon=ADAM_EPSILON)
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])

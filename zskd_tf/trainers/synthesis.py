@@ -4,7 +4,10 @@
 ``fit`` optimises one batch: ``start_batch`` loads its initial images, resets the optimizer
 (fresh Adam moments for every batch, zskd.md §3 pitfall 6), and ``fit`` runs ``steps``
 steps over a dataset that repeats the batch's targets. Subclasses define
-``synthesis_loss``.
+``synthesis_loss``. With ``fast_input_gradient`` (the default) the teacher's first
+few-channel convolutions differentiate through their space-to-depth form
+(:mod:`zskd_tf.trainers.input_gradients`: same forward, same gradient up to float rounding,
+~1.4x more image-steps/s for LeNet-5).
 
 Several replicas: the image variable holds the *global* batch and is mirrored; the dataset
 yields ``(row_indices, targets)`` so each replica gathers and optimises its own rows. Only
@@ -18,6 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zskd_tf.trainers import input_gradients
+
 
 class _Clip(keras.constraints.Constraint):
     def __init__(self, low, high):
@@ -28,10 +33,13 @@ class _Clip(keras.constraints.Constraint):
 
 
 class ImageSynthesizer(keras.Model):
-    def __init__(self, teacher: keras.Model, batch_shape, value_range=None, **kwargs):
+    def __init__(self, teacher: keras.Model, batch_shape, value_range=None,
+                 fast_input_gradient: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.teacher = teacher
         teacher.trainable = False
+        self.accelerated_layers = (input_gradients.accelerate_input_gradients(teacher)
+                                   if fast_input_gradient else [])
         # Keeping images in the teacher's valid input range: the optimizer applies the
         # constraint after each update (in cross-replica context under a strategy).
         constraint = _Clip(*value_range) if value_range is not None else None
@@ -64,14 +72,20 @@ class ImageSynthesizer(keras.Model):
         rows, targets = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss = self.synthesis_loss(tf.gather(self.images, rows), targets)
+            loss = self.synthesis_loss(self._replica_images(rows, replicas), targets)
             scaled = loss / replicas
-        # Dense gradient: the gather's IndexedSlices would be all-reduced with a collective
-        # gather whose instance keys clash with other MirroredStrategy objects in the process.
-        grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled, [self.images])]
+        grads = tape.gradient(scaled, [self.images])
         self.optimizer.apply(grads, [self.images])
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
+
+    def _replica_images(self, rows, replicas: int):
+        """This replica's rows of the image batch: a contiguous block (the distributed dataset
+        splits the batch in order), so a slice, whose gradient is dense and cheap, serves."""
+        if replicas == 1:
+            return self.images.value
+        return tf.slice(self.images, tf.stack([rows[0], 0, 0, 0]),
+                        tf.stack([tf.shape(rows)[0], -1, -1, -1]))
 
     def optimise(self, initial_images, targets, steps: int, verbose: int = 0) -> np.ndarray:
         """Runs one batch from ``initial_images``; returns the optimised images."""

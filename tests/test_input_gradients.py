@@ -1,0 +1,78 @@
+"""The space-to-depth input gradient of few-channel first convolutions (trainers/input_gradients)."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zskd_tf.models import registry
+from zskd_tf.trainers import input_gradients as ig
+from zskd_tf.trainers.impressions import ImpressionSynthesizer
+
+RNG = np.random.default_rng(3)
+
+
+@pytest.mark.parametrize("k_h,k_w,channels,filters,height,width", [
+    (5, 5, 1, 6, 32, 32),  # LeNet-5's first layer
+    (3, 3, 3, 4, 10, 8),
+    (5, 3, 2, 5, 12, 14),
+])
+def test_block_form_gives_the_convolutions_input_gradient(k_h, k_w, channels, filters,
+                                                           height, width):
+    x = tf.constant(RNG.normal(size=(3, height, width, channels)), tf.float32)
+    kernel = tf.constant(RNG.normal(size=(k_h, k_w, channels, filters)), tf.float32)
+    out_h, out_w = height - k_h + 1, width - k_w + 1
+    upstream = tf.constant(RNG.normal(size=(3, out_h, out_w, filters)), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        plain = tf.nn.conv2d(x, kernel, 1, "VALID")
+        fast = ig.conv_with_block_input_gradient(x, kernel)
+    np.testing.assert_array_equal(fast.numpy(), plain.numpy())  # the forward is the same op
+    want = tape.gradient(plain, x, output_gradients=upstream).numpy()
+    got = tape.gradient(fast, x, output_gradients=upstream).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def _conv_model(input_shape, **conv_kwargs):
+    inputs = keras.Input(input_shape)
+    h = keras.layers.Conv2D(4, 3, name="conv", **conv_kwargs)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
+
+
+@pytest.mark.parametrize("input_shape,conv_kwargs,patched", [
+    ((8, 8, 1), {}, True),
+    ((8, 8, 3), {}, True),
+    ((8, 8, 8), {}, False),                     # too many channels to gain
+    ((8, 8, 1), {"strides": 2}, False),
+    ((8, 8, 1), {"padding": "same"}, False),
+    ((8, 8, 1), {"dilation_rate": 2}, False),
+    ((9, 9, 1), {}, False),                     # odd input
+    ((7, 8, 1), {}, False),
+])
+def test_only_eligible_convolutions_are_patched(input_shape, conv_kwargs, patched):
+    model = _conv_model(input_shape, **conv_kwargs)
+    assert ig.accelerate_input_gradients(model) == (["conv"] if patched else [])
+
+
+def test_lenet5_teacher_gradient_and_synthesis_are_unchanged():
+    keras.utils.set_random_seed(0)
+    weights = registry.build_model("lenet5", input_shape=(32, 32, 1)).get_weights()
+    x0 = RNG.uniform(0, 1, (6, 32, 32, 1)).astype(np.float32)
+    targets = RNG.dirichlet(np.ones(10), 6).astype(np.float32)
+    results = {}
+    for fast in (False, True):
+        teacher = registry.build_model("lenet5", input_shape=(32, 32, 1))
+        teacher.set_weights(weights)
+        synth = ImpressionSynthesizer(teacher, x0.shape, 20.0, (0.0, 1.0),
+                                      fast_input_gradient=fast)
+        assert synth.accelerated_layers == (["tap_conv1"] if fast else [])
+        synth.compile(optimizer=keras.optimizers.Adam(0.01, epsilon=1e-8))
+        x = tf.constant(x0)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = synth.synthesis_loss(x, tf.constant(targets))
+        results[fast] = tape.gradient(loss, x).numpy(), synth.optimise(x0, targets, 20)
+    (grad_plain, images_plain), (grad_fast, images_fast) = results[False], results[True]
+    np.testing.assert_allclose(grad_fast, grad_plain, rtol=1e-4,
+                               atol=1e-5 * np.abs(grad_plain).max())
+    np.testing.assert_allclose(images_fast, images_plain, atol=1e-4)
+    assert np.abs(images_plain - x0).max() > 0.05  # the images did move
