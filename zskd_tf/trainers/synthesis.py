@@ -10,7 +10,7 @@ few-channel convolutions differentiate through their space-to-depth form
 ~1.4x more image-steps/s for LeNet-5).
 
 Several replicas: the image variable holds the *global* batch and is mirrored; the dataset
-yields ``(row_indices, targets)`` so each replica gathers and optimises its own rows. Only
+yields ``(row_indices, targets)`` so each replica slices out and optimises its own rows. Only
 those rows get a gradient from that replica, the all-reduce assembles the full gradient and
 every replica applies the same update, so the result equals one device's up to float
 rounding (which a high learning rate can amplify over many steps).
@@ -84,7 +84,8 @@ class ImageSynthesizer(keras.Model):
         splits the batch in order), so a slice, whose gradient is dense and cheap, serves."""
         if replicas == 1:
             return self.images.value
-        return tf.slice(self.images, tf.stack([rows[0], 0, 0, 0]),
+        start = tf.cast(rows[0], tf.int32)
+        return tf.slice(self.images, tf.stack([start, 0, 0, 0]),
                         tf.stack([tf.shape(rows)[0], -1, -1, -1]))
 
     def optimise(self, initial_images, targets, steps: int, verbose: int = 0) -> np.ndarray:
