@@ -12,14 +12,10 @@ import glob
 import os
 
 import _cli
-import numpy as np
 from absl import flags
 
-from zskd_tf.data import preprocess as pp
-from zskd_tf.data import synthetic
 from zskd_tf.errors import UserError
 from zskd_tf.zskd import figures
-from zskd_tf.data.datasets import class_names as dataset_class_names
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A run directory holding one synthetic .npz.")
 _NPZ = flags.DEFINE_string("npz", None, "A synthetic-dataset .npz file (instead of --run_dir).")
@@ -45,32 +41,12 @@ def _npz_path() -> str:
     return found[0]
 
 
-def _titles(index: int, data, names) -> list:
-    if data.soft_targets is None:
-        return [f"{names[data.y[index]]} (label)"]
-    probabilities = data.soft_targets[index]
-    return [f"{names[c]} {probabilities[c]:.2f}" for c in np.argsort(-probabilities)[:2]]
-
-
 def main():
     if not _OUT.value:
         raise UserError("--out=FILE.png is required")
     path = _npz_path()
-    data = synthetic.load_synthetic(path)
-    names = data.meta.get("extra", {}).get("class_names") or dataset_class_names(data.dataset)
-    images = pp.unprocess(data.x, data.input_spec).numpy()
-    tiles = []
-    for c in [c for c in range(data.num_classes) if np.any(data.y == c)][:_MAX_CLASSES.value]:
-        chosen = np.flatnonzero(data.y == c)[:_PER_CLASS.value]
-        row = [(images[i], _titles(i, data, names)) for i in chosen]
-        tiles += row + [(None, [])] * (_PER_CLASS.value - len(row))
-    if not tiles:
-        raise UserError("the file holds no images")
-    described = data.meta.get("extra", {}).get("soft_targets", "soft targets")
-    title = (f"{os.path.basename(path)}: rows by label y; titles = top-2 of "
-             f"{described if data.soft_targets is not None else 'y'}")
-    figures.write_png(_OUT.value, figures.image_grid(tiles, _PER_CLASS.value, _TILE.value,
-                                                     title=title))
+    figures.write_png(_OUT.value, figures.synthetic_grid(path, _PER_CLASS.value,
+                                                         _MAX_CLASSES.value, _TILE.value))
     print(f"wrote {_OUT.value}")
 
 

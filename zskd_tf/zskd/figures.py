@@ -6,6 +6,8 @@ Pure functions from arrays to BGR uint8 images (white background, dark text), pl
 """
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 
@@ -155,3 +157,34 @@ def write_png(path: str, image: np.ndarray) -> None:
         atomic.write_bytes(str(path), encoded.tobytes())
     except OSError as e:
         raise UserError(f"cannot write --out={path}: {e.strerror or e}") from None
+
+
+def _top2_titles(index: int, data, names) -> list:
+    if data.soft_targets is None:
+        return [f"{names[data.y[index]]} (label)"]
+    probabilities = data.soft_targets[index]
+    return [f"{names[c]} {probabilities[c]:.2f}" for c in np.argsort(-probabilities)[:2]]
+
+
+def synthetic_grid(path: str, per_class: int = 8, max_classes: int = 20,
+                   tile: int = 112) -> np.ndarray:
+    """A synthetic-dataset ``.npz`` as a grid: one row per label y (up to ``max_classes``),
+    ``per_class`` images each, titled with the top-2 classes of the stored soft targets."""
+    from zskd_tf.data import preprocess as pp  # TensorFlow: only when a grid is drawn
+    from zskd_tf.data import synthetic
+    from zskd_tf.data.datasets import class_names as dataset_class_names
+
+    data = synthetic.load_synthetic(path)
+    names = data.meta.get("extra", {}).get("class_names") or dataset_class_names(data.dataset)
+    images = pp.unprocess(data.x, data.input_spec).numpy()
+    tiles = []
+    for c in [c for c in range(data.num_classes) if np.any(data.y == c)][:max_classes]:
+        chosen = np.flatnonzero(data.y == c)[:per_class]
+        row = [(images[i], _top2_titles(i, data, names)) for i in chosen]
+        tiles += row + [(None, [])] * (per_class - len(row))
+    if not tiles:
+        raise UserError(f"{path} holds no images")
+    described = data.meta.get("extra", {}).get("soft_targets", "soft targets")
+    title = (f"{os.path.basename(path)}: rows by label y; titles = top-2 of "
+             f"{described if data.soft_targets is not None else 'y'}")
+    return image_grid(tiles, per_class, tile, title=title)
