@@ -56,6 +56,23 @@ def test_generator_has_the_reference_size_and_init():
         generator_lib.generator((30, 32, 3))
 
 
+def test_generator_range_option_squashes_into_the_teacher_range(tmp_path):
+    low, high = np.array([-0.5, 0.0, 1.0]), np.array([0.5, 2.0, 4.0])
+    keras.utils.set_random_seed(0)
+    free = generator_lib.generator((8, 8, 3), z_dim=4)
+    keras.utils.set_random_seed(0)
+    squashed = generator_lib.generator((8, 8, 3), z_dim=4, output_range=(low, high))
+    assert complexity.count_trainable_params(squashed) == complexity.count_trainable_params(free)
+    z = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32) * 10
+    y_free, y = free(z).numpy(), squashed(z).numpy()
+    np.testing.assert_allclose(y, low + (high - low) / (1 + np.exp(-y_free)), rtol=1e-5,
+                               atol=1e-6)
+    assert (y >= low).all() and (y <= high).all() and y_free.min() < low.min()
+    path = str(tmp_path / "g.keras")
+    squashed.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(z).numpy(), y, rtol=1e-6)
+
+
 def test_generator_always_normalises_with_batch_statistics():
     g = generator_lib.generator(SHAPE, z_dim=Z_DIM)
     z = np.random.default_rng(0).normal(size=(16, Z_DIM)).astype(np.float32)

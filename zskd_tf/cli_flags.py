@@ -15,7 +15,8 @@ from zskd_tf.errors import UserError
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
 
 PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
-                   "compute_stats", "optimize_dataset", "zero_shot", "transition_curves")
+                   "compute_stats", "optimize_dataset", "zero_shot", "transition_curves",
+                   "pipeline")
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
 
 # Flags that say *how* a run is executed, not *what* it computes: they may change between a
@@ -99,6 +100,12 @@ flags.DEFINE_string("model_path", None, "A run directory, a .keras file or a Sav
 flags.DEFINE_enum("split", "test", ("train", "test"), "Dataset split to evaluate on.")
 flags.DEFINE_boolean("tflite", False, "export: also write model.tflite.")
 
+# --- pipeline ------------------------------------------------------------------------------
+flags.DEFINE_boolean("quick", False, "pipeline: the quick preset (the default; minutes on a CPU).")
+flags.DEFINE_boolean("full", False, "pipeline: the benchmark preset (hours on a CPU).")
+flags.DEFINE_enum("preset", None, ("quick", "full", "smoke"),
+                  "pipeline: the preset by name (--quick / --full are shortcuts).")
+
 # --- execution -----------------------------------------------------------------------------
 flags.DEFINE_enum("strategy", "auto", ("auto", "mirrored", "default"),
                   "auto: MirroredStrategy when more than one GPU is visible.")
@@ -132,6 +139,7 @@ _NEEDS = {  # procedure -> flags it cannot run without
     "optimize_dataset": ("run_dir", "teacher", "stats"),
     "zero_shot": ("run_dir", "teacher", "student"),
     "transition_curves": ("run_dir", "teacher", "student_run"),
+    "pipeline": ("run_dir",),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 from zskd_tf.data.datasets import IMAGE_SHAPES, check_dataset_name
@@ -56,6 +57,12 @@ class InputSpec:
         problem = self._problem()
         if problem:
             raise UserError(f"invalid input spec {self.to_dict()}: {problem}")
+
+    @property
+    def value_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (low, high) of valid inputs: raw 0 and 255 through the normalisation."""
+        mean, std = np.asarray(self.mean), np.asarray(self.std)
+        return ((0.0 - mean) / std).astype(np.float32), ((1.0 - mean) / std).astype(np.float32)
 
     def _problem(self) -> str | None:
         if min(self.height, self.width, self.channels, self.raw_height, self.raw_width) < 1:

@@ -10,6 +10,11 @@ flags.DEFINE_float("generator_lr", 1e-3, "Generator Adam learning rate (cosine t
 flags.DEFINE_enum("variant", "original", ("original", "modified"),
                   "original: the paper's loop; modified: new z and new images for every "
                   "student step (repro.md §7.5).")
+flags.DEFINE_enum(
+    "generator_range", "free", ("free", "teacher"),
+    "free: the generator's output is its final BatchNorm's, unbounded (the paper); teacher: "
+    "squashed into the teacher's valid input range by a per-channel scaled sigmoid (for "
+    "teachers fed x/255 in [0, 1] such as LeNet-5; not in the paper).")
 flags.DEFINE_list("seeds", None, "Run one student per seed and report mean and std.")
 flags.DEFINE_string("student_run", None,
                     "transition_curves: the run directory or model file of the network "

@@ -9,6 +9,11 @@ Every BN normalises with the statistics of the batch it is given, whatever ``tra
 the reference keeps the generator in train mode for the whole of ZSKT. PyTorch also keeps
 running statistics for these layers, but ZSKT never reads them, so :class:`BatchStatNorm` has
 none. Weights and biases use PyTorch's default initialisation, U(+-1/sqrt(fan_in)).
+
+``output_range=(low, high)`` (not in the paper) squashes that output into the teacher's valid
+input range with a per-channel ``low + (high - low) * sigmoid(.)`` (:class:`RangeSquash`): for
+teachers fed raw-range inputs (x/255 in [0, 1], e.g. LeNet-5), whose inputs the unbounded
+output would otherwise leave.
 """
 from __future__ import annotations
 
@@ -51,6 +56,25 @@ class BatchStatNorm(layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+@keras.saving.register_keras_serializable(package="zskd_tf")
+class RangeSquash(layers.Layer):
+    """``low + (high - low) * sigmoid(x)`` per channel: any value into (low, high)."""
+
+    def __init__(self, low, high, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = [float(v) for v in low], [float(v) for v in high]
+
+    def call(self, inputs):
+        low = tf.constant(self.low, inputs.dtype)
+        return low + (tf.constant(self.high, inputs.dtype) - low) * tf.sigmoid(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
 def _torch_default(fan_in: int) -> dict:
     """PyTorch's Linear/Conv default: weights and biases ~ U(+-1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in)
@@ -64,8 +88,12 @@ def _conv(x, filters: int, name: str):
                          **_torch_default(9 * int(x.shape[-1])))(x)
 
 
-def generator(output_shape=(32, 32, 3), z_dim: int = 100, name: str = "generator") -> keras.Model:
-    """The generator for images of ``output_shape`` (H, W, C); H and W must be multiples of 4."""
+def generator(output_shape=(32, 32, 3), z_dim: int = 100, name: str = "generator",
+              output_range=None) -> keras.Model:
+    """The generator for images of ``output_shape`` (H, W, C); H and W must be multiples of 4.
+
+    ``output_range``: None (the paper: the final BN's output as is) or per-channel
+    ``(low, high)`` sequences to squash the output into."""
     height, width, channels = (int(d) for d in output_shape)
     if height % 4 or width % 4 or min(height, width, channels, z_dim) < 1:
         raise UserError(f"the ZSKT generator makes images whose height and width are multiples "
@@ -83,4 +111,10 @@ def generator(output_shape=(32, 32, 3), z_dim: int = 100, name: str = "generator
     x = layers.LeakyReLU(negative_slope=0.2, name="lrelu2")(BatchStatNorm(name="bn2")(x))
     x = _conv(x, channels, "conv3")
     images = BatchStatNorm(name="bn3", dtype="float32")(x)
+    if output_range is not None:
+        low, high = ([float(v) for v in keras.ops.convert_to_numpy(b).reshape(-1)]
+                     for b in output_range)
+        if len(low) == 1 < channels:
+            low, high = low * channels, high * channels
+        images = RangeSquash(low, high, name="squash", dtype="float32")(images)
     return keras.Model(z, images, name=name)

@@ -13,6 +13,7 @@ _MODULES = {
     "optimize_dataset": "zskd_tf.procedures.optimize_dataset",
     "zero_shot": "zskd_tf.procedures.zero_shot",
     "transition_curves": "zskd_tf.procedures.transition_curves",
+    "pipeline": "zskd_tf.procedures.pipeline",
 }
 
 

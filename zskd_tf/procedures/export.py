@@ -6,13 +6,16 @@ import numpy as np
 from zskd_tf import export, model_io
 from zskd_tf.data import datasets
 from zskd_tf.errors import UserError
+from zskd_tf.procedures.common import finished_result
 from zskd_tf.procedures.evaluate import dataset_for
 from zskd_tf.runtime.run_dir import RunDir
 
 
 def run(cfg) -> dict:
     run_dir = RunDir(cfg.run_dir)
-    run_dir.check(cfg)
+    finished = finished_result(run_dir, cfg)
+    if finished:
+        return finished
     info = model_io.read_info(cfg.model_path)
     raw_shape = None
     if "input_spec" not in info:

@@ -55,8 +55,7 @@ class ImpressionTeacher:
     @property
     def value_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (low, high) of valid inputs: raw 0 and 255 through the normalisation."""
-        mean, std = np.asarray(self.spec.mean), np.asarray(self.spec.std)
-        return ((0.0 - mean) / std).astype(np.float32), ((1.0 - mean) / std).astype(np.float32)
+        return self.spec.value_range
 
 
 def parse_input_range(values) -> tuple[float, float] | None:

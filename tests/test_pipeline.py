@@ -1,0 +1,77 @@
+"""--procedure=pipeline: every step, the report, reuse of finished steps, bad input."""
+import os
+
+import cv2
+import pytest
+
+from helpers import assert_user_error, read_json, run_cli
+from zskd_tf.data.datasets import DEBIAN_FASHION_MNIST_DIR
+from zskd_tf.pipeline import steps as steps_lib
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir(DEBIAN_FASHION_MNIST_DIR),
+    reason="the Debian package dataset-fashion-mnist is not installed (./setup.sh installs it)")
+
+SMOKE = ("--procedure=pipeline", "--preset=smoke")
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("pipeline") / "p")
+    proc = run_cli(*SMOKE, f"--run_dir={run}", check=True, timeout=1200)
+    return run, proc
+
+
+def test_pipeline_runs_every_step_and_writes_the_report(pipeline_run):
+    run, proc = pipeline_run
+    plan = steps_lib.plan(steps_lib.PRESETS["smoke"], run, None)
+    for i, step in enumerate(plan, 1):
+        assert f"[pipeline {i}/{len(plan) + 1}] {step.title}" in proc.stdout
+        assert os.path.exists(os.path.join(run, step.name, "result.json")), step.name
+    result = read_json(os.path.join(run, "result.json"))
+    report = read_json(os.path.join(run, "report.json"))
+    names = [row["name"] for row in report["rows"]]
+    assert names == ["teacher", *steps_lib.STUDENTS]
+    for row in report["rows"]:
+        step_result = read_json(os.path.join(row["run"], "result.json"))
+        assert row["test_accuracy"] == step_result["test_accuracy"]
+        assert result["test_accuracies"][row["name"]] == row["test_accuracy"]
+        assert row["tflite_top1_agreement"] >= 0.99, row["name"]
+        assert row["saved_model_ms"] > 0 and row["tflite_ms"] > 0
+        assert 0 < row["tflite_bytes"] < row["saved_model_bytes"]
+    assert report["rows"][1]["trainable_params"] < report["rows"][0]["trainable_params"]
+    html = open(os.path.join(run, "report.html"), encoding="utf-8").read()
+    assert len(report["figures"]) == 5
+    for name in report["figures"]:
+        assert f'src="report/{name}"' in html
+        image = cv2.imread(os.path.join(run, "report", name))
+        assert image is not None and min(image.shape[:2]) > 100, name
+    for row in report["rows"]:
+        assert f"{100 * row['test_accuracy']:.2f} %" in html
+
+
+def test_pipeline_rerun_reuses_finished_steps(pipeline_run):
+    run, _ = pipeline_run
+    model = os.path.join(run, "zskd_student", "model.keras")
+    before = os.stat(model).st_mtime_ns
+    os.remove(os.path.join(run, "result.json"))  # as if killed while writing the report
+    proc = run_cli(*SMOKE, f"--run_dir={run}", check=True, timeout=1200)
+    assert proc.stdout.count("finished earlier, checking and reusing it") == len(
+        steps_lib.plan(steps_lib.PRESETS["smoke"], run, None))
+    assert os.stat(model).st_mtime_ns == before
+    assert os.path.exists(os.path.join(run, "result.json"))
+    again = run_cli(*SMOKE, f"--run_dir={run}", check=True)  # finished: returns at once
+    assert "run already finished" in again.stdout and "[pipeline" not in again.stdout
+
+
+def test_pipeline_bad_input(tmp_path, pipeline_run):
+    run, _ = pipeline_run
+    out = str(tmp_path / "p")
+    assert_user_error(run_cli("--procedure=pipeline", "--quick", "--full", f"--run_dir={out}"),
+                      "give one preset")
+    assert_user_error(run_cli(*SMOKE, f"--run_dir={out}", f"--teacher={tmp_path}/none"),
+                      "not a finished zskd_tf training run")
+    assert_user_error(run_cli(*SMOKE, f"--run_dir={out}",
+                              f"--teacher={run}/zskd_student"),
+                      "lenet5_half on fashion_mnist", "needs a lenet5")
+    assert not os.path.exists(out)

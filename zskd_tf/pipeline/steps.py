@@ -1,0 +1,122 @@
+"""The steps of ``--procedure=pipeline`` and its two presets.
+
+Each step is one ``python -m zskd_tf.main`` command with its own run directory under the
+pipeline's, so it is resumable, checked against its flags and reused when finished, exactly as
+if the user had typed it. Teacher: LeNet-5 on Fashion-MNIST (trained, or ``--teacher``);
+students: LeNet-5-half from ZSKD data impressions, from a Lopes et al. reconstruction
+(``all_layers``, the best objective in our Fashion-MNIST benchmark, README "Benchmarks") and
+from ZSKT's generator; each is exported to SavedModel + TFLite.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+DATASET = "fashion_mnist"
+TEACHER_MODEL = "lenet5"
+STUDENT_MODEL = "lenet5_half"
+LOPES_OBJECTIVE = "all_layers"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    teacher_epochs: int | None       # None: the model's recipe (20 epochs)
+    impressions: int                 # ZSKD data impressions
+    impression_steps: int
+    reconstructions: int             # Lopes et al. images
+    reconstruction_steps: int
+    zskt_iterations: int
+    curve_images: int
+    curve_steps: int
+    extra: tuple = ()  # (step name, (flags...)) pairs appended to those steps
+
+
+SMOKE_EXTRA = (  # seconds per step: checks the wiring, not the methods
+    ("teacher", ("--max_train_examples=2000", "--max_test_examples=500")),
+    ("zskd_student", ("--epochs=2", "--max_test_examples=500")),
+    ("lopes_stats", ("--max_train_examples=2000",)),
+    ("lopes_student", ("--epochs=2", "--max_test_examples=500")),
+    ("zskt_student", ("--batch_size=32", "--max_test_examples=500")),
+    ("zskt_curves", ("--max_test_examples=500",)),
+)
+
+
+PRESETS = {
+    # Minutes on a 2-core CPU (README "One command"): every method, at a small scale.
+    "quick": Preset("quick", teacher_epochs=5, impressions=6000, impression_steps=400,
+                    reconstructions=3200, reconstruction_steps=300, zskt_iterations=600,
+                    curve_images=100, curve_steps=30),
+    # The benchmark settings (bench/*.sh): hours on a CPU.
+    "full": Preset("full", teacher_epochs=None, impressions=48000, impression_steps=1500,
+                   reconstructions=32000, reconstruction_steps=1000, zskt_iterations=4000,
+                   curve_images=300, curve_steps=100),
+    "smoke": Preset("smoke", teacher_epochs=1, impressions=200, impression_steps=20,
+                    reconstructions=640, reconstruction_steps=20, zskt_iterations=10,
+                    curve_images=10, curve_steps=5, extra=SMOKE_EXTRA),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    args: tuple[str, ...]  # procedure flags, without --run_dir
+
+    def run_dir(self, root: str) -> str:
+        return os.path.join(root, self.name)
+
+
+def plan(preset: Preset, root: str, teacher: str | None) -> list[Step]:
+    """The steps, in order. ``teacher``: an existing teacher run to reuse, else one is trained."""
+    def d(name):
+        return os.path.join(root, name)
+
+    steps = []
+    if teacher is None:
+        teacher = d("teacher")
+        epochs = () if preset.teacher_epochs is None else (f"--epochs={preset.teacher_epochs}",)
+        steps.append(Step("teacher", f"train the {TEACHER_MODEL} teacher", (
+            "--procedure=train", f"--model={TEACHER_MODEL}", f"--dataset={DATASET}", *epochs)))
+    t = f"--teacher={teacher}"
+    student = (f"--student={STUDENT_MODEL}", t)
+    steps += [
+        Step("zskd_impressions", "ZSKD: data impressions", (
+            "--procedure=data_impressions", t, f"--num_samples={preset.impressions}",
+            f"--synthesis_steps={preset.impression_steps}", "--synthesis_batch_size=500")),
+        Step("zskd_student", "ZSKD: student on the impressions", (
+            "--procedure=distill", *student,
+            f"--dataset={d('zskd_impressions')}/impressions.npz", "--loss=soft_ce",
+            "--temperature=20", "--soft_ce_scale=400", "--targets=stored")),
+        Step("lopes_stats", "Lopes et al.: activation statistics of the teacher", (
+            "--procedure=compute_stats", t, f"--dataset={DATASET}")),
+        Step("lopes_dataset", f"Lopes et al.: reconstruction ({LOPES_OBJECTIVE})", (
+            "--procedure=optimize_dataset", t, f"--stats={d('lopes_stats')}",
+            f"--objective={LOPES_OBJECTIVE}", f"--num_samples={preset.reconstructions}",
+            f"--synthesis_steps={preset.reconstruction_steps}")),
+        Step("lopes_student", "Lopes et al.: student on the reconstruction", (
+            "--procedure=distill", *student,
+            f"--dataset={d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "--loss=soft_ce",
+            "--temperature=8", "--epochs=30")),
+        Step("zskt_student", "ZSKT: zero-shot student against a generator", (
+            "--procedure=zero_shot", *student, f"--dataset={DATASET}", "--beta=0",
+            f"--iterations={preset.zskt_iterations}", "--seeds=0")),
+        Step("zskt_curves", "ZSKT: transition curves of the zero-shot student", (
+            "--procedure=transition_curves", t, f"--student_run={d('zskt_student')}/seed_0",
+            f"--dataset={DATASET}", f"--num_images={preset.curve_images}",
+            f"--adversarial_steps={preset.curve_steps}")),
+    ]
+    for method, model in (("teacher", teacher), ("zskd", d("zskd_student")),
+                          ("lopes", d("lopes_student")), ("zskt", d("zskt_student") + "/seed_0")):
+        what = "the teacher" if method == "teacher" else f"the {method.upper()} student"
+        steps.append(Step(f"{method}_export", f"export {what} (SavedModel + TFLite)", (
+            "--procedure=export", f"--model_path={model}", "--tflite")))
+    extra = dict(preset.extra)
+    return [dataclasses.replace(s, args=s.args + tuple(extra.get(s.name, ()))) for s in steps]
+
+
+STUDENTS = {  # report rows: method -> (student run, export run) under the pipeline directory
+    "ZSKD (Nayak et al. 2019)": ("zskd_student", "zskd_export"),
+    f"Lopes et al. 2017 ({LOPES_OBJECTIVE})": ("lopes_student", "lopes_export"),
+    "ZSKT (Micaelli & Storkey 2019)": ("zskt_student/seed_0", "zskt_export"),
+}
