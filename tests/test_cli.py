@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -151,3 +152,45 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     b = keras.saving.load_model(os.path.join(run, "model.keras"))
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
+
+
+EXPORT_TOOL = os.path.join(REPO, "tools", "export_savedmodel.py")
+
+
+def _tool(*args):
+    return subprocess.run([sys.executable, EXPORT_TOOL, *args], capture_output=True, text=True,
+                          env=cli_env(), timeout=600)
+
+
+@needs_fashion_mnist
+@pytest.mark.parametrize("student", ["lenet5_teacher", "wrn-16-1_G8B2"])
+def test_export_tool_tflite_agrees_with_keras_on_real_images(student, tmp_path, request):
+    """Any classifier, incl. a Moonshine WRN with grouped convolutions: TFLite top-1 = Keras."""
+    from zskd_tf import export, model_io
+    from zskd_tf.data import datasets
+    from zskd_tf.data import preprocess as pp
+    from zskd_tf.models import registry
+
+    if student == "lenet5_teacher":
+        model_path = request.getfixturevalue("lenet5_teacher")
+    else:  # an untrained G8B2 student is enough: the check is Keras vs TFLite
+        keras.utils.set_random_seed(0)
+        model = registry.build_model("wrn-16-1", input_shape=(32, 32, 1), conv="G8B2")
+        spec = pp.input_spec_for("fashion_mnist", "wrn", (32, 32, 1))
+        model_path = str(tmp_path / "wrn")
+        model_io.save_classifier(model_path, model, {
+            "model": "wrn-16-1", "conv": "G8B2", "dataset": "fashion_mnist",
+            "class_names": [str(i) for i in range(10)], "input_spec": spec.to_dict()})
+    out = str(tmp_path / "export")
+    proc = _tool(f"--model_path={model_path}", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model.tflite" in proc.stdout
+    images = datasets.load_dataset("fashion_mnist").test_x[:300].astype(np.float32)
+    keras_probs = model_io.load_classifier(model_path).probabilities(images)
+    tflite_probs = export.tflite_probabilities(os.path.join(out, "model.tflite"), images)
+    assert (tflite_probs.argmax(1) == keras_probs.argmax(1)).mean() >= 0.99
+    np.testing.assert_allclose(tflite_probs, keras_probs, atol=1e-4)
+    again = _tool(f"--model_path={model_path}", f"--out={out}")  # refuses to overwrite
+    assert again.returncode == 2 and "already holds" in again.stderr
+    missing = _tool(f"--model_path={tmp_path}/none", f"--out={out}")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

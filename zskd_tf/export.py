@@ -52,3 +52,34 @@ def tflite_probabilities(tflite_path: str, raw_images) -> "np.ndarray":
     out = [runner(images=np.asarray(raw_images[i:i + 1], np.float32))["probabilities"]
            for i in range(len(raw_images))]
     return np.concatenate(out)
+
+
+def export_classifier(classifier, out_dir: str, tflite: bool, seed: int = 0) -> dict:
+    """``saved_model/`` (and ``model.tflite``) of a loaded Keras classifier in ``out_dir``.
+
+    Checks both on random raw images against the Keras model and returns the paths and the
+    largest probability differences (``saved_model_max_abs_diff``, ``tflite_max_abs_diff``).
+    """
+    import numpy as np
+
+    from zskd_tf import model_io
+
+    spec = classifier.spec
+    saved_model = os.path.join(out_dir, "saved_model")
+    export_savedmodel(classifier.model, spec, saved_model,
+                      {**classifier.info, "input_spec": spec.to_dict()})
+    probe = np.random.default_rng(seed).uniform(
+        0, 255, (8, spec.raw_height, spec.raw_width, spec.channels)).astype(np.float32)
+    expected = classifier.probabilities(probe)
+
+    def max_diff(probabilities) -> float:
+        return float(np.max(np.abs(np.asarray(probabilities) - expected)))
+
+    result = {"saved_model": saved_model, "saved_model_max_abs_diff": max_diff(
+        model_io.load_classifier(saved_model).probabilities(probe))}
+    if tflite:
+        path = os.path.join(out_dir, "model.tflite")
+        export_tflite(saved_model, path)
+        result["tflite"] = path
+        result["tflite_max_abs_diff"] = max_diff(tflite_probabilities(path, probe))
+    return result
