@@ -2,6 +2,8 @@
 
 Shared by ``python -m zskd_tf.main`` and the scripts in ``tools/``; defines no flags.
 """
+import errno
+import os
 import sys
 
 from absl import app, flags
@@ -23,6 +25,16 @@ def parse_flags(argv):
         fail(f"cannot read a flag file: {e}")
 
 
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _is_storage_error(e: BaseException) -> bool:
+    """A full disk, an exceeded quota or a read-only file system, from Python or TensorFlow."""
+    if isinstance(e, OSError) and e.errno in _STORAGE_ERRORS:
+        return True
+    return any(os.strerror(code) in str(e) for code in _STORAGE_ERRORS)
+
+
 def run(main) -> None:
     """Parses the flags and runs ``main()``; UserError -> ``error:`` line and exit 2."""
     def guarded(argv):
@@ -32,6 +44,13 @@ def run(main) -> None:
             main()
         except UserError as e:
             fail(e)
+        except Exception as e:  # noqa: BLE001  (a full or read-only disk is not a bug)
+            if not _is_storage_error(e):
+                raise
+            where = f" {e.filename}" if getattr(e, "filename", None) else ""
+            reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
+            fail(f"cannot write{where}: {reason}; finished products are kept, and the same "
+                 "command resumes once the disk has room")
         except KeyboardInterrupt:
             print("interrupted: run the same command again to resume", file=sys.stderr)
             sys.exit(130)

@@ -89,7 +89,12 @@ def load_teacher(path: str, *, dataset: str, dataset_given: bool, final_layer: s
                    and not os.path.exists(os.path.join(path, model_io.MODEL_FILE)))
     keras_in_scope = strategy is not None and not saved_model
     with strategy.scope() if keras_in_scope else contextlib.nullcontext():
-        return _load_teacher(path, dataset, dataset_given, final_layer, input_range)
+        try:
+            return _load_teacher(path, dataset, dataset_given, final_layer, input_range)
+        except UserError as e:
+            if path in str(e):
+                raise
+            raise UserError(f"--teacher={path}: {e}") from None
 
 
 def _load_teacher(path, dataset, dataset_given, final_layer, input_range) -> ImpressionTeacher:
