@@ -5,7 +5,9 @@ pipeline's, so it is resumable, checked against its flags and reused when finish
 if the user had typed it. Teacher: LeNet-5 on Fashion-MNIST (trained, or ``--teacher``);
 students: LeNet-5-half from ZSKD data impressions, from a Lopes et al. reconstruction
 (``all_layers``, the best objective in our Fashion-MNIST benchmark, README "Benchmarks") and
-from ZSKT's generator; each is exported to SavedModel + TFLite.
+from ZSKT's generator (``--generator_range=teacher``: with the paper's unbounded generator
+output a LeNet-5-half student collapsed to chance on Fashion-MNIST, README "Benchmarks");
+each is exported to SavedModel + TFLite.
 """
 from __future__ import annotations
 
@@ -100,6 +102,7 @@ def plan(preset: Preset, root: str, teacher: str | None) -> list[Step]:
             "--temperature=8", "--epochs=30")),
         Step("zskt_student", "ZSKT: zero-shot student against a generator", (
             "--procedure=zero_shot", *student, f"--dataset={DATASET}", "--beta=0",
+            "--generator_range=teacher",
             f"--iterations={preset.zskt_iterations}", "--seeds=0")),
         Step("zskt_curves", "ZSKT: transition curves of the zero-shot student", (
             "--procedure=transition_curves", t, f"--student_run={d('zskt_student')}/seed_0",
