@@ -1,6 +1,7 @@
 """Periodic training checkpoints (tf.train.Checkpoint) and their restoration on resume."""
 from __future__ import annotations
 
+import math
 import time
 
 import keras
@@ -45,7 +46,12 @@ class Checkpointer:
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Keras hook: a time-based checkpoint during epochs and one at every epoch end."""
+    """Keras hook: a time-based checkpoint during epochs and one at every epoch end.
+
+    Before each save the losses in ``logs`` (running means, so one NaN/Inf batch taints them)
+    must be finite; otherwise training stops with a UserError and the broken weights are
+    never stored: the run keeps its last good checkpoint and products. Checking only when
+    saving keeps the training loop free of a per-step host sync."""
 
     def __init__(self, checkpointer: Checkpointer, step_variable):
         super().__init__()
@@ -57,7 +63,19 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.checkpointer.due():
-            self.checkpointer.save(self._step())
+            self._save(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.checkpointer.save(self._step())
+        self._save(logs)
+
+    def _save(self, logs) -> None:
+        step = self._step()
+        for name, value in (logs or {}).items():
+            if "loss" in name or name.endswith("_kl"):
+                value = float(keras.ops.convert_to_numpy(value))
+                if not math.isfinite(value):
+                    raise UserError(
+                        f"training stopped: {name} became {value} by step {step} (the last "
+                        "checkpoint and every finished product are kept); lower the learning "
+                        "rate and start again with --overwrite or a new --run_dir")
+        self.checkpointer.save(step)

@@ -1,13 +1,11 @@
 """Resumable ``fit``: continues from the optimizer's step with the same data order."""
 from __future__ import annotations
 
-import math
 import sys
 import time
 
 import keras
 
-from zskd_tf.errors import UserError
 from zskd_tf.runtime.checkpoints import CheckpointCallback, Checkpointer
 from zskd_tf.runtime.run_dir import RunDir
 
@@ -51,28 +49,6 @@ class MetricsLogger(keras.callbacks.Callback):
         self.run.append_metrics(record)
 
 
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training with a UserError at the first NaN/Inf loss, before anything is saved.
-
-    Placed first among the callbacks, so the checkpoint hook never stores the broken weights:
-    the run directory keeps its last good checkpoint and products."""
-
-    def __init__(self, step_variable):
-        super().__init__()
-        self.step_variable = step_variable
-
-    def on_train_batch_end(self, batch, logs=None):
-        for name, value in (logs or {}).items():
-            if "loss" in name or name.endswith("_kl"):
-                value = float(keras.ops.convert_to_numpy(value))
-                if not math.isfinite(value):
-                    step = int(keras.ops.convert_to_numpy(self.step_variable))
-                    raise UserError(
-                        f"training stopped: {name} became {value} at step {step} (the last "
-                        "checkpoint and every finished product are kept); lower the learning "
-                        "rate and start again with --overwrite or a new --run_dir")
-
-
 def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer, make_dataset,
                   total_steps: int, steps_per_epoch: int, batch_size: int,
                   validation_data=None, verbose: str = "auto",
@@ -87,7 +63,7 @@ def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer,
     step_variable = trainer.optimizer.iterations if step_variable is None else step_variable
     step = int(keras.ops.convert_to_numpy(step_variable))
     run.truncate_metrics(step)
-    callbacks = [StopOnNonFinite(step_variable), CheckpointCallback(checkpointer, step_variable),
+    callbacks = [CheckpointCallback(checkpointer, step_variable),
                  MetricsLogger(run, step_variable, batch_size),
                  keras.callbacks.TensorBoard(run.file("tensorboard"), write_graph=False)]
     total_epochs = -(-total_steps // steps_per_epoch)
