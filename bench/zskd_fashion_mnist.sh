@@ -9,59 +9,75 @@
 #   SYNTHESIS_BATCH_SIZE=500 bench/zskd_fashion_mnist.sh   # faster synthesis (paper: 100)
 #   QUICK=1 BENCH_DIR=/tmp/b bench/zskd_fashion_mnist.sh   # a minutes-long smoke version
 #
-# The teacher is runs/bench/lenet5_fashion_mnist when it exists, else it is trained there with
-# flags/teachers/lenet5_fashion_mnist.cfg. Every step is resumable: run the script again after
-# an interruption.
+# Settings (environment):
+#   TEACHER_EPOCHS=20 (default) the Fashion-MNIST LeNet-5 recipe's full length, in
+#                     $BENCH_DIR/lenet5_fashion_mnist; any other N trains N epochs in
+#                     $BENCH_DIR/lenet5_fashion_mnist_eN (the ZSKT benchmark's teacher is N = 5).
+#   IMPRESSIONS=paper (default) the paper's and the authors' synthesis (uniform start, lr 1e-3);
+#               IMPRESSIONS=sseung sseung0703's: N(0, 1) start, image L2 1e-3, here lr 0.1.
+#   SYNTHESIS_STEPS (default 1500), SYNTHESIS_BATCH_SIZE (default 100).
+# Every step is resumable: run the script again after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}
-teacher=$out/lenet5_fashion_mnist
+epochs=${TEACHER_EPOCHS:-20}
+teacher_name=lenet5_fashion_mnist$([ "$epochs" = 20 ] || echo "_e$epochs")
+teacher=$out/$teacher_name
 sizes="48000 24000 12000"
-teacher_flags=() impression_flags=(--synthesis_batch_size="${SYNTHESIS_BATCH_SIZE:-100}")
+teacher_flags=()
+[ "$epochs" = 20 ] || teacher_flags=(--epochs="$epochs")
+impression_flags=(--synthesis_batch_size="${SYNTHESIS_BATCH_SIZE:-100}"
+                  --synthesis_steps="${SYNTHESIS_STEPS:-1500}")
+tag=$([ "$epochs" = 20 ] || echo "_e$epochs")
+case ${IMPRESSIONS:-paper} in
+  paper) ;;
+  sseung) impression_flags+=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=0.1)
+          tag+=_sseung ;;
+  *) echo "IMPRESSIONS must be paper or sseung" >&2; exit 2 ;;
+esac
+[ "${SYNTHESIS_STEPS:-1500}" = 1500 ] || tag+=_s$SYNTHESIS_STEPS
+work=$out/zskd_fashion_mnist$tag
 student_flags=()
 if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
   sizes="400 200 100"
-  impression_flags=(--synthesis_batch_size=100)
+  impression_flags+=(--synthesis_batch_size=100 --synthesis_steps=20)
   teacher_flags=(--epochs=1 --max_train_examples=2000)
-  impression_flags+=(--synthesis_steps=20)
   student_flags=(--epochs=2 --max_test_examples=1000)
 fi
 
 zskd() { python -m zskd_tf.main "$@" --verbose=epoch; }
 
-if [ ! -f "$teacher/result.json" ]; then
-  zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --run_dir="$teacher" \
-    "${teacher_flags[@]}"
-fi
+zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --run_dir="$teacher" "${teacher_flags[@]}"
 largest=${sizes%% *}
 for n in $sizes; do
   source=$largest subset=(--max_train_examples="$n")
   if [ "${SEPARATE:-0}" = 1 ] || [ "$n" = "$largest" ]; then
     source=$n subset=()
     zskd --flagfile=flags/zskd/fashion_mnist_impressions.cfg --teacher="$teacher" \
-      --num_samples="$n" --run_dir="$out/zskd_fashion_mnist/impressions_$n" \
+      --num_samples="$n" --run_dir="$work/impressions_$n" \
       "${impression_flags[@]}"
   fi
   zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$teacher" \
-    --dataset="$out/zskd_fashion_mnist/impressions_$source/impressions.npz" \
-    --run_dir="$out/zskd_fashion_mnist/student_$n" "${subset[@]}" "${student_flags[@]}"
+    --dataset="$work/impressions_$source/impressions.npz" \
+    --run_dir="$work/student_$n" "${subset[@]}" "${student_flags[@]}"
 done
 
-python - "$out" "${SEPARATE:-0}" $sizes <<'PY'
+python - "$out" "$teacher_name" "${work#"$out"/}" "${SEPARATE:-0}" $sizes <<'PY'
 import json, os, sys
-out, separate, sizes = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+out, teacher_name, work, separate, sizes = (sys.argv[1], sys.argv[2], sys.argv[3],
+                                            sys.argv[4] == "1", sys.argv[5:])
 def result(path):
     with open(os.path.join(out, path, "result.json")) as f:
         return json.load(f)
-teacher = result("lenet5_fashion_mnist")
-print(f"\nZSKD on Fashion-MNIST (teacher LeNet-5: {teacher['test_accuracy']:.2%}; "
+teacher = result(teacher_name)
+print(f"\nZSKD on Fashion-MNIST in {work} (teacher {teacher_name}: {teacher['test_accuracy']:.2%}; "
       "paper: teacher 90.84 %, ZSKD 48,000 DIs 79.62 % with augmentation)")
 print(f"{'DIs':>7}  {'from':>14}  {'DI loss':>8}  {'teacher=target':>14}  {'student acc':>11}  "
       f"{'synthesis h':>11}  {'student h':>9}")
 for n in sizes:
     source = n if separate or n == sizes[0] else sizes[0]
-    di = result(f"zskd_fashion_mnist/impressions_{source}")
-    st = result(f"zskd_fashion_mnist/student_{n}")
+    di = result(f"{work}/impressions_{source}")
+    st = result(f"{work}/student_{n}")
     origin = "own synthesis" if source == n else f"subset of {source}"
     print(f"{int(n):>7}  {origin:>14}  {di['mean_loss']:>8.4f}  "
           f"{di['teacher_matches_target']:>14.1%}  {st['test_accuracy']:>11.2%}  "

@@ -54,6 +54,15 @@ def test_generator_has_the_reference_size_and_init():
                 assert np.abs(w).max() > 0.9 * bound, layer
     with pytest.raises(UserError, match="multiples of 4"):
         generator_lib.generator((30, 32, 3))
+    # --generator_width=w: seed and conv1 w channels, conv2 w/2; the reference is w = 128.
+    w = 32
+    narrow = generator_lib.generator((32, 32, 1), z_dim=100, width=w)
+    want = ((100 + 1) * w * 64 + 2 * w + 9 * w * w + w + 2 * w + 9 * w * w // 2 + w // 2
+            + 2 * (w // 2) + 9 * (w // 2) + 1 + 2)
+    assert complexity.count_trainable_params(narrow) == want
+    assert narrow.get_layer("conv2").kernel.shape == (3, 3, w, w // 2)
+    with pytest.raises(UserError, match="width"):
+        generator_lib.generator((32, 32, 1), width=1)
 
 
 def test_generator_range_option_squashes_into_the_teacher_range(tmp_path):

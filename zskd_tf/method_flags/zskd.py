@@ -9,3 +9,14 @@ flags.DEFINE_string("final_layer", None,
 flags.DEFINE_list("input_range", None,
                   "Foreign teachers without model_info.json: LOW,HIGH of their input values "
                   "(default 0,1).")
+flags.DEFINE_enum("impression_init", "uniform", ("uniform", "normal"),
+                  "Starting images: uniform over the teacher's input range (the authors' "
+                  "official code) or N(0, 1) scaled to it (sseung0703's MNIST port, whose "
+                  "clipped impressions are half black like real digits).")
+flags.DEFINE_float("impression_l2", 0.0,
+                   "Weight of sseung0703's image penalty mean_i sum(x_i^2) / 2 added to the "
+                   "impression loss (his MNIST code: 1e-3; the paper and the authors' code: 0).")
+flags.DEFINE_float("impression_tv", 0.0,
+                   "Weight of a smoothness prior added to the impression loss: the mean over "
+                   "images of the summed squared differences of neighbouring pixels (not in "
+                   "ZSKD; 0 by default).")

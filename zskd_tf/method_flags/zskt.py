@@ -15,6 +15,11 @@ flags.DEFINE_enum(
     "free: the generator's output is its final BatchNorm's, unbounded (the paper); teacher: "
     "squashed into the teacher's valid input range by a per-channel scaled sigmoid (for "
     "teachers fed x/255 in [0, 1] such as LeNet-5; not in the paper).")
+flags.DEFINE_integer(
+    "generator_width", 128,
+    "Channels of the generator's seed and first convolution; the second has half as many "
+    "(the paper: 128). Narrower generators suit small students (zskt.md §2.2) and cost "
+    "width^2 less in their convolutions.")
 flags.DEFINE_list("seeds", None, "Run one student per seed and report mean and std.")
 flags.DEFINE_string("student_run", None,
                     "transition_curves: the run directory or model file of the network "

@@ -89,25 +89,29 @@ def _conv(x, filters: int, name: str):
 
 
 def generator(output_shape=(32, 32, 3), z_dim: int = 100, name: str = "generator",
-              output_range=None) -> keras.Model:
+              output_range=None, width: int = SEED_CHANNELS) -> keras.Model:
     """The generator for images of ``output_shape`` (H, W, C); H and W must be multiples of 4.
 
     ``output_range``: None (the paper: the final BN's output as is) or per-channel
-    ``(low, high)`` sequences to squash the output into."""
-    height, width, channels = (int(d) for d in output_shape)
-    if height % 4 or width % 4 or min(height, width, channels, z_dim) < 1:
+    ``(low, high)`` sequences to squash the output into. ``width``: channels of the seed and of
+    the first convolution, the second has half as many (the paper: 128, i.e. 128 and 64); a
+    narrower generator matches a small student's capacity (zskt.md §2.2) and costs less."""
+    height, wide, channels = (int(d) for d in output_shape)
+    if width < 2:
+        raise UserError(f"the generator's width must be at least 2, got {width}")
+    if height % 4 or wide % 4 or min(height, wide, channels, z_dim) < 1:
         raise UserError(f"the ZSKT generator makes images whose height and width are multiples "
                         f"of 4 (it upsamples an H/4 x W/4 seed twice); got {tuple(output_shape)}")
     z = keras.Input(shape=(z_dim,), name="z")
-    x = layers.Dense(SEED_CHANNELS * (height // 4) * (width // 4), name="linear",
+    x = layers.Dense(width * (height // 4) * (wide // 4), name="linear",
                      **_torch_default(z_dim))(z)
-    x = layers.Reshape((height // 4, width // 4, SEED_CHANNELS), name="seed")(x)
+    x = layers.Reshape((height // 4, wide // 4, width), name="seed")(x)
     x = BatchStatNorm(name="bn0")(x)
     x = layers.UpSampling2D(2, interpolation="nearest", name="up1")(x)
-    x = _conv(x, 128, "conv1")
+    x = _conv(x, width, "conv1")
     x = layers.LeakyReLU(negative_slope=0.2, name="lrelu1")(BatchStatNorm(name="bn1")(x))
     x = layers.UpSampling2D(2, interpolation="nearest", name="up2")(x)
-    x = _conv(x, 64, "conv2")
+    x = _conv(x, width // 2, "conv2")
     x = layers.LeakyReLU(negative_slope=0.2, name="lrelu2")(BatchStatNorm(name="bn2")(x))
     x = _conv(x, channels, "conv3")
     images = BatchStatNorm(name="bn3", dtype="float32")(x)

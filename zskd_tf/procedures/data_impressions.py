@@ -4,7 +4,9 @@ Recipe (zskd.md §4.4): concentration matrix of the teacher's final Dense layer;
 impression a Dirichlet target ``Dir(beta * alpha^k)`` (``--betas``, default 1.0 and 0.1, equal
 shares per class and beta); starting from uniform noise over the teacher's input range, Adam
 (``--synthesis_lr``, default 0.001 as the authors' code; TF1's epsilon 1e-8) minimises
-``CE(y, softmax(teacher(x) / T))`` for ``--synthesis_steps`` (1500) steps per batch of
+``CE(y, softmax(teacher(x) / T))`` (plus, if asked, sseung0703's image L2
+``--impression_l2`` and a smoothness prior ``--impression_tv``; ``--impression_init=normal``
+starts from his N(0, 1)) for ``--synthesis_steps`` (1500) steps per batch of
 ``--synthesis_batch_size`` (100), with a fresh optimizer state per batch and the images clipped
 to the teacher's input range after every step. ``--temperature`` defaults to 20,
 ``--num_samples`` to the paper's transfer-set size for the teacher's dataset.
@@ -20,6 +22,7 @@ makes.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -42,6 +45,8 @@ PAPER_NUM_SAMPLES = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
 DEFAULTS = {"temperature": PAPER_TEMPERATURE, "synthesis_steps": 1500,
             "synthesis_batch_size": 100, "synthesis_lr": 1e-3}
 ADAM_EPSILON = 1e-8  # TF1 / Keras 2 default used by the authors (Keras 3's is 1e-7)
+INIT_DESCRIPTIONS = {"uniform": "uniform over the teacher's input range",
+                     "normal": "N(0, 1) scaled to the teacher's input range, clipped to it"}
 IMPRESSIONS_FILE = "impressions.npz"
 CONCENTRATION_FILE = "concentration.npy"
 
@@ -60,6 +65,10 @@ def run(cfg) -> dict:
     # --input_range (foreign teachers only; default [0, 1])
     input_range = parse_input_range(cfg.input_range)
     targets_lib.check_seed(cfg.seed)
+    for name in ("impression_l2", "impression_tv"):
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise UserError(f"--{name} must be a finite number >= 0, got {value}")
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
     if finished:
@@ -80,7 +89,9 @@ def run(cfg) -> dict:
         synthesizer = ImpressionSynthesizer(teacher.logits_model,
                                             (plan.batch_size, *teacher.spec.shape),
                                             cfg.temperature, teacher.value_range,
-                                            fast_input_gradient=cfg.fast_input_gradient)
+                                            fast_input_gradient=cfg.fast_input_gradient,
+                                            image_l2=cfg.impression_l2,
+                                            image_tv=cfg.impression_tv)
         optimizer = keras.optimizers.Adam(cfg.synthesis_lr, epsilon=ADAM_EPSILON)
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])
@@ -122,7 +133,7 @@ def _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, ru
     targets = plan.targets(index, concentration, cfg.seed)
     rows, beta_index = plan.groups(index)
     x0 = targets_lib.initial_images(cfg.seed, index, synthesizer.images.shape,
-                                    *teacher.value_range)
+                                    *teacher.value_range, init=cfg.impression_init)
     _, _, initial_loss = _teacher_outputs(teacher, x0, targets, cfg.temperature)
     x = synthesizer.optimise(x0, targets.astype(np.float32), cfg.synthesis_steps)
     logits, soft, loss = _teacher_outputs(teacher, x, targets, cfg.temperature)
@@ -155,7 +166,8 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
              "betas": list(betas), "temperature": cfg.temperature,
              "synthesis_steps": cfg.synthesis_steps, "synthesis_lr": cfg.synthesis_lr,
              "synthesis_batch_size": plan.batch_size, "seed": cfg.seed,
-             "init": "uniform over the teacher's input range",
+             "init": INIT_DESCRIPTIONS[cfg.impression_init],
+             "image_l2": cfg.impression_l2, "image_tv": cfg.impression_tv,
              "y": "argmax of the teacher's logits on the final impression",
              "soft_targets": f"teacher softmax at T={cfg.temperature:g} on the final impression"}
     synthetic.save_synthetic(run_dir.file(IMPRESSIONS_FILE), parts["x"], parts["y"],
@@ -170,7 +182,8 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
             "num_batches": plan.num_batches, "betas": list(betas),
             "temperature": cfg.temperature, "synthesis_steps": cfg.synthesis_steps,
             "synthesis_lr": cfg.synthesis_lr, "synthesis_batch_size": plan.batch_size,
-            "mean_loss": float(parts["loss"].mean()),
+            "impression_init": cfg.impression_init, "impression_l2": cfg.impression_l2,
+            "impression_tv": cfg.impression_tv, "mean_loss": float(parts["loss"].mean()),
             "mean_kl_target_to_teacher": float((parts["loss"] - entropy).mean()),
             "teacher_matches_target": float(np.mean(soft.argmax(1) == targets.argmax(1))),
             "y_counts": np.bincount(parts["y"], minlength=plan.num_classes).tolist(),

@@ -91,7 +91,8 @@ def _build_networks(cfg, spec, num_classes):
     student = registry.build_model(cfg.student, num_classes=num_classes, input_shape=spec.shape,
                                    conv=cfg.conv, block=cfg.block)
     output_range = spec.value_range if cfg.generator_range == "teacher" else None
-    return student, generator_lib.generator(spec.shape, cfg.z_dim, output_range=output_range)
+    return student, generator_lib.generator(spec.shape, cfg.z_dim, output_range=output_range,
+                                            width=cfg.generator_width)
 
 
 @dataclasses.dataclass

@@ -2,11 +2,17 @@
 
 For a batch of sampled Dirichlet targets y, the images x (the only trainable variable) minimise
 the paper's cross-entropy ``mean_i CE(y_i, softmax(teacher(x_i) / T))`` with the teacher frozen
-and in inference mode (zskd.md §1.5, §4.4; T = 20). Everything else — fresh Adam state per
-batch, images kept in the teacher's input range after each step, several replicas — is
-:class:`ImageSynthesizer`'s.
+and in inference mode (zskd.md §1.5, §4.4; T = 20). ``image_l2`` adds sseung0703's penalty
+``image_l2 * mean_i sum(x_i^2) / 2`` (his ``l2_regularizer(1e-3 / B)`` on the batch, zskd.md
+§4.1; 0, the paper's and the authors' loss, by default): it pulls every pixel the teacher does
+not care about to 0. ``image_tv`` adds ``image_tv * mean_i TV2(x_i)``, the summed squared
+differences of neighbouring pixels (a smoothness prior of feature-visualisation work, in no ZSKD
+code). Everything else — fresh Adam state per batch, images kept in the teacher's input range
+after each step, several replicas — is :class:`ImageSynthesizer`'s.
 """
 from __future__ import annotations
+
+import keras
 
 from zskd_tf import losses
 from zskd_tf.trainers.synthesis import ImageSynthesizer
@@ -16,10 +22,26 @@ PAPER_TEMPERATURE = 20.0
 
 class ImpressionSynthesizer(ImageSynthesizer):
     def __init__(self, teacher, batch_shape, temperature: float = PAPER_TEMPERATURE,
-                 value_range=None, **kwargs):
+                 value_range=None, image_l2: float = 0.0, image_tv: float = 0.0, **kwargs):
         super().__init__(teacher, batch_shape, value_range=value_range, **kwargs)
         self.temperature = float(temperature)
+        self.image_l2 = float(image_l2)
+        self.image_tv = float(image_tv)
 
     def synthesis_loss(self, images, targets):
         logits = self.teacher(images, training=False)
-        return losses.soft_cross_entropy(targets, logits, self.temperature)
+        loss = losses.soft_cross_entropy(targets, logits, self.temperature)
+        if self.image_l2:
+            squares = keras.ops.sum(keras.ops.square(images), axis=(1, 2, 3))
+            loss = loss + self.image_l2 * keras.ops.mean(squares) / 2
+        if self.image_tv:
+            loss = loss + self.image_tv * keras.ops.mean(squared_variation(images))
+        return loss
+
+
+def squared_variation(images):
+    """Per image: the sum of squared differences between vertically and horizontally adjacent
+    pixels (an anisotropic total variation, squared: a smoothness prior)."""
+    rows = keras.ops.square(images[:, 1:] - images[:, :-1])
+    cols = keras.ops.square(images[:, :, 1:] - images[:, :, :-1])
+    return keras.ops.sum(rows, axis=(1, 2, 3)) + keras.ops.sum(cols, axis=(1, 2, 3))

@@ -56,14 +56,23 @@ def batch_rng(seed: int, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, index, stream])
 
 
-def initial_images(seed: int, index: int, shape, low, high) -> np.ndarray:
-    """Batch ``index``'s starting images: uniform over [low, high] per channel, float32.
+INITS = ("uniform", "normal")
 
-    For a teacher fed x/255 this is U[0, 1], the official initialisation (zskd.md §4.3-4.4).
+
+def initial_images(seed: int, index: int, shape, low, high, init: str = "uniform") -> np.ndarray:
+    """Batch ``index``'s starting images, float32, per channel of the range [low, high].
+
+    ``uniform``: U[low, high]; for a teacher fed x/255 this is U[0, 1], the official
+    initialisation (zskd.md §4.3-4.4). ``normal``: sseung0703's N(0, 1) around ``low`` scaled
+    by the range's width (zskd.md §4.1), i.e. N(0, 1) for [0, 1], clipped to the range: about
+    half the pixels start at ``low``, as dark as a real MNIST background.
     """
-    u = batch_rng(seed, index, _IMAGE_STREAM).random(tuple(shape))
+    rng = batch_rng(seed, index, _IMAGE_STREAM)
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}")
+    u = rng.random(tuple(shape)) if init == "uniform" else rng.standard_normal(tuple(shape))
     low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
-    return (low + u * (high - low)).astype(np.float32)
+    return np.clip(low + u * (high - low), low, high).astype(np.float32)
 
 
 def sample_dirichlet(rng: np.random.Generator, alpha, n: int) -> np.ndarray:
