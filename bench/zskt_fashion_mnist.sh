@@ -33,7 +33,8 @@ student=$out/zskt_fashion_mnist/lenet5_half$tag
 curves=$out/zskt_fashion_mnist/curves$tag
 fewshot=$out/zskt_fashion_mnist/fewshot_kd_M100$tag  # few-shot KD student of the same teacher
 fewshot_curves=$out/zskt_fashion_mnist/curves_fewshot$tag
-teacher_flags=(--epochs="$epochs") zero_shot_flags=(--iterations="${ITERATIONS:-4000}")
+teacher_flags=() zero_shot_flags=(--iterations="${ITERATIONS:-4000}")
+[ "$epochs" = 20 ] || teacher_flags=(--epochs="$epochs")  # 20: the recipe's own length
 curve_flags=(--num_images=300) fewshot_flags=(--epochs=192)
 if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
   teacher_flags=(--epochs=1 --max_train_examples=2000)
