@@ -96,16 +96,16 @@ def generator(output_shape=(32, 32, 3), z_dim: int = 100, name: str = "generator
     ``(low, high)`` sequences to squash the output into. ``width``: channels of the seed and of
     the first convolution, the second has half as many (the paper: 128, i.e. 128 and 64); a
     narrower generator matches a small student's capacity (zskt.md §2.2) and costs less."""
-    height, wide, channels = (int(d) for d in output_shape)
+    height, image_width, channels = (int(d) for d in output_shape)
     if width < 2:
         raise UserError(f"the generator's width must be at least 2, got {width}")
-    if height % 4 or wide % 4 or min(height, wide, channels, z_dim) < 1:
+    if height % 4 or image_width % 4 or min(height, image_width, channels, z_dim) < 1:
         raise UserError(f"the ZSKT generator makes images whose height and width are multiples "
                         f"of 4 (it upsamples an H/4 x W/4 seed twice); got {tuple(output_shape)}")
     z = keras.Input(shape=(z_dim,), name="z")
-    x = layers.Dense(width * (height // 4) * (wide // 4), name="linear",
+    x = layers.Dense(width * (height // 4) * (image_width // 4), name="linear",
                      **_torch_default(z_dim))(z)
-    x = layers.Reshape((height // 4, wide // 4, width), name="seed")(x)
+    x = layers.Reshape((height // 4, image_width // 4, width), name="seed")(x)
     x = BatchStatNorm(name="bn0")(x)
     x = layers.UpSampling2D(2, interpolation="nearest", name="up1")(x)
     x = _conv(x, width, "conv1")

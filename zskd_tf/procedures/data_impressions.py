@@ -45,8 +45,6 @@ PAPER_NUM_SAMPLES = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
 DEFAULTS = {"temperature": PAPER_TEMPERATURE, "synthesis_steps": 1500,
             "synthesis_batch_size": 100, "synthesis_lr": 1e-3}
 ADAM_EPSILON = 1e-8  # TF1 / Keras 2 default used by the authors (Keras 3's is 1e-7)
-INIT_DESCRIPTIONS = {"uniform": "uniform over the teacher's input range",
-                     "normal": "N(0, 1) scaled to the teacher's input range, clipped to it"}
 IMPRESSIONS_FILE = "impressions.npz"
 CONCENTRATION_FILE = "concentration.npy"
 
@@ -166,7 +164,7 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
              "betas": list(betas), "temperature": cfg.temperature,
              "synthesis_steps": cfg.synthesis_steps, "synthesis_lr": cfg.synthesis_lr,
              "synthesis_batch_size": plan.batch_size, "seed": cfg.seed,
-             "init": INIT_DESCRIPTIONS[cfg.impression_init],
+             "init": targets_lib.INITS[cfg.impression_init],
              "image_l2": cfg.impression_l2, "image_tv": cfg.impression_tv,
              "y": "argmax of the teacher's logits on the final impression",
              "soft_targets": f"teacher softmax at T={cfg.temperature:g} on the final impression"}

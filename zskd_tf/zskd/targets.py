@@ -56,7 +56,9 @@ def batch_rng(seed: int, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, index, stream])
 
 
-INITS = ("uniform", "normal")
+# --impression_init choices and how each is described in an impressions file's meta.
+INITS = {"uniform": "uniform over the teacher's input range",
+         "normal": "N(0, 1) scaled to the teacher's input range, clipped to it"}
 
 
 def initial_images(seed: int, index: int, shape, low, high, init: str = "uniform") -> np.ndarray:
