@@ -89,6 +89,10 @@ def test_a_teacher_whose_output_is_not_a_class_distribution(procedure, bad_files
 @pytest.mark.parametrize("args,fragment", [
     (["--procedure=train", "--epochs=abc"], "--epochs"),
     (["--procedure=train", "--batch_size=-4"], "--batch_size"),
+    (["--procedure=train", "--input_noise=-0.1"], "--input_noise"),
+    (["--procedure=train", "--adversarial_eps=nan"], "--adversarial_eps"),
+    (["--procedure=train", "--adversarial_eps=1", "--adversarial_train_steps=0"],
+     "--adversarial_train_steps"),
     (["--procedure=nope"], "--procedure"),
     (["--procedure=distill"], "--run_dir"),
     (["--procedure=data_impressions", "--betas=1.0,x"], "--teacher"),

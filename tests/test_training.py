@@ -10,7 +10,7 @@ import tensorflow as tf
 from zskd_tf.data import pipeline
 from zskd_tf.data.preprocess import InputSpec
 from zskd_tf.trainers import recipes
-from zskd_tf.trainers.classifier import ClassifierTrainer
+from zskd_tf.trainers.classifier import ClassifierTrainer, InputPerturbation
 
 SPEC = InputSpec(height=8, width=8, channels=1, resize="none", mean=(0.0,), std=(1.0,),
                  raw_height=8, raw_width=8)
@@ -96,3 +96,43 @@ def test_two_replicas_take_the_same_step_as_one():
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     assert loss_one == pytest.approx(loss_two, rel=1e-5)
+
+
+def _perturbing_trainer(**perturbation):
+    model = _tiny_classifier()
+    trainer = ClassifierTrainer(model, perturbation=InputPerturbation(
+        value_range=(np.zeros(1, np.float32), np.ones(1, np.float32)), **perturbation))
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1))
+    return trainer
+
+
+def test_input_noise_has_the_asked_spread_and_follows_the_step():
+    trainer = _perturbing_trainer(noise_std=0.3)
+    x = tf.fill((64, 8, 8, 1), 0.5)
+    y = tf.zeros(64, tf.int32)
+    first, again = trainer.perturb(x, y).numpy(), trainer.perturb(x, y).numpy()
+    np.testing.assert_array_equal(first, again)  # a function of (seed, step): resumable
+    assert np.std(first - 0.5) == pytest.approx(0.3, rel=0.05)
+    trainer.optimizer.iterations.assign(1)
+    assert not np.allclose(trainer.perturb(x, y).numpy(), first)
+    assert not _perturbing_trainer().perturbation  # none by default: train_step skips it
+
+
+def test_adversarial_training_images_are_l2_attacks_within_eps_and_range():
+    eps = 0.5
+    trainer = _perturbing_trainer(adversarial_eps=eps, adversarial_steps=4)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0.1, 0.9, (16, 8, 8, 1)), tf.float32)
+    y = tf.constant(rng.integers(0, 3, 16))
+    attacked = trainer.perturb(x, y)
+    distance = np.sqrt(np.sum((attacked.numpy() - x.numpy()) ** 2, axis=(1, 2, 3)))
+    assert np.all(distance <= eps * (1 + 1e-4)) and np.mean(distance) > eps / 2
+    assert attacked.numpy().min() >= 0 and attacked.numpy().max() <= 1
+    model = trainer.classifier
+    clean_loss = float(keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True)
+                       .numpy().mean())
+    attacked_loss = float(keras.losses.sparse_categorical_crossentropy(
+        y, model(attacked), from_logits=True).numpy().mean())
+    assert attacked_loss > clean_loss  # the attack climbs the loss
+    logs = trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), verbose=0).history
+    assert np.isfinite(logs["loss"][0])

@@ -216,6 +216,23 @@ def test_student_loss_is_element_mean_kl_plus_beta_attention():
     assert float(loss) == pytest.approx(want_kl + 250 * want_at, rel=1e-4)
 
 
+def test_l1_matching_is_the_logit_mean_absolute_difference_for_both_players():
+    trainer = _trainer(beta=0.0, matching_loss="l1")
+    z = _z()[:, 0]
+    images, t_logits, t_taps = trainer.student_targets(z)
+    loss, kl, _, s_logits = trainer.student_loss(images, t_logits, t_taps)
+    want_l1 = np.mean(np.abs(t_logits.numpy() - s_logits.numpy()))
+    assert float(loss) == pytest.approx(want_l1, rel=1e-5)
+    assert float(kl) == pytest.approx(_numpy_kl(t_logits.numpy(), s_logits.numpy()), rel=1e-4)
+    assert float(loss) != pytest.approx(float(kl), rel=1e-2)  # the KL is only logged
+    g_loss, g_kl = trainer.generator_loss(z)  # G(z) in train mode: recompute the reference
+    g_images = trainer.generator(z, training=True)
+    g_t = trainer.teacher(g_images, training=False).numpy()
+    g_s = trainer.student(g_images, training=True).numpy()
+    assert float(g_loss) == pytest.approx(-np.mean(np.abs(g_t - g_s)), rel=1e-4)
+    assert float(g_kl) == pytest.approx(_numpy_kl(g_t, g_s), rel=1e-3)
+
+
 def test_gradients_flow_where_the_reference_says():
     trainer = _trainer()
     g_vars = trainer.generator.trainable_variables
@@ -274,6 +291,8 @@ def test_student_images_per_variant(variant, calls, monkeypatch):
 def test_unknown_variant_is_a_user_error():
     with pytest.raises(UserError, match="variant"):
         zs.ZeroShotConfig(variant="improved")
+    with pytest.raises(UserError, match="matching_loss"):
+        zs.ZeroShotConfig(matching_loss="mse")
 
 
 def _fit_one_iteration(strategy, z):

@@ -64,6 +64,15 @@ flags.DEFINE_list("lr_milestones", None,
 flags.DEFINE_float("lr_decay", None, "Learning-rate factor at each milestone (default: recipe).")
 flags.DEFINE_enum("lr_schedule", None, ("step", "cosine", "constant"),
                   "Learning-rate schedule (default: the recipe; step uses --lr_milestones).")
+flags.DEFINE_float("input_noise", 0.0,
+                   "train: add N(0, s^2) noise to every training image, in the model's input "
+                   "space (a smoother teacher for data-free methods; not in the papers).")
+flags.DEFINE_float("adversarial_eps", 0.0,
+                   "train: adversarial training, each batch replaced by an L2 PGD attack of "
+                   "this radius per image in the model's input space (0: off; not in the "
+                   "papers).")
+flags.DEFINE_integer("adversarial_train_steps", 3,
+                     "train: PGD steps of the --adversarial_eps attack (step 2.5 eps / steps).")
 flags.DEFINE_integer("seed", 0, "Seed for weights, data order, subsets and augmentation.")
 
 # --- distill --------------------------------------------------------------------------------

@@ -28,6 +28,12 @@ def kl_element_mean(teacher_logits, student_logits, temperature=1.0):
     return tf.reduce_mean(p_t * (tf.nn.log_softmax(t) - tf.nn.log_softmax(s)))
 
 
+def logit_l1(teacher_logits, student_logits):
+    """Mean absolute difference of the logits over all B x C elements (PyTorch ``F.l1_loss``;
+    the matching loss of DFAD, Fang et al. 2019, an alternative to ZSKT's KL)."""
+    return tf.reduce_mean(tf.abs(teacher_logits - student_logits))
+
+
 def kd(labels, student_logits, teacher_logits, alpha, temperature):
     """FewShot/Moonshine KD: ``(1-alpha)*CE + 2*alpha*T^2*KL_elementmean`` (zskt.md §4)."""
     loss = 2.0 * alpha * temperature ** 2 * kl_element_mean(teacher_logits, student_logits,

@@ -11,6 +11,11 @@ flags.DEFINE_enum("variant", "original", ("original", "modified"),
                   "original: the paper's loop; modified: new z and new images for every "
                   "student step (repro.md §7.5).")
 flags.DEFINE_enum(
+    "matching_loss", "kl", ("kl", "l1"),
+    "What generator and student fight over: kl, the paper's KL(teacher || student) "
+    "(element mean); l1, the mean absolute difference of their logits (DFAD, Fang et al. "
+    "2019; not in the paper). The logged generator_kl/student_kl stay the KL either way.")
+flags.DEFINE_enum(
     "generator_range", "free", ("free", "teacher"),
     "free: the generator's output is its final BatchNorm's, unbounded (the paper); teacher: "
     "squashed into the teacher's valid input range by a per-channel scaled sigmoid (for "

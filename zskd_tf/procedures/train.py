@@ -1,6 +1,8 @@
 """``--procedure=train``: trains a classifier (a teacher, or a student from scratch)."""
 from __future__ import annotations
 
+import math
+
 from zskd_tf.data import datasets, pipeline
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
@@ -9,7 +11,7 @@ from zskd_tf.procedures.common import Split, finished_result, limit, model_info,
 from zskd_tf.runtime import devices
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes
-from zskd_tf.trainers.classifier import ClassifierTrainer
+from zskd_tf.trainers.classifier import ClassifierTrainer, InputPerturbation
 
 
 def run(cfg) -> dict:
@@ -29,6 +31,7 @@ def run(cfg) -> dict:
     train = Split(*limit(raw.train_x[cfg.holdout_first:], raw.train_y[cfg.holdout_first:],
                          cfg.max_train_examples, cfg.seed), spec)
     test = Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed), spec)
+    perturbation = _perturbation(cfg, spec)
     augment = pp.default_augmentation(cfg.dataset, family) if cfg.augment == "auto" else cfg.augment
 
     strategy = devices.make_strategy(cfg.strategy)
@@ -39,7 +42,8 @@ def run(cfg) -> dict:
         model = registry.build_model(cfg.model, num_classes=raw.num_classes,
                                      input_shape=input_shape, conv=cfg.conv, block=cfg.block)
         optimizer = recipes.make_optimizer(recipe, total_steps)
-        trainer = ClassifierTrainer(model, weight_decay=recipe.weight_decay)
+        trainer = ClassifierTrainer(model, weight_decay=recipe.weight_decay,
+                                    perturbation=perturbation)
         trainer.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
     run_dir.claim(cfg)  # every input is valid: from here on the directory is this run's
@@ -51,4 +55,20 @@ def run(cfg) -> dict:
         train=train, test=test, augment=augment, total_steps=total_steps,
         steps_per_epoch=steps_per_epoch,
         info=model_info(cfg.model, cfg, cfg.dataset, raw.class_names, spec),
-        result={"model": cfg.model, "dataset": cfg.dataset, "data_source": raw.source})
+        result={"model": cfg.model, "dataset": cfg.dataset, "data_source": raw.source,
+                "input_noise": perturbation.noise_std,
+                "adversarial_eps": perturbation.adversarial_eps,
+                "adversarial_train_steps": perturbation.adversarial_steps})
+
+
+def _perturbation(cfg, spec) -> InputPerturbation:
+    """--input_noise / --adversarial_eps / --adversarial_train_steps, checked."""
+    for name in ("input_noise", "adversarial_eps"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or value < 0:
+            raise UserError(f"--{name} must be a finite number >= 0, got {value}")
+    if cfg.adversarial_train_steps < 1:
+        raise UserError(f"--adversarial_train_steps must be >= 1, got {cfg.adversarial_train_steps}")
+    return InputPerturbation(noise_std=cfg.input_noise, adversarial_eps=cfg.adversarial_eps,
+                             adversarial_steps=cfg.adversarial_train_steps,
+                             value_range=spec.value_range, seed=cfg.seed)

@@ -1,7 +1,11 @@
-"""Supervised training of a classifier: cross-entropy plus coupled L2 weight decay."""
+"""Supervised training of a classifier: cross-entropy plus coupled L2 weight decay, optionally
+on perturbed inputs (Gaussian noise, or an L2 PGD attack: adversarial training)."""
 from __future__ import annotations
 
+import dataclasses
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from zskd_tf import losses
@@ -14,6 +18,31 @@ def add_weight_decay(grads, variables, weight_decay: float):
     return [g + weight_decay * v if g is not None else None for g, v in zip(grads, variables)]
 
 
+@dataclasses.dataclass(frozen=True)
+class InputPerturbation:
+    """What the training images go through before the loss (all in the model's input space).
+
+    ``noise_std``: add N(0, noise_std^2) per pixel. ``adversarial_eps``: replace the batch by
+    an L2 PGD attack on the cross-entropy of radius ``adversarial_eps`` per image,
+    ``adversarial_steps`` normalised-gradient steps of ``2.5 * eps / steps`` from the clean
+    image (Madry et al. 2018), kept in ``value_range``; the attacked model runs in inference
+    mode. Robust teachers have input gradients that look like the data, which is what
+    data-free methods follow.
+    """
+    noise_std: float = 0.0
+    adversarial_eps: float = 0.0
+    adversarial_steps: int = 3
+    value_range: tuple | None = None  # per-channel (low, high) arrays
+    seed: int = 0
+
+    def __bool__(self):
+        return bool(self.noise_std or self.adversarial_eps)
+
+
+def _per_image_l2(t):
+    return tf.sqrt(tf.reduce_sum(tf.square(t), axis=[1, 2, 3], keepdims=True))
+
+
 class ClassifierTrainer(keras.Model):
     """Wraps a logits model; ``fit`` trains it, ``evaluate`` reports loss and accuracy.
 
@@ -22,10 +51,12 @@ class ClassifierTrainer(keras.Model):
     replicas); the logged loss is the unscaled mean.
     """
 
-    def __init__(self, classifier: keras.Model, weight_decay: float = 0.0, **kwargs):
+    def __init__(self, classifier: keras.Model, weight_decay: float = 0.0,
+                 perturbation: InputPerturbation = InputPerturbation(), **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.weight_decay = float(weight_decay)
+        self.perturbation = perturbation
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.built = True  # the classifier is built; see ecosystem.md §0.8
@@ -49,8 +80,38 @@ class ClassifierTrainer(keras.Model):
         self.accuracy_tracker.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics}
 
+    def perturb(self, x, y):
+        """The training images after ``self.perturbation`` (unchanged by default)."""
+        p = self.perturbation
+        if p.noise_std:
+            context = tf.distribute.get_replica_context()
+            replica = context.replica_id_in_sync_group if context else 0
+            seed = tf.stack([tf.cast(p.seed, tf.int64) * 1024 + tf.cast(replica, tf.int64),
+                             tf.cast(self.optimizer.iterations, tf.int64)])
+            x = x + p.noise_std * tf.random.stateless_normal(tf.shape(x), seed=seed)
+        if p.adversarial_eps:
+            x = self._l2_attack(x, y)
+        return x
+
+    def _l2_attack(self, x, y):
+        p = self.perturbation
+        step = 2.5 * p.adversarial_eps / p.adversarial_steps
+        low, high = (np.asarray(v, np.float32) for v in p.value_range)
+        delta = tf.zeros_like(x)
+        for _ in range(p.adversarial_steps):
+            with tf.GradientTape() as tape:
+                tape.watch(delta)
+                loss = losses.cross_entropy(y, self.classifier(x + delta, training=False))
+            grad = tape.gradient(loss, delta)
+            delta = delta + step * grad / (_per_image_l2(grad) + 1e-12)
+            delta = delta * tf.minimum(1.0, p.adversarial_eps / (_per_image_l2(delta) + 1e-12))
+            delta = tf.clip_by_value(x + delta, low, high) - x
+        return tf.stop_gradient(x + delta)
+
     def train_step(self, data):
         x, y = data
+        if self.perturbation:
+            x = self.perturb(x, y)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.classifier.trainable_variables
         with tf.GradientTape() as tape:

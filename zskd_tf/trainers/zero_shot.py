@@ -41,6 +41,7 @@ from zskd_tf.errors import UserError
 from zskd_tf.models import taps as taps_lib
 
 VARIANTS = ("original", "modified")
+MATCHING_LOSSES = ("kl", "l1")  # the paper's KL; DFAD's mean absolute logit difference
 WRN_TAPS = ("group1", "group2", "group3")
 
 
@@ -57,11 +58,15 @@ class ZeroShotConfig:
     temperature: float = 1.0
     variant: str = "original"
     clip_norm: float = 5.0
+    matching_loss: str = "kl"
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, "
                             f"got {self.variant!r}")
+        if self.matching_loss not in MATCHING_LOSSES:
+            raise UserError(f"--matching_loss must be one of {', '.join(MATCHING_LOSSES)}, "
+                            f"got {self.matching_loss!r}")
 
     @property
     def noise_draws(self) -> int:
@@ -163,13 +168,22 @@ class ZeroShotTrainer(keras.Model):
         optimizer.apply([g / replicas for g in grads] if replicas > 1 else grads, variables)
         return norm
 
+    def matching(self, t_logits, s_logits):
+        """(the disagreement the two players fight over, the KL): the KL itself by default,
+        or the mean absolute logit difference with ``matching_loss='l1'``."""
+        kl = losses.kl_element_mean(t_logits, s_logits, self.config.temperature)
+        if self.config.matching_loss == "l1":
+            return losses.logit_l1(t_logits, s_logits), kl
+        return kl, kl
+
     def generator_loss(self, z):
-        """(-KL, KL) of G(z), differentiable with respect to the generator's weights."""
+        """(-disagreement, KL) of G(z), differentiable with respect to the generator's
+        weights."""
         images = self.generator(z, training=True)
         s_logits = self.student(images, training=True)
         t_logits = self.teacher(images, training=False)  # no stop_gradient (zskt.md §9.2)
-        kl = losses.kl_element_mean(t_logits, s_logits, self.config.temperature)
-        return -kl, kl
+        disagreement, kl = self.matching(t_logits, s_logits)
+        return -disagreement, kl
 
     def student_targets(self, z):
         """Images G(z) and the teacher's logits and taps on them, all constants."""
@@ -179,13 +193,14 @@ class ZeroShotTrainer(keras.Model):
             tf.stop_gradient(tf.cast(t, tf.float32)) for t in t_taps.values()]
 
     def student_loss(self, images, t_logits, t_taps):
-        """(KL + beta * AT, KL, AT, student logits) with the student in train mode."""
+        """(disagreement + beta * AT, KL, AT, student logits) with the student in train
+        mode; the disagreement is the KL unless ``matching_loss='l1'``."""
         s_logits, s_taps = self.student_with_taps(images, training=True)
-        kl = losses.kl_element_mean(t_logits, s_logits, self.config.temperature)
+        disagreement, kl = self.matching(t_logits, s_logits)
         attention = (losses.attention_transfer([tf.cast(s, tf.float32) for s in s_taps.values()],
                                                t_taps)
                      if self.config.beta else tf.constant(0.0))
-        return kl + self.config.beta * attention, kl, attention, s_logits
+        return disagreement + self.config.beta * attention, kl, attention, s_logits
 
     def _generator_step(self, z, replicas):
         with tf.GradientTape() as tape:
