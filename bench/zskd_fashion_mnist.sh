@@ -15,20 +15,29 @@
 #                     $BENCH_DIR/lenet5_fashion_mnist_eN (the ZSKT benchmark's teacher is N = 5).
 #   IMPRESSIONS=paper (default) the paper's and the authors' synthesis (uniform start, lr 1e-3);
 #               IMPRESSIONS=sseung sseung0703's: N(0, 1) start, image L2 1e-3, here lr 0.1.
+#   TEACHER_ADVERSARIAL_EPS=0 (default); E > 0 trains the teacher adversarially
+#                     (--adversarial_eps=E, L2 PGD) in $BENCH_DIR/lenet5_fashion_mnist[_eN]_pgdE.
 #   SYNTHESIS_STEPS (default 1500), SYNTHESIS_BATCH_SIZE (default 100).
+#   STUDENT_AUGMENT=none (default; the students read the stored targets); crop_flip, affine or
+#                     affine_wide train the students on augmented impressions with the teacher's
+#                     targets computed online (student_<augment>_N run directories).
 # Every step is resumable: run the script again after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}
 epochs=${TEACHER_EPOCHS:-20}
+eps=${TEACHER_ADVERSARIAL_EPS:-0}  # > 0: an adversarially trained teacher (--adversarial_eps)
 teacher_name=lenet5_fashion_mnist$([ "$epochs" = 20 ] || echo "_e$epochs")
-teacher=$out/$teacher_name
-sizes="48000 24000 12000"
 teacher_flags=()
 [ "$epochs" = 20 ] || teacher_flags=(--epochs="$epochs")
+if [ "$eps" != 0 ]; then
+  teacher_name+=_pgd$eps teacher_flags+=(--adversarial_eps="$eps")
+fi
+teacher=$out/$teacher_name
+sizes="48000 24000 12000"
 impression_flags=(--synthesis_batch_size="${SYNTHESIS_BATCH_SIZE:-100}"
                   --synthesis_steps="${SYNTHESIS_STEPS:-1500}")
-tag=$([ "$epochs" = 20 ] || echo "_e$epochs")
+tag=$([ "$epochs" = 20 ] || echo "_e$epochs")$([ "$eps" = 0 ] || echo "_pgd$eps")
 case ${IMPRESSIONS:-paper} in
   paper) ;;
   sseung) impression_flags+=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=0.1)
@@ -37,12 +46,16 @@ case ${IMPRESSIONS:-paper} in
 esac
 [ "${SYNTHESIS_STEPS:-1500}" = 1500 ] || tag+=_s$SYNTHESIS_STEPS
 work=$out/zskd_fashion_mnist$tag
-student_flags=()
+augment=${STUDENT_AUGMENT:-none}  # e.g. crop_flip: augmented DIs, targets by the teacher online
+student_flags=() student=student
+if [ "$augment" != none ]; then
+  student_flags=(--augment="$augment" --targets=teacher) student+=_$augment
+fi
 if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
   sizes="400 200 100"
   impression_flags+=(--synthesis_batch_size=100 --synthesis_steps=20)
   teacher_flags=(--epochs=1 --max_train_examples=2000)
-  student_flags=(--epochs=2 --max_test_examples=1000)
+  student_flags+=(--epochs=2 --max_test_examples=1000)
 fi
 
 zskd() { python -m zskd_tf.main "$@" --verbose=epoch; }
@@ -59,13 +72,14 @@ for n in $sizes; do
   fi
   zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$teacher" \
     --dataset="$work/impressions_$source/impressions.npz" \
-    --run_dir="$work/student_$n" "${subset[@]}" "${student_flags[@]}"
+    --run_dir="$work/${student}_$n" "${subset[@]}" "${student_flags[@]}"
 done
 
-python - "$out" "$teacher_name" "${work#"$out"/}" "${SEPARATE:-0}" $sizes <<'PY'
+python - "$out" "$teacher_name" "${work#"$out"/}" "${SEPARATE:-0}" "$student" $sizes <<'PY'
 import json, os, sys
-out, teacher_name, work, separate, sizes = (sys.argv[1], sys.argv[2], sys.argv[3],
-                                            sys.argv[4] == "1", sys.argv[5:])
+out, teacher_name, work, separate, student, sizes = (sys.argv[1], sys.argv[2], sys.argv[3],
+                                                     sys.argv[4] == "1", sys.argv[5],
+                                                     sys.argv[6:])
 def result(path):
     with open(os.path.join(out, path, "result.json")) as f:
         return json.load(f)
@@ -77,7 +91,7 @@ print(f"{'DIs':>7}  {'from':>14}  {'DI loss':>8}  {'teacher=target':>14}  {'stud
 for n in sizes:
     source = n if separate or n == sizes[0] else sizes[0]
     di = result(f"{work}/impressions_{source}")
-    st = result(f"{work}/student_{n}")
+    st = result(f"{work}/{student}_{n}")
     origin = "own synthesis" if source == n else f"subset of {source}"
     print(f"{int(n):>7}  {origin:>14}  {di['mean_loss']:>8.4f}  "
           f"{di['teacher_matches_target']:>14.1%}  {st['test_accuracy']:>11.2%}  "

@@ -6,12 +6,14 @@
 # 2-core CPU. Run by hand. Results: README "Benchmarks", ZSKD.
 #
 #   bench/zskd_synthesis_study.sh            # all rows, products in runs/bench/zskd_study
-#   bench/zskd_synthesis_study.sh sseung     # only the rows whose name contains "sseung"
+#   bench/zskd_synthesis_study.sh sseung     # only the rows whose name or teacher contains "sseung"
+#   bench/zskd_synthesis_study.sh pgd        # the adversarially trained teachers' rows
 #
 # Teachers (trained here if absent, with flags/teachers/lenet5_fashion_mnist.cfg):
 #   e20   the recipe's full 20 epochs (runs/bench/lenet5_fashion_mnist, 91.00 %)
 #   e5    5 epochs, e3: 3 epochs; wd1e-3: 20 epochs with L2 1e-3; s200: sseung0703's MNIST recipe
-#         (200 epochs, batch 512, constant lr)
+#         (200 epochs, batch 512, constant lr); noise03: 5 epochs with --input_noise=0.3;
+#         pgd10 / pgd05: 5 epochs of L2 PGD adversarial training, --adversarial_eps=1.0 / 0.5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}
@@ -32,6 +34,9 @@ teacher_flags() {
     e3) echo --epochs=3 ;;
     wd1e-3) echo --weight_decay=1e-3 ;;
     s200) echo --epochs=200 --batch_size=512 --lr_schedule=constant ;;
+    noise03) echo --epochs=5 --input_noise=0.3 ;;
+    pgd10) echo --epochs=5 --adversarial_eps=1.0 ;;
+    pgd05) echo --epochs=5 --adversarial_eps=0.5 ;;
   esac
 }
 sseung=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=0.1)
@@ -52,12 +57,15 @@ rows=(
   "sseung|e3|${sseung[*]}|"
   "sseung|wd1e-3|${sseung[*]}|"
   "sseung|s200|${sseung[*]}|"
+  "sseung|noise03|${sseung[*]}|"
+  "sseung|pgd10|${sseung[*]}|"
+  "sseung|pgd05|${sseung[*]}|"
 )
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
 for row in "${rows[@]}"; do
   IFS='|' read -r name teacher impression student <<<"$row"
-  [[ -z $only || $name == *$only* ]] || continue
+  [[ -z $only || $name == *$only* || $teacher == *$only* ]] || continue
   t=$(teacher_dir "$teacher")
   # shellcheck disable=SC2046
   zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --run_dir="$t" $(teacher_flags "$teacher")

@@ -314,6 +314,50 @@ def test_crop_flip_output_is_a_window_of_the_padded_image():
     assert len(windows) > 1 and 0 < flips < len(images)  # independent per image
 
 
+def _blob_offsets(images):
+    """Each image's brightness-weighted centre minus the image centre, (n, 2) as (y, x)."""
+    images = np.asarray(images)[..., 0]
+    grid = np.stack(np.meshgrid(np.arange(32), np.arange(32), indexing="ij"), -1) - 15.5
+    return np.einsum("nhw,hwc->nc", images, grid) / images.sum((1, 2))[:, None]
+
+
+def _blobs(n=24):
+    images = np.zeros((n, 32, 32, 1), np.float32)
+    images[:, 6:10, 20:24] = 1.0  # a 4x4 blob off the centre: (y, x) = (-7.5, +6.5)
+    return tf.constant(images)
+
+
+def test_affine_geometry_rotation_zoom_and_identity():
+    images, seed = _blobs(), tf.constant([4, 5], tf.int64)
+    start = _blob_offsets(images)[0]
+    identity = pp._random_affine(images, 1.0, 0.0, 0.0, seed, None)
+    np.testing.assert_allclose(identity, images, atol=1e-5)
+    rotated = _blob_offsets(pp._random_affine(images, 1.0, 0.0, 90.0, seed, None))
+    radius = np.linalg.norm(rotated, axis=1)
+    np.testing.assert_allclose(radius, np.linalg.norm(start), rtol=0.05)  # about the centre
+    angles = np.arctan2(rotated[:, 0], rotated[:, 1]) - np.arctan2(start[0], start[1])
+    assert np.ptp(angles) > 1.0  # independent per image
+    zoomed = np.linalg.norm(_blob_offsets(pp._random_affine(images, 0.5, 0.0, 0.0, seed, None)),
+                            axis=1) / np.linalg.norm(start)
+    assert zoomed.min() >= 0.97 and zoomed.max() <= 2.03 and np.ptp(zoomed) > 0.3  # 1/kept
+
+
+def test_affine_kinds_fill_with_black_deterministically():
+    spec = pp.input_spec_for("fashion_mnist", "wrn", (32, 32, 1))
+    white = tf.fill((16, 32, 32, 1), float((1.0 - spec.mean[0]) / spec.std[0]))
+    a = pp.augment(white, "affine_wide", tf.constant([1, 2]), spec=spec).numpy()
+    np.testing.assert_array_equal(a, pp.augment(white, "affine_wide", tf.constant([1, 2]),
+                                                spec=spec).numpy())
+    assert np.isclose(a.min(), spec.black_level[0], atol=1e-5)  # uncovered corners: black
+    assert np.isclose(a.max(), float(white[0, 0, 0, 0]), atol=1e-5)
+    mild = pp.augment(white, "affine", tf.constant([1, 2]), spec=spec).numpy()
+    covered = lambda x: np.isclose(x, float(white[0, 0, 0, 0]), atol=1e-4).mean()
+    assert covered(mild) > covered(a) > 0.5  # smaller ranges uncover less
+    raw = tf.constant(np.random.default_rng(3).integers(0, 256, (32, 32, 1)), tf.uint8)
+    out = pp.augment(raw, "affine", [0, 1])
+    assert out.shape == (32, 32, 1) and out.dtype == tf.uint8
+
+
 def test_augment_raw_single_image_and_errors():
     image = tf.constant(np.random.default_rng(3).integers(0, 256, (32, 32, 3)), tf.uint8)
     out = pp.augment(image, "crop_flip", [0, 1])

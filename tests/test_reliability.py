@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -65,6 +66,10 @@ def kill_and_finish(args, run_dir: str, duration: float) -> int:
             assert proc.returncode == 0, f"exit status {proc.returncode} before any kill"
         _whole(run_dir)
         if os.path.exists(os.path.join(run_dir, "result.json")):
+            if kills == 0 and duration > 3:  # faster than the reference (a busy machine
+                shutil.rmtree(run_dir)       # timed it): start over with earlier kills
+                duration /= 2
+                continue
             break
     run_cli(*args, f"--run_dir={run_dir}", check=True, timeout=900)
     _whole(run_dir)

@@ -16,8 +16,13 @@ from zskd_tf.data.datasets import IMAGE_SHAPES, check_dataset_name
 from zskd_tf.errors import UserError
 
 RESIZE_MODES = ("none", "bilinear", "pad")
-AUGMENTATIONS = ("none", "crop_flip")
+AUGMENTATIONS = ("none", "crop_flip", "affine", "affine_wide")
 CROP_PADDING = 4
+# Random affine augmentations, per image: (largest zoom-in as the fraction of the image kept,
+# largest shift as a fraction of the side, largest rotation in degrees); then a left-right flip
+# with probability 1/2. "affine_wide" spans the ranges of the ZSKD authors' DI augmentation
+# (central scale down to 0.60, 20 % shifts, rotations of +-90 degrees).
+AFFINE_RANGES = {"affine": (0.75, 0.10, 15.0), "affine_wide": (0.60, 0.20, 90.0)}
 
 # Per-channel mean and std of x/255, for the families that normalise (WRN).
 MEAN_STD = {
@@ -167,14 +172,16 @@ def unprocess(x, spec: InputSpec) -> tf.Tensor:
 def augment(images, kind: str, seed, *, spec: InputSpec | None = None) -> tf.Tensor:
     """Random training augmentation, a pure function of ``(images, seed)``.
 
-    ``kind``: "none", or "crop_flip": pad 4 px, crop a random window of the original size, and
-    flip left-right with probability 1/2, independently per image. ``seed``: int tensor of shape
+    ``kind``: "none"; "crop_flip": pad 4 px, crop a random window of the original size, and
+    flip left-right with probability 1/2, independently per image; "affine" / "affine_wide":
+    a random zoom-in, rotation and shift per image (``AFFINE_RANGES``), then the same flip. ``seed``: int tensor of shape
     [2] (stateless random ops, so a resumed run sees the same batches).
 
     Padding value: the PyTorch recipe pads the [0, 1] image with zeros (black) *before*
     normalising. That is what happens here when ``images`` are raw, or when they are in the
     model's input space and ``spec`` is given (padding then uses ``spec.black_level``). Without
-    ``spec``, normalised images are padded with 0, i.e. with the dataset's mean colour.
+    ``spec``, normalised images are padded with 0, i.e. with the dataset's mean colour. The
+    affine kinds fill the area they uncover the same way.
     """
     if kind not in AUGMENTATIONS:
         raise UserError(f"unknown augmentation {kind!r}; use one of {', '.join(AUGMENTATIONS)}")
@@ -184,10 +191,37 @@ def augment(images, kind: str, seed, *, spec: InputSpec | None = None) -> tf.Ten
     single = x.shape.rank == 3
     x = x[None] if single else x
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    x = _random_crop_after_padding(x, CROP_PADDING, crop_seed,
-                                   None if spec is None else spec.black_level)
+    fill = None if spec is None else spec.black_level
+    if kind == "crop_flip":
+        x = _random_crop_after_padding(x, CROP_PADDING, crop_seed, fill)
+    else:
+        x = _random_affine(x, *AFFINE_RANGES[kind], crop_seed, fill)
     x = tf.image.stateless_random_flip_left_right(x, flip_seed)
     return x[0] if single else x
+
+
+def _random_affine(x, min_kept, max_shift, max_degrees, seed, fill_value):
+    """Per image: zoom in keeping a fraction U[min_kept, 1] of the side, rotate by
+    U[-max_degrees, max_degrees] about the centre, shift by U[-max_shift, max_shift] of the
+    side; bilinear, the uncovered area filled with ``fill_value`` (per channel) or 0."""
+    shape = tf.shape(x)
+    n, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    u = tf.random.stateless_uniform([n, 4], seed, minval=-1.0, maxval=1.0)
+    kept = 1.0 - (1.0 - min_kept) * (u[:, 0] + 1.0) / 2.0  # output -> input scale
+    angle = u[:, 1] * max_degrees * np.pi / 180.0
+    tx, ty = u[:, 2] * max_shift * w, u[:, 3] * max_shift * h
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    cos, sin = kept * tf.cos(angle), kept * tf.sin(angle)
+    # input (x, y) = centre + kept * R(angle) (output - centre) + shift
+    transforms = tf.stack([cos, -sin, cx - cos * cx + sin * cy + tx,
+                           sin, cos, cy - sin * cx - cos * cy + ty,
+                           tf.zeros_like(cos), tf.zeros_like(cos)], axis=1)
+    floating = x.dtype.is_floating  # raw uint8 images: filled with 0 (black)
+    value = tf.constant(fill_value if fill_value is not None and floating else 0, x.dtype)
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x - value, transforms=transforms, output_shape=shape[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+    return tf.ensure_shape(moved + value, x.shape)
 
 
 def _random_crop_after_padding(x, pad, seed, pad_value):
