@@ -8,12 +8,14 @@
 #   bench/zskd_synthesis_study.sh            # all rows, products in runs/bench/zskd_study
 #   bench/zskd_synthesis_study.sh sseung     # only the rows whose name or teacher contains "sseung"
 #   bench/zskd_synthesis_study.sh pgd        # the adversarially trained teachers' rows
+# Rows sharing a teacher and impression flags (e.g. the student variants) each synthesise
+# their own impressions, with the same seed: the same impressions.
 #
 # Teachers (trained here if absent, with flags/teachers/lenet5_fashion_mnist.cfg):
 #   e20   the recipe's full 20 epochs (runs/bench/lenet5_fashion_mnist, 91.00 %)
 #   e5    5 epochs, e3: 3 epochs; wd1e-3: 20 epochs with L2 1e-3; s200: sseung0703's MNIST recipe
-#         (200 epochs, batch 512, constant lr); noise03: 5 epochs with --input_noise=0.3;
-#         pgd10 / pgd05: 5 epochs of L2 PGD adversarial training, --adversarial_eps=1.0 / 0.5
+#         (200 epochs, batch 512, constant lr); e5_noise0.3: 5 epochs with --input_noise=0.3;
+#         e5_pgdE: 5 epochs of L2 PGD adversarial training, --adversarial_eps=E; pgdE: 20 epochs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}
@@ -34,9 +36,9 @@ teacher_flags() {
     e3) echo --epochs=3 ;;
     wd1e-3) echo --weight_decay=1e-3 ;;
     s200) echo --epochs=200 --batch_size=512 --lr_schedule=constant ;;
-    noise03) echo --epochs=5 --input_noise=0.3 ;;
-    pgd10) echo --epochs=5 --adversarial_eps=1.0 ;;
-    pgd05) echo --epochs=5 --adversarial_eps=0.5 ;;
+    e5_noise0.3) echo --epochs=5 --input_noise=0.3 ;;
+    e5_pgd*) echo --epochs=5 --adversarial_eps="${1#e5_pgd}" ;;
+    pgd*) echo --adversarial_eps="${1#pgd}" ;;
   esac
 }
 sseung=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=0.1)
@@ -57,9 +59,20 @@ rows=(
   "sseung|e3|${sseung[*]}|"
   "sseung|wd1e-3|${sseung[*]}|"
   "sseung|s200|${sseung[*]}|"
-  "sseung|noise03|${sseung[*]}|"
-  "sseung|pgd10|${sseung[*]}|"
-  "sseung|pgd05|${sseung[*]}|"
+  "sseung_crop_flip|e5|${sseung[*]}|--augment=crop_flip --targets=teacher"
+  "sseung|e5_noise0.3|${sseung[*]}|"
+  "sseung|e5_pgd0.25|${sseung[*]}|"
+  "sseung|e5_pgd0.5|${sseung[*]}|"
+  "sseung|e5_pgd1.0|${sseung[*]}|"
+  "sseung|pgd0.5|${sseung[*]}|"
+  "sseung_crop_flip|e5_pgd0.5|${sseung[*]}|--augment=crop_flip --targets=teacher"
+  "sseung_affine|e5_pgd0.5|${sseung[*]}|--augment=affine --targets=teacher"
+  "sseung_affine_wide|e5_pgd0.5|${sseung[*]}|--augment=affine_wide --targets=teacher"
+  "sseung_crop_flip_e60|e5_pgd0.5|${sseung[*]}|--augment=crop_flip --targets=teacher --epochs=60"
+  "sseung_s100|e5_pgd0.5|${sseung[*]} --synthesis_steps=100|"
+  "sseung_s100_crop_flip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100|--augment=crop_flip --targets=teacher"
+  "sseung_uniform|e5_pgd0.5|--impression_l2=1e-3 --synthesis_lr=0.1|"
+  "sseung_uniform_crop_flip|e5_pgd0.5|--impression_l2=1e-3 --synthesis_lr=0.1|--augment=crop_flip --targets=teacher"
 )
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
