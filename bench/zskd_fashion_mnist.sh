@@ -18,6 +18,8 @@
 #   TEACHER_ADVERSARIAL_EPS=0 (default); E > 0 trains the teacher adversarially
 #                     (--adversarial_eps=E, L2 PGD) in $BENCH_DIR/lenet5_fashion_mnist[_eN]_pgdE.
 #   SYNTHESIS_STEPS (default 1500), SYNTHESIS_BATCH_SIZE (default 100).
+#   SIZES="48000 24000 12000" (default): impressions made (the first) and the subsets of them the
+#                     other students use (SEPARATE=1: each size synthesised on its own).
 #   STUDENT_AUGMENT=none (default; the students read the stored targets); crop_flip, affine or
 #                     affine_wide train the students on augmented impressions with the teacher's
 #                     targets computed online (student_<augment>_N run directories).
@@ -34,7 +36,7 @@ if [ "$eps" != 0 ]; then
   teacher_name+=_pgd$eps teacher_flags+=(--adversarial_eps="$eps")
 fi
 teacher=$out/$teacher_name
-sizes="48000 24000 12000"
+sizes=${SIZES:-48000 24000 12000}  # the first is synthesised, the others are its subsets
 impression_flags=(--synthesis_batch_size="${SYNTHESIS_BATCH_SIZE:-100}"
                   --synthesis_steps="${SYNTHESIS_STEPS:-1500}")
 tag=$([ "$epochs" = 20 ] || echo "_e$epochs")$([ "$eps" = 0 ] || echo "_pgd$eps")
