@@ -32,9 +32,7 @@ eps=${TEACHER_ADVERSARIAL_EPS:-0}  # > 0: an adversarially trained teacher (--ad
 teacher_name=lenet5_fashion_mnist$([ "$epochs" = 20 ] || echo "_e$epochs")
 teacher_flags=()
 [ "$epochs" = 20 ] || teacher_flags=(--epochs="$epochs")
-if [ "$eps" != 0 ]; then
-  teacher_name+=_pgd$eps teacher_flags+=(--adversarial_eps="$eps")
-fi
+[ "$eps" = 0 ] || teacher_name+=_pgd$eps
 teacher=$out/$teacher_name
 sizes=${SIZES:-48000 24000 12000}  # the first is synthesised, the others are its subsets
 impression_flags=(--synthesis_batch_size="${SYNTHESIS_BATCH_SIZE:-100}"
@@ -59,6 +57,8 @@ if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
   teacher_flags=(--epochs=1 --max_train_examples=2000)
   student_flags+=(--epochs=2 --max_test_examples=1000)
 fi
+
+[ "$eps" = 0 ] || teacher_flags+=(--adversarial_eps="$eps")
 
 zskd() { python -m zskd_tf.main "$@" --verbose=epoch; }
 

@@ -20,15 +20,22 @@
 #   bench/zskt_fashion_mnist.sh                             # products in runs/bench/
 #   QUICK=1 BENCH_DIR=/tmp/b bench/zskt_fashion_mnist.sh    # a minutes-long smoke version
 #
+# TEACHER_ADVERSARIAL_EPS=E > 0: the teacher is trained adversarially (--adversarial_eps=E, L2
+# PGD; $BENCH_DIR/lenet5_fashion_mnist_eN_pgdE, shared with bench/zskd_fashion_mnist.sh).
+# ITERATIONS (default 4000): other values get their own run directories (..._itN).
 # Every step is resumable: run the script again after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}
 epochs=${TEACHER_EPOCHS:-5}
+eps=${TEACHER_ADVERSARIAL_EPS:-0}  # > 0: an adversarially trained teacher (--adversarial_eps)
 teacher_name=lenet5_fashion_mnist$([ "$epochs" = 20 ] || echo "_e$epochs")
+[ "$eps" = 0 ] || teacher_name+=_pgd$eps
 teacher=$out/$teacher_name
 range=${GENERATOR_RANGE:-teacher}  # teacher: generator output squashed into [0, 1]; free: the paper's
 tag=$([ "$range" = teacher ] && echo _range || true)$([ "$epochs" = 20 ] || echo "_e$epochs")
+[ "$eps" = 0 ] || tag+=_pgd$eps
+[ "${ITERATIONS:-4000}" = 4000 ] || tag+=_it$ITERATIONS
 student=$out/zskt_fashion_mnist/lenet5_half$tag
 curves=$out/zskt_fashion_mnist/curves$tag
 fewshot=$out/zskt_fashion_mnist/fewshot_kd_M100$tag  # few-shot KD student of the same teacher
@@ -42,6 +49,8 @@ if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
   curve_flags=(--num_images=20 --adversarial_steps=10 --max_test_examples=1000)
   fewshot_flags=(--epochs=2 --max_test_examples=1000)
 fi
+
+[ "$eps" = 0 ] || teacher_flags+=(--adversarial_eps="$eps")
 
 zskd() { python -m zskd_tf.main "$@" --verbose=epoch; }
 
