@@ -10,6 +10,7 @@ import types
 
 from absl import flags
 
+from zskd_tf.data.preprocess import AUGMENTATIONS
 from zskd_tf.errors import UserError
 
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
@@ -43,7 +44,7 @@ flags.DEFINE_integer("max_test_examples", None, "Evaluate on a seeded random sub
 flags.DEFINE_integer("holdout_first", 0,
                      "Never train on the first N training images (Lopes et al. keep MNIST's "
                      "first 5,000 as an unused validation split: --holdout_first=5000).")
-flags.DEFINE_enum("augment", "auto", ("auto", "none", "crop_flip", "affine", "affine_wide"),
+flags.DEFINE_enum("augment", "auto", ("auto", *AUGMENTATIONS),
                   "Training augmentation; auto = the papers' choice for the dataset and model.")
 
 # --- model and optimisation ----------------------------------------------------------------
