@@ -8,6 +8,7 @@
 #   bench/zskd_synthesis_study.sh            # all rows, products in runs/bench/zskd_study
 #   bench/zskd_synthesis_study.sh sseung     # only the rows whose name or teacher contains "sseung"
 #   bench/zskd_synthesis_study.sh pgd        # the adversarially trained teachers' rows
+#   bench/zskd_synthesis_study.sh syn        # synthesis-time jitter and flip
 # Rows sharing a teacher and impression flags (e.g. the student variants) each synthesise
 # their own impressions, with the same seed: the same impressions.
 #
@@ -73,6 +74,10 @@ rows=(
   "sseung_s100_crop_flip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100|--augment=crop_flip --targets=teacher"
   "sseung_uniform|e5_pgd0.5|--impression_l2=1e-3 --synthesis_lr=0.1|"
   "sseung_uniform_crop_flip|e5_pgd0.5|--impression_l2=1e-3 --synthesis_lr=0.1|--augment=crop_flip --targets=teacher"
+  "sseung_s100_synflip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_flip|"
+  "sseung_s100_synjit2|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_jitter=2|"
+  "sseung_s100_synjit2_flip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_jitter=2 --impression_flip|"
+  "sseung_s100_synjit4_flip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_jitter=4 --impression_flip|"
 )
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }

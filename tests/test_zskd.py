@@ -186,11 +186,11 @@ def _tiny_teacher():
     return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(h)))
 
 
-def _synthesise(strategy, weights, x0, targets, steps=15):
+def _synthesise(strategy, weights, x0, targets, steps=15, **options):
     with strategy.scope():
         teacher = _tiny_teacher()
         teacher.set_weights(weights)
-        synth = ImpressionSynthesizer(teacher, x0.shape, 20.0, (0.0, 1.0))
+        synth = ImpressionSynthesizer(teacher, x0.shape, 20.0, (0.0, 1.0), **options)
         opt = keras.optimizers.Adam(0.05, epsilon=1e-8)
         synth.compile(optimizer=opt)
         opt.build([synth.images])
@@ -219,6 +219,51 @@ def test_impressions_loss_is_the_papers_cross_entropy_at_t20():
     assert got == pytest.approx(want + 0.2 * tv.mean(), rel=1e-5)
 
 
+def _transforms(x, jitter):
+    """Every roll of up to ``jitter`` pixels per axis, mirrored or not: {(dy, dx, flip): image}."""
+    out = {}
+    for dy in range(-jitter, jitter + 1):
+        for dx in range(-jitter, jitter + 1):
+            rolled = np.roll(x, (dy, dx), axis=(1, 2))
+            out[(dy, dx, False)], out[(dy, dx, True)] = rolled, rolled[:, :, ::-1]
+    return out
+
+
+def test_impression_jitter_and_flip_show_the_teacher_a_seeded_random_roll_and_mirror():
+    teacher = _tiny_teacher()
+    x = RNG.uniform(0, 1, (5, 6, 6, 1)).astype(np.float32)
+    y = RNG.dirichlet(np.full(4, 0.3), 5).astype(np.float32)
+    plain = ImpressionSynthesizer(teacher, x.shape, 20.0)
+    plain.compile(optimizer=keras.optimizers.Adam(0.05))
+    np.testing.assert_array_equal(plain.shown(tf.constant(x)).numpy(), x)
+    synth = ImpressionSynthesizer(teacher, x.shape, 20.0, jitter=2, flip=True)
+    synth.compile(optimizer=keras.optimizers.Adam(0.05))
+    synth.optimizer.build([synth.images])
+    candidates = _transforms(x, 2)
+
+    def seen(seed, step):
+        synth.batch_seed.assign(seed)
+        synth.optimizer.iterations.assign(step)
+        shown = synth.shown(tf.constant(x)).numpy()
+        matches = [k for k, image in candidates.items() if np.array_equal(shown, image)]
+        assert matches, "not a roll of at most 2 pixels, mirrored or not"
+        return matches[0]
+
+    drawn = [seen(7, step) for step in range(40)]
+    assert len(set(drawn)) > 10  # the offset changes from step to step
+    assert {flip for _, _, flip in drawn} == {False, True}
+    assert {dy for dy, _, _ in drawn} == {-2, -1, 0, 1, 2}
+    assert [seen(7, step) for step in range(40)] == drawn  # a function of seed and step
+    assert [seen(8, step) for step in range(40)] != drawn
+    # The loss is the teacher's on the shown images.
+    synth.batch_seed.assign(7)
+    synth.optimizer.iterations.assign(3)
+    z = teacher(candidates[drawn[3]], training=False).numpy().astype(np.float64) / 20.0
+    want = np.mean(-(y * (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))).sum(axis=1))
+    got = float(synth.synthesis_loss(tf.constant(x), tf.constant(y)))
+    assert got == pytest.approx(want, rel=1e-5)
+
+
 def test_synthesis_lowers_the_loss_keeps_range_and_replicas_agree():
     weights = _tiny_teacher().get_weights()
     x0 = RNG.uniform(0, 1, (8, 6, 6, 1)).astype(np.float32)
@@ -231,6 +276,11 @@ def test_synthesis_lowers_the_loss_keeps_range_and_replicas_agree():
     assert float(synth.synthesis_loss(tf.constant(one), tf.constant(y))) < before
     for w, w0 in zip(synth.teacher.get_weights(), weights):  # frozen, BN stats included
         np.testing.assert_array_equal(w, w0)
+    # With jitter and flip, every replica rolls and mirrors its rows alike.
+    _, one = _synthesise(tf.distribute.OneDeviceStrategy("/cpu:0"), weights, x0, y,
+                         jitter=1, flip=True)
+    _, two = _synthesise(two_cpu_strategy(), weights, x0, y, jitter=1, flip=True)
+    np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6)
 
 
 # --- data_impressions on the LeNet-5 teacher ------------------------------------------------------
@@ -324,9 +374,9 @@ def test_nan_stops_with_the_batch_named_and_keeps_finished_ones(lenet5_teacher, 
     calls = []
     original = ImpressionSynthesizer.optimise
 
-    def optimise_then_fail(self, initial_images, targets, steps, verbose=0):
+    def optimise_then_fail(self, initial_images, targets, steps, verbose=0, seed=0):
         calls.append(1)
-        images = original(self, initial_images, targets, steps, verbose)
+        images = original(self, initial_images, targets, steps, verbose, seed)
         return images if len(calls) == 1 else np.full_like(images, np.nan)
 
     monkeypatch.setattr(ImpressionSynthesizer, "optimise", optimise_then_fail)
@@ -384,6 +434,8 @@ def test_cli_bad_input_exits_2_and_writes_nothing(lenet5_teacher, tmp_path):
                       "--impression_l2")
     assert_user_error(run_cli(*base, f"--teacher={lenet5_teacher}", "--impression_tv=nan"),
                       "--impression_tv")
+    assert_user_error(run_cli(*base, f"--teacher={lenet5_teacher}", "--impression_jitter=-1"),
+                      "--impression_jitter")
     assert not os.path.exists(run)
 
 

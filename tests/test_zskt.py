@@ -28,6 +28,7 @@ from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry
 from zskd_tf.models import generator as generator_lib
 from zskd_tf.procedures import transition_curves
+from zskd_tf.procedures import zero_shot as zero_shot_procedure
 from zskd_tf.procedures.common import model_info
 from zskd_tf.trainers import classifier
 from zskd_tf.trainers import zero_shot as zs
@@ -450,6 +451,14 @@ def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_
     assert info["input_spec"] == read_json(os.path.join(wrn_teacher,
                                                         "model_info.json"))["input_spec"]
 
+    # --init_from: a new run's student starts from a finished student's weights.
+    finished = model_io.load_classifier(os.path.join(reference, "seed_0"))
+    student, _ = zero_shot_procedure._build_networks(
+        _parsed_flags(*args, f"--init_from={reference}/seed_0", f"--run_dir={tmp_path}/init"),
+        finished.spec, 10)
+    for a, b in zip(student.get_weights(), finished.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
     # Transition curves of the zero-shot student against its teacher, and their plot.
     curves_run = str(tmp_path / "curves")
     transition_curves.run(_parsed_flags(
@@ -474,6 +483,8 @@ def test_cli_zero_shot_bad_input(wrn_teacher, tmp_path):
     args = [*ZERO_SHOT, f"--run_dir={r}", f"--teacher={wrn_teacher}"]
     assert_user_error(run_cli(*args, "--variant=improved"), "variant")
     assert_user_error(run_cli(*args, "--student=lenet5"), "--beta", "--beta=0")
+    assert_user_error(run_cli(*args, "--student=wrn-10-2", f"--init_from={wrn_teacher}"),
+                      "another architecture")
     assert not os.path.exists(r)  # refused runs leave nothing behind
     plot = subprocess.run([sys.executable, PLOT_TOOL, f"--run_dir={r}",
                            f"--out={tmp_path}/x.png"], env=cli_env(), capture_output=True,

@@ -111,6 +111,18 @@ def load_keras_classifier(path: str, flag: str, raw_shape=None) -> LoadedClassif
     return loaded
 
 
+def init_weights_from(model: keras.Model, path: str, name: str) -> None:
+    """``--init_from``: gives ``model`` (architecture ``name``) the weights of the classifier
+    at ``path`` (a run directory or .keras file of the same architecture)."""
+    init = load_classifier(path)
+    if init.model is None:
+        raise UserError(f"--init_from={path} must be a run directory or .keras file")
+    try:
+        model.set_weights(init.model.get_weights())
+    except ValueError:
+        raise UserError(f"--init_from={path} holds another architecture than "
+                        f"--student={name}") from None
+
 
 def _read_info(directory: str) -> dict:
     for name in (INFO_FILE, export.EXPORT_INFO_FILE):

@@ -22,3 +22,10 @@ flags.DEFINE_float("impression_tv", 0.0,
                    "Weight of a smoothness prior added to the impression loss: the mean over "
                    "images of the summed squared differences of neighbouring pixels (not in "
                    "ZSKD; 0 by default).")
+flags.DEFINE_integer("impression_jitter", 0,
+                     "At every synthesis step, show the teacher the batch rolled by a random "
+                     "offset of up to this many pixels per axis (DeepInversion's jitter; not "
+                     "in ZSKD; 0 by default).")
+flags.DEFINE_boolean("impression_flip", False,
+                     "At every synthesis step, mirror the batch left-right with probability "
+                     "1/2 before the teacher sees it (not in ZSKD).")

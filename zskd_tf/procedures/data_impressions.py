@@ -67,6 +67,8 @@ def run(cfg) -> dict:
         value = getattr(cfg, name)
         if not (math.isfinite(value) and value >= 0):
             raise UserError(f"--{name} must be a finite number >= 0, got {value}")
+    if cfg.impression_jitter < 0:
+        raise UserError(f"--impression_jitter must be >= 0, got {cfg.impression_jitter}")
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
     if finished:
@@ -89,7 +91,9 @@ def run(cfg) -> dict:
                                             cfg.temperature, teacher.value_range,
                                             fast_input_gradient=cfg.fast_input_gradient,
                                             image_l2=cfg.impression_l2,
-                                            image_tv=cfg.impression_tv)
+                                            image_tv=cfg.impression_tv,
+                                            jitter=cfg.impression_jitter,
+                                            flip=cfg.impression_flip)
         optimizer = keras.optimizers.Adam(cfg.synthesis_lr, epsilon=ADAM_EPSILON)
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])
@@ -133,7 +137,8 @@ def _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, ru
     x0 = targets_lib.initial_images(cfg.seed, index, synthesizer.images.shape,
                                     *teacher.value_range, init=cfg.impression_init)
     _, _, initial_loss = _teacher_outputs(teacher, x0, targets, cfg.temperature)
-    x = synthesizer.optimise(x0, targets.astype(np.float32), cfg.synthesis_steps)
+    x = synthesizer.optimise(x0, targets.astype(np.float32), cfg.synthesis_steps,
+                             seed=_batch_seed(cfg.seed, index))
     logits, soft, loss = _teacher_outputs(teacher, x, targets, cfg.temperature)
     where = f"batch {index + 1}/{plan.num_batches}"
     if not (np.isfinite(x).all() and np.isfinite(logits).all()):
@@ -156,6 +161,11 @@ def _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, ru
               f"({seconds:.1f} s)", flush=True)
 
 
+def _batch_seed(seed: int, index: int) -> int:
+    """The seed of a batch's random synthesis steps (jitter, flip)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
     """Assembles the batches into the products; returns the result."""
     parts = store.assemble()
@@ -166,6 +176,7 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
              "synthesis_batch_size": plan.batch_size, "seed": cfg.seed,
              "init": targets_lib.INITS[cfg.impression_init],
              "image_l2": cfg.impression_l2, "image_tv": cfg.impression_tv,
+             "jitter": cfg.impression_jitter, "flip": cfg.impression_flip,
              "y": "argmax of the teacher's logits on the final impression",
              "soft_targets": f"teacher softmax at T={cfg.temperature:g} on the final impression"}
     synthetic.save_synthetic(run_dir.file(IMPRESSIONS_FILE), parts["x"], parts["y"],
@@ -181,7 +192,8 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
             "temperature": cfg.temperature, "synthesis_steps": cfg.synthesis_steps,
             "synthesis_lr": cfg.synthesis_lr, "synthesis_batch_size": plan.batch_size,
             "impression_init": cfg.impression_init, "impression_l2": cfg.impression_l2,
-            "impression_tv": cfg.impression_tv, "mean_loss": float(parts["loss"].mean()),
+            "impression_tv": cfg.impression_tv, "impression_jitter": cfg.impression_jitter,
+            "impression_flip": cfg.impression_flip, "mean_loss": float(parts["loss"].mean()),
             "mean_kl_target_to_teacher": float((parts["loss"] - entropy).mean()),
             "teacher_matches_target": float(np.mean(soft.argmax(1) == targets.argmax(1))),
             "y_counts": np.bincount(parts["y"], minlength=plan.num_classes).tolist(),

@@ -133,14 +133,7 @@ def _build_student(cfg, name, spec, num_classes):
     model = registry.build_model(name, num_classes=num_classes, input_shape=spec.shape,
                                  conv=cfg.conv, block=cfg.block)
     if cfg.init_from:
-        init = model_io.load_classifier(cfg.init_from)
-        if init.model is None:
-            raise UserError(f"--init_from={cfg.init_from} must be a run directory or .keras file")
-        try:
-            model.set_weights(init.model.get_weights())
-        except ValueError:
-            raise UserError(f"--init_from={cfg.init_from} holds another architecture than "
-                            f"--student={name}") from None
+        model_io.init_weights_from(model, cfg.init_from, name)
     return model
 
 

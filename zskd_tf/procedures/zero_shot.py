@@ -90,6 +90,8 @@ def _config(cfg, at_taps) -> zs.ZeroShotConfig:
 def _build_networks(cfg, spec, num_classes):
     student = registry.build_model(cfg.student, num_classes=num_classes, input_shape=spec.shape,
                                    conv=cfg.conv, block=cfg.block)
+    if cfg.init_from:
+        model_io.init_weights_from(student, cfg.init_from, cfg.student)
     output_range = spec.value_range if cfg.generator_range == "teacher" else None
     return student, generator_lib.generator(spec.shape, cfg.z_dim, output_range=output_range,
                                             width=cfg.generator_width)

@@ -7,12 +7,18 @@ and in inference mode (zskd.md §1.5, §4.4; T = 20). ``image_l2`` adds sseung07
 §4.1; 0, the paper's and the authors' loss, by default): it pulls every pixel the teacher does
 not care about to 0. ``image_tv`` adds ``image_tv * mean_i TV2(x_i)``, the summed squared
 differences of neighbouring pixels (a smoothness prior of feature-visualisation work, in no ZSKD
-code). Everything else — fresh Adam state per batch, images kept in the teacher's input range
+code). ``jitter`` and ``flip`` show the teacher, at every step, the whole batch rolled by a
+random offset of up to ``jitter`` pixels per axis and (``flip``) mirrored left-right with
+probability 1/2 (DeepInversion's jitter, Yin et al. 2020; not in ZSKD): an impression must then
+look like its class wherever it sits and whichever way it faces. The offsets are a function of
+the batch seed and the step, so a batch is the same whether or not the run was resumed.
+Everything else — fresh Adam state per batch, images kept in the teacher's input range
 after each step, several replicas — is :class:`ImageSynthesizer`'s.
 """
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from zskd_tf import losses
 from zskd_tf.trainers.synthesis import ImageSynthesizer
@@ -22,14 +28,17 @@ PAPER_TEMPERATURE = 20.0
 
 class ImpressionSynthesizer(ImageSynthesizer):
     def __init__(self, teacher, batch_shape, temperature: float = PAPER_TEMPERATURE,
-                 value_range=None, image_l2: float = 0.0, image_tv: float = 0.0, **kwargs):
+                 value_range=None, image_l2: float = 0.0, image_tv: float = 0.0,
+                 jitter: int = 0, flip: bool = False, **kwargs):
         super().__init__(teacher, batch_shape, value_range=value_range, **kwargs)
         self.temperature = float(temperature)
         self.image_l2 = float(image_l2)
         self.image_tv = float(image_tv)
+        self.jitter = int(jitter)
+        self.flip = bool(flip)
 
     def synthesis_loss(self, images, targets):
-        logits = self.teacher(images, training=False)
+        logits = self.teacher(self.shown(images), training=False)
         loss = losses.soft_cross_entropy(targets, logits, self.temperature)
         if self.image_l2:
             squares = keras.ops.sum(keras.ops.square(images), axis=(1, 2, 3))
@@ -37,6 +46,24 @@ class ImpressionSynthesizer(ImageSynthesizer):
         if self.image_tv:
             loss = loss + self.image_tv * keras.ops.mean(squared_variation(images))
         return loss
+
+
+    def shown(self, images):
+        """The images as the teacher sees them this step: rolled and mirrored at random
+        (``jitter``, ``flip``), or as they are."""
+        if not (self.jitter or self.flip):
+            return images
+        seed = tf.stack([self.batch_seed.value,
+                         tf.cast(self.optimizer.iterations.value, tf.int64)])
+        draws = tf.random.stateless_uniform((3,), seed, dtype=tf.float32)
+        if self.jitter:
+            span = 2 * self.jitter + 1
+            shifts = tf.cast(tf.floor(draws[:2] * span), tf.int32) - self.jitter
+            images = tf.roll(images, shifts, axis=[1, 2])
+        if self.flip:
+            images = tf.cond(draws[2] < 0.5, lambda: tf.reverse(images, axis=[2]),
+                             lambda: images)
+        return images
 
 
 def squared_variation(images):

@@ -45,6 +45,9 @@ class ImageSynthesizer(keras.Model):
         constraint = _Clip(*value_range) if value_range is not None else None
         self.images = self.add_weight(shape=tuple(batch_shape), initializer="zeros",
                                       trainable=True, name="images", constraint=constraint)
+        # Seeds the random parts of a batch's steps (set per batch by ``start_batch``).
+        self.batch_seed = self.add_weight(shape=(), dtype="int64", initializer="zeros",
+                                          trainable=False, name="batch_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True
 
@@ -56,8 +59,9 @@ class ImageSynthesizer(keras.Model):
         """Per-replica mean loss of ``images`` (a slice of the batch) against ``targets``."""
         raise NotImplementedError
 
-    def start_batch(self, initial_images: np.ndarray) -> None:
+    def start_batch(self, initial_images: np.ndarray, seed: int = 0) -> None:
         self.images.assign(initial_images)
+        self.batch_seed.assign(seed)
         for variable in self.optimizer.variables:  # step count and moments, not the lr
             if variable.name != "learning_rate":
                 variable.assign(tf.zeros_like(variable))
@@ -88,9 +92,11 @@ class ImageSynthesizer(keras.Model):
         return tf.slice(self.images, tf.stack([start, 0, 0, 0]),
                         tf.stack([tf.shape(rows)[0], -1, -1, -1]))
 
-    def optimise(self, initial_images, targets, steps: int, verbose: int = 0) -> np.ndarray:
-        """Runs one batch from ``initial_images``; returns the optimised images."""
-        self.start_batch(initial_images)
+    def optimise(self, initial_images, targets, steps: int, verbose: int = 0,
+                 seed: int = 0) -> np.ndarray:
+        """Runs one batch from ``initial_images``; returns the optimised images. ``seed`` seeds
+        the random parts of the steps, if the loss has any."""
+        self.start_batch(initial_images, seed)
         self.fit(self.batch_dataset(targets, steps), epochs=1, steps_per_epoch=steps,
                  verbose=verbose, shuffle=False)
         return self.images.numpy()
