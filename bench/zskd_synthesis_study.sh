@@ -16,7 +16,9 @@
 #   e20   the recipe's full 20 epochs (runs/bench/lenet5_fashion_mnist, 91.00 %)
 #   e5    5 epochs, e3: 3 epochs; wd1e-3: 20 epochs with L2 1e-3; s200: sseung0703's MNIST recipe
 #         (200 epochs, batch 512, constant lr); e5_noise0.3: 5 epochs with --input_noise=0.3;
-#         e5_pgdE: 5 epochs of L2 PGD adversarial training, --adversarial_eps=E; pgdE: 20 epochs
+#         e5_pgdE: 5 epochs of L2 PGD adversarial training, --adversarial_eps=E; pgdE: 20 epochs;
+#         e5_pgd0.5_affine, e5_pgd0.5_crop_flip: e5_pgd0.5 trained with that --augment;
+#         e5_pgd0.5_k7: e5_pgd0.5 with 7 PGD steps (--adversarial_train_steps=7) instead of 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}
@@ -38,6 +40,9 @@ teacher_flags() {
     wd1e-3) echo --weight_decay=1e-3 ;;
     s200) echo --epochs=200 --batch_size=512 --lr_schedule=constant ;;
     e5_noise0.3) echo --epochs=5 --input_noise=0.3 ;;
+    e5_pgd0.5_affine) echo --epochs=5 --adversarial_eps=0.5 --augment=affine ;;
+    e5_pgd0.5_crop_flip) echo --epochs=5 --adversarial_eps=0.5 --augment=crop_flip ;;
+    e5_pgd0.5_k7) echo --epochs=5 --adversarial_eps=0.5 --adversarial_train_steps=7 ;;
     e5_pgd*) echo --epochs=5 --adversarial_eps="${1#e5_pgd}" ;;
     pgd*) echo --adversarial_eps="${1#pgd}" ;;
   esac
@@ -74,6 +79,10 @@ rows=(
   "sseung_s100_crop_flip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100|--augment=crop_flip --targets=teacher"
   "sseung_uniform|e5_pgd0.5|--impression_l2=1e-3 --synthesis_lr=0.1|"
   "sseung_uniform_crop_flip|e5_pgd0.5|--impression_l2=1e-3 --synthesis_lr=0.1|--augment=crop_flip --targets=teacher"
+  "sseung_s100|e5_pgd0.5_affine|${sseung[*]} --synthesis_steps=100|"
+  "sseung_s100|e5_pgd0.5_crop_flip|${sseung[*]} --synthesis_steps=100|"
+  "sseung_s100|e5_pgd0.5_k7|${sseung[*]} --synthesis_steps=100|"
+  "sseung_s100|e5_pgd0.75|${sseung[*]} --synthesis_steps=100|"
   "sseung_s100_synflip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_flip|"
   "sseung_s100_synjit2|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_jitter=2|"
   "sseung_s100_synjit2_flip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_jitter=2 --impression_flip|"
