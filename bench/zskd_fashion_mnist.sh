@@ -18,6 +18,7 @@
 #   TEACHER_ADVERSARIAL_EPS=0 (default); E > 0 trains the teacher adversarially
 #                     (--adversarial_eps=E, L2 PGD) in $BENCH_DIR/lenet5_fashion_mnist[_eN]_pgdE.
 #   SYNTHESIS_STEPS (default 1500), SYNTHESIS_BATCH_SIZE (default 100).
+#   IMPRESSION_JITTER=0 (default); P > 0 synthesises with --impression_jitter=P (own directory).
 #   SIZES="48000 24000 12000" (default): impressions made (the first) and the subsets of them the
 #                     other students use (SEPARATE=1: each size synthesised on its own).
 #   STUDENT_AUGMENT=none (default; the students read the stored targets); crop_flip, affine or
@@ -45,6 +46,8 @@ case ${IMPRESSIONS:-paper} in
   *) echo "IMPRESSIONS must be paper or sseung" >&2; exit 2 ;;
 esac
 [ "${SYNTHESIS_STEPS:-1500}" = 1500 ] || tag+=_s$SYNTHESIS_STEPS
+jitter=${IMPRESSION_JITTER:-0}  # > 0: --impression_jitter (not in ZSKD)
+[ "$jitter" = 0 ] || { impression_flags+=(--impression_jitter="$jitter"); tag+=_jit$jitter; }
 work=$out/zskd_fashion_mnist$tag
 augment=${STUDENT_AUGMENT:-none}  # e.g. crop_flip: augmented DIs, targets by the teacher online
 student_flags=() student=student
