@@ -47,7 +47,6 @@ class ImpressionSynthesizer(ImageSynthesizer):
             loss = loss + self.image_tv * keras.ops.mean(squared_variation(images))
         return loss
 
-
     def shown(self, images):
         """The images as the teacher sees them this step: rolled and mirrored at random
         (``jitter``, ``flip``), or as they are."""
