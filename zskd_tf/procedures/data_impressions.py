@@ -138,7 +138,7 @@ def _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, ru
                                     *teacher.value_range, init=cfg.impression_init)
     _, _, initial_loss = _teacher_outputs(teacher, x0, targets, cfg.temperature)
     x = synthesizer.optimise(x0, targets.astype(np.float32), cfg.synthesis_steps,
-                             seed=_batch_seed(cfg.seed, index))
+                             seed=targets_lib.step_seed(cfg.seed, index))
     logits, soft, loss = _teacher_outputs(teacher, x, targets, cfg.temperature)
     where = f"batch {index + 1}/{plan.num_batches}"
     if not (np.isfinite(x).all() and np.isfinite(logits).all()):
@@ -159,11 +159,6 @@ def _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, ru
     if cfg.verbose != "quiet":
         print(f"{where}: loss {record['initial_loss']:.4f} -> {record['loss']:.4f} "
               f"({seconds:.1f} s)", flush=True)
-
-
-def _batch_seed(seed: int, index: int) -> int:
-    """The seed of a batch's random synthesis steps (jitter, flip)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:

@@ -56,6 +56,14 @@ def batch_rng(seed: int, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, index, stream])
 
 
+def step_seed(seed: int, index: int) -> int:
+    """The seed of batch ``index``'s random synthesis steps (``--impression_jitter``,
+    ``--impression_flip``): like :func:`batch_rng`, a function of ``(seed, index)`` only, so a
+    resumed run repeats it."""
+    check_seed(seed)
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 # --impression_init choices and how each is described in an impressions file's meta.
 INITS = {"uniform": "uniform over the teacher's input range",
          "normal": "N(0, 1) scaled to the teacher's input range, clipped to it"}
