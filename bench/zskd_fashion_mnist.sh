@@ -24,6 +24,9 @@
 #   STUDENT_AUGMENT=none (default; the students read the stored targets); crop_flip, affine or
 #                     affine_wide train the students on augmented impressions with the teacher's
 #                     targets computed online (student_<augment>_N run directories).
+#   STUDENT_EPOCHS (default: the flagfile's recipe, 20 epochs); N trains the students N epochs
+#                     (student[_<augment>]_eN_N run directories).
+#   BFLOAT16_INPUT_GRADIENT=1 synthesises with --bfloat16_input_gradient (own directory).
 # Every step is resumable: run the script again after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,11 +51,15 @@ esac
 [ "${SYNTHESIS_STEPS:-1500}" = 1500 ] || tag+=_s$SYNTHESIS_STEPS
 jitter=${IMPRESSION_JITTER:-0}  # > 0: --impression_jitter (not in ZSKD)
 [ "$jitter" = 0 ] || { impression_flags+=(--impression_jitter="$jitter"); tag+=_jit$jitter; }
+[ "${BFLOAT16_INPUT_GRADIENT:-0}" = 0 ] || { impression_flags+=(--bfloat16_input_gradient); tag+=_bf16; }
 work=$out/zskd_fashion_mnist$tag
 augment=${STUDENT_AUGMENT:-none}  # e.g. crop_flip: augmented DIs, targets by the teacher online
 student_flags=() student=student
 if [ "$augment" != none ]; then
   student_flags=(--augment="$augment" --targets=teacher) student+=_$augment
+fi
+if [ -n "${STUDENT_EPOCHS:-}" ]; then
+  student_flags+=(--epochs="$STUDENT_EPOCHS") student+=_e$STUDENT_EPOCHS
 fi
 if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
   sizes="400 200 100"

@@ -9,6 +9,8 @@
 #   bench/zskd_synthesis_study.sh sseung     # only the rows whose name or teacher contains "sseung"
 #   bench/zskd_synthesis_study.sh pgd        # the adversarially trained teachers' rows
 #   bench/zskd_synthesis_study.sh syn        # synthesis-time jitter and flip
+#   bench/zskd_synthesis_study.sh bf16       # bfloat16 input gradients
+#   bench/zskd_synthesis_study.sh _e1        # students trained for 120 epochs (s100_e6: 60)
 # Rows sharing a teacher and impression flags (e.g. the student variants) each synthesise
 # their own impressions, with the same seed: the same impressions.
 #
@@ -87,6 +89,15 @@ rows=(
   "sseung_s100_synjit2|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_jitter=2|"
   "sseung_s100_synjit2_flip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_jitter=2 --impression_flip|"
   "sseung_s100_synjit4_flip|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --impression_jitter=4 --impression_flip|"
+  "sseung_s100_bf16|e5_pgd0.5|${sseung[*]} --synthesis_steps=100 --bfloat16_input_gradient|"
+  "sseung_s100_e60|e5_pgd0.5|${sseung[*]} --synthesis_steps=100|--epochs=60"
+  "sseung_s100_e120|e5_pgd0.5|${sseung[*]} --synthesis_steps=100|--epochs=120"
+  "sseung_s100_e120|e5_pgd0.25|${sseung[*]} --synthesis_steps=100|--epochs=120"
+  "sseung_s100_e120|pgd0.5|${sseung[*]} --synthesis_steps=100|--epochs=120"
+  "sseung_s100_e120|e5|${sseung[*]} --synthesis_steps=100|--epochs=120"
+  "sseung_s100_e120|e20|${sseung[*]} --synthesis_steps=100|--epochs=120"
+  "sseung_s100_affine_e120|e5_pgd0.5|${sseung[*]} --synthesis_steps=100|--augment=affine --targets=teacher --epochs=120"
+  "sseung_s100_crop_flip_e120|e5_pgd0.5|${sseung[*]} --synthesis_steps=100|--augment=crop_flip --targets=teacher --epochs=120"
 )
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }

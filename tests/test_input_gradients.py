@@ -76,3 +76,64 @@ def test_lenet5_teacher_gradient_and_synthesis_are_unchanged():
                                atol=1e-5 * np.abs(grad_plain).max())
     np.testing.assert_allclose(images_fast, images_plain, atol=1e-4)
     assert np.abs(images_plain - x0).max() > 0.05  # the images did move
+
+
+def _cosine(a, b):
+    return float(np.sum(a * b) / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("input_shape,conv_kwargs,block", [
+    ((8, 8, 1), {}, True),                            # block form, in bfloat16
+    ((8, 8, 8), {}, False),                           # too many channels for the block form
+    ((9, 9, 3), {"strides": 2, "padding": "same"}, False),
+])
+def test_bfloat16_input_gradient_is_float32s_up_to_bfloat16_rounding(input_shape, conv_kwargs,
+                                                                    block):
+    keras.utils.set_random_seed(1)
+    model = _conv_model(input_shape, **conv_kwargs)
+    x = tf.constant(RNG.normal(size=(4, *input_shape)), tf.float32)
+
+    def forward_and_gradient():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = model(x)
+            loss = tf.reduce_sum(tf.sin(3 * y))
+        return y.numpy(), tape.gradient(loss, x).numpy()
+
+    y32, g32 = forward_and_gradient()
+    assert ig.accelerate_input_gradients(model, block_form=block,
+                                         gradient_dtype="bfloat16") == ["conv"]
+    y16, g16 = forward_and_gradient()
+    np.testing.assert_array_equal(y16, y32)  # the forward pass is untouched
+    assert not np.array_equal(g16, g32)      # the gradient is rounded ...
+    np.testing.assert_allclose(g16, g32, rtol=0, atol=2e-2 * np.abs(g32).max())
+    assert _cosine(g16, g32) > 0.9999        # ... and only rounded
+
+
+def test_bfloat16_input_gradient_patches_every_undilated_conv_and_nothing_by_default():
+    model = _conv_model((8, 8, 8), strides=2, padding="same")
+    assert ig.accelerate_input_gradients(model, block_form=False) == []
+    dilated = _conv_model((8, 8, 1), dilation_rate=2)
+    assert ig.accelerate_input_gradients(dilated, gradient_dtype="bfloat16") == []
+
+
+def test_lenet5_bfloat16_input_gradient_synthesis_follows_float32():
+    keras.utils.set_random_seed(0)
+    weights = registry.build_model("lenet5", input_shape=(32, 32, 1)).get_weights()
+    x0 = RNG.uniform(0, 1, (6, 32, 32, 1)).astype(np.float32)
+    targets = RNG.dirichlet(np.ones(10), 6).astype(np.float32)
+    images, losses = {}, {}
+    for bfloat16 in (False, True):
+        teacher = registry.build_model("lenet5", input_shape=(32, 32, 1))
+        teacher.set_weights(weights)
+        synth = ImpressionSynthesizer(teacher, x0.shape, 20.0, (0.0, 1.0),
+                                      bfloat16_input_gradient=bfloat16)
+        assert synth.accelerated_layers == ["tap_conv1", "tap_conv2"][:1 + bfloat16]
+        synth.compile(optimizer=keras.optimizers.Adam(0.01, epsilon=1e-8))
+        images[bfloat16] = synth.optimise(x0, targets, 20)
+        losses[bfloat16] = float(synth.synthesis_loss(tf.constant(images[bfloat16]),
+                                                      tf.constant(targets)))
+    moved = np.abs(images[False] - x0).mean()
+    assert moved > 0.05
+    assert np.abs(images[True] - images[False]).mean() < 0.05 * moved
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)

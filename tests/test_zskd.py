@@ -338,6 +338,23 @@ def test_cli_sseung_start_and_image_l2_darken_the_impressions(impressions_run, l
     assert meta["extra"]["image_l2"] == 0.1 and meta["extra"]["init"].startswith("N(0, 1)")
 
 
+def test_cli_bfloat16_input_gradient_is_recorded_and_close_to_float32(impressions_run,
+                                                                      lenet5_teacher, tmp_path):
+    run = str(tmp_path / "bf16")
+    proc = run_cli("--procedure=data_impressions", f"--run_dir={run}",
+                   f"--teacher={lenet5_teacher}", *TINY, "--bfloat16_input_gradient", check=True)
+    assert "bfloat16 input gradient through ['tap_conv1', 'tap_conv2']" in proc.stdout
+    result = read_json(os.path.join(run, "result.json"))
+    assert result["bfloat16_input_gradient"] is True
+    assert read_json(os.path.join(impressions_run[0], "result.json"))[
+        "bfloat16_input_gradient"] is False
+    data = synthetic.load_synthetic(os.path.join(run, "impressions.npz"))
+    assert data.meta["extra"]["bfloat16_input_gradient"] is True
+    default = synthetic.load_synthetic(os.path.join(impressions_run[0], "impressions.npz"))
+    assert not np.array_equal(data.x, default.x)
+    np.testing.assert_allclose(data.x.mean(), default.x.mean(), atol=0.01)
+
+
 def test_cli_resume_makes_the_same_impressions(impressions_run, lenet5_teacher, tmp_path):
     run, _ = impressions_run
     resumed = str(tmp_path / "resumed")

@@ -90,6 +90,7 @@ def run(cfg) -> dict:
                                             (plan.batch_size, *teacher.spec.shape),
                                             cfg.temperature, teacher.value_range,
                                             fast_input_gradient=cfg.fast_input_gradient,
+                                            bfloat16_input_gradient=cfg.bfloat16_input_gradient,
                                             image_l2=cfg.impression_l2,
                                             image_tv=cfg.impression_tv,
                                             jitter=cfg.impression_jitter,
@@ -107,7 +108,8 @@ def run(cfg) -> dict:
           f"classes, final layer {teacher.final_layer}, logits: {teacher.logits_from}): "
           f"{num_samples} in {plan.num_batches} batches of {plan.batch_size}, betas "
           f"{','.join(map(str, betas))}, T={cfg.temperature:g}, {cfg.synthesis_steps} Adam "
-          f"steps at lr {cfg.synthesis_lr:g}, {replicas} replica(s), fast input gradient "
+          f"steps at lr {cfg.synthesis_lr:g}, {replicas} replica(s), "
+          f"{'bfloat16' if cfg.bfloat16_input_gradient else 'fast'} input gradient "
           f"through {synthesizer.accelerated_layers or 'no layer'}; "
           f"{len(pending)} batch(es) to make", flush=True)
     started = time.monotonic()
@@ -172,6 +174,7 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
              "init": targets_lib.INITS[cfg.impression_init],
              "image_l2": cfg.impression_l2, "image_tv": cfg.impression_tv,
              "jitter": cfg.impression_jitter, "flip": cfg.impression_flip,
+             "bfloat16_input_gradient": cfg.bfloat16_input_gradient,
              "y": "argmax of the teacher's logits on the final impression",
              "soft_targets": f"teacher softmax at T={cfg.temperature:g} on the final impression"}
     synthetic.save_synthetic(run_dir.file(IMPRESSIONS_FILE), parts["x"], parts["y"],
@@ -188,7 +191,9 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
             "synthesis_lr": cfg.synthesis_lr, "synthesis_batch_size": plan.batch_size,
             "impression_init": cfg.impression_init, "impression_l2": cfg.impression_l2,
             "impression_tv": cfg.impression_tv, "impression_jitter": cfg.impression_jitter,
-            "impression_flip": cfg.impression_flip, "mean_loss": float(parts["loss"].mean()),
+            "impression_flip": cfg.impression_flip,
+            "bfloat16_input_gradient": cfg.bfloat16_input_gradient,
+            "mean_loss": float(parts["loss"].mean()),
             "mean_kl_target_to_teacher": float((parts["loss"] - entropy).mean()),
             "teacher_matches_target": float(np.mean(soft.argmax(1) == targets.argmax(1))),
             "y_counts": np.bincount(parts["y"], minlength=plan.num_classes).tolist(),

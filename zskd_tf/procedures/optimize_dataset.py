@@ -157,7 +157,8 @@ def run(cfg) -> dict:
     with strategy.scope():
         synthesizer = ReconstructionSynthesizer(
             teacher.model, (cfg.synthesis_batch_size, *spec.shape), objective.segments,
-            cfg.temperature, fast_input_gradient=cfg.fast_input_gradient)
+            cfg.temperature, fast_input_gradient=cfg.fast_input_gradient,
+            bfloat16_input_gradient=cfg.bfloat16_input_gradient)
         optimizer = keras.optimizers.Adam(learning_rate=cfg.synthesis_lr, epsilon=ADAM_EPSILON)
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])
@@ -179,6 +180,7 @@ def _finish(cfg, run_dir, store, spec, meta, stats_path, objective) -> dict:
                 "synthesis_steps": cfg.synthesis_steps,
                 "synthesis_batch_size": cfg.synthesis_batch_size,
                 "synthesis_lr": cfg.synthesis_lr, "seed": cfg.seed,
+                "bfloat16_input_gradient": cfg.bfloat16_input_gradient,
                 "segments": [[s.layer, s.units, s.weight] for s in objective.segments]}
     synthetic.save_synthetic(
         path, data["x"], data["y"], data["soft_targets"], input_spec=spec,
