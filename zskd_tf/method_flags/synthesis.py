@@ -16,6 +16,6 @@ flags.DEFINE_boolean(
 flags.DEFINE_boolean(
     "bfloat16_input_gradient", False,
     "Compute the teacher's convolution input gradients in bfloat16 (the forward pass, the loss "
-    "and Adam stay float32): about 1.9x more LeNet-5 image-steps/s on a CPU with AMX or "
+    "and Adam stay float32): 1.3-1.9x more LeNet-5 image-steps/s on a CPU with AMX or "
     "AVX512-BF16, a gradient equal to float32's up to bfloat16 rounding; slower without such "
     "hardware (README, ZSKD Cost).")

@@ -8,7 +8,7 @@ steps over a dataset that repeats the batch's targets. Subclasses define
 few-channel convolutions differentiate through their space-to-depth form
 (:mod:`zskd_tf.trainers.input_gradients`: same forward, same gradient up to float rounding,
 ~1.4x more image-steps/s for LeNet-5); ``bfloat16_input_gradient`` computes the convolutions'
-input gradients in bfloat16 (~1.9x more on a CPU with AMX; bfloat16 rounding).
+input gradients in bfloat16 (1.3-1.9x more on a CPU with AMX; bfloat16 rounding).
 
 Several replicas: the image variable holds the *global* batch and is mirrored; the dataset
 yields ``(row_indices, targets)`` so each replica slices out and optimises its own rows. Only
