@@ -27,6 +27,12 @@ flags.DEFINE_integer(
     "Channels of the generator's seed and first convolution; the second has half as many "
     "(the paper: 128). Narrower generators suit small students (zskt.md §2.2) and cost "
     "width^2 less in their convolutions.")
+flags.DEFINE_boolean(
+    "mixed_bfloat16", False,
+    "zero_shot: student and generator compute in bfloat16 (Keras mixed_bfloat16 policy; "
+    "variables, losses and Adam stay float32) and the teacher's convolution input gradients "
+    "too; the teacher's forward stays float32. For CPUs with AVX512-BF16/AMX and for GPUs "
+    "with bfloat16; the saved student is float32. Not in the paper (which runs float32).")
 flags.DEFINE_list("seeds", None, "Run one student per seed and report mean and std.")
 flags.DEFINE_string("student_run", None,
                     "transition_curves: the run directory or model file of the network "

@@ -12,6 +12,11 @@ per seed in ``seed_<s>/`` (each: checkpoints/, metrics.jsonl, model.keras, model
 saved_model/, generator.keras, result.json) and reports the mean and population std of
 the final accuracies in the top-level result.json. Without ``--seeds`` the one seed is
 ``--seed``. A killed run resumes from each seed's last checkpoint.
+
+``--mixed_bfloat16`` builds student and generator under Keras's ``mixed_bfloat16`` policy and
+computes the teacher's convolution input gradients in bfloat16 (the teacher's forward stays
+float32); the saved and exported student is a float32 copy. Checkpoints hold float32
+variables either way.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from zskd_tf.runtime import atomic, devices
 from zskd_tf.runtime.checkpoints import Checkpointer
 from zskd_tf.runtime.fitting import fit_resumable
 from zskd_tf.runtime.run_dir import RunDir
+from zskd_tf.trainers import input_gradients
 from zskd_tf.trainers import zero_shot as zs
 
 EVALUATIONS = 100  # the reference evaluates every N/100 iterations
@@ -87,14 +93,36 @@ def _config(cfg, at_taps) -> zs.ZeroShotConfig:
         temperature=cfg.temperature, variant=cfg.variant, matching_loss=cfg.matching_loss)
 
 
+def _policy(cfg) -> str:
+    """The Keras dtype policy student and generator compute with (--mixed_bfloat16)."""
+    return "mixed_bfloat16" if cfg.mixed_bfloat16 else "float32"
+
+
+def _build_student(cfg, spec, num_classes, policy="float32"):
+    with devices.dtype_policy(policy):
+        return registry.build_model(cfg.student, num_classes=num_classes,
+                                    input_shape=spec.shape, conv=cfg.conv, block=cfg.block)
+
+
 def _build_networks(cfg, spec, num_classes):
-    student = registry.build_model(cfg.student, num_classes=num_classes, input_shape=spec.shape,
-                                   conv=cfg.conv, block=cfg.block)
+    student = _build_student(cfg, spec, num_classes, _policy(cfg))
     if cfg.init_from:
         model_io.init_weights_from(student, cfg.init_from, cfg.student)
     output_range = spec.value_range if cfg.generator_range == "teacher" else None
-    return student, generator_lib.generator(spec.shape, cfg.z_dim, output_range=output_range,
-                                            width=cfg.generator_width)
+    with devices.dtype_policy(_policy(cfg)):
+        return student, generator_lib.generator(spec.shape, cfg.z_dim,
+                                                output_range=output_range,
+                                                width=cfg.generator_width)
+
+
+def _deployable(cfg, student, spec, num_classes):
+    """The student to evaluate, save and export: itself, or under --mixed_bfloat16 a float32
+    copy (same float32 weights), so that the saved model computes in float32 everywhere."""
+    if _policy(cfg) == "float32":
+        return student
+    twin = _build_student(cfg, spec, num_classes)
+    twin.set_weights(student.get_weights())
+    return twin
 
 
 @dataclasses.dataclass
@@ -150,6 +178,7 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
     started = time.monotonic()
     _train(trainer, seed_dir, checkpointer, setup, seed)
     seconds = time.monotonic() - started
+    student = _deployable(cfg, student, setup.test.spec, len(setup.info["class_names"]))
     scores = model_io.LoadedClassifier(seed_dir.path, student, setup.test.spec,
                                        setup.info).probabilities(setup.test.x)
     report = accuracy_report(scores, setup.test.y, setup.info["class_names"])
@@ -178,6 +207,9 @@ def run(cfg) -> dict:
     devices.check_global_batch(cfg.batch_size, strategy)
     with strategy.scope():  # the teacher's variables must live where the replicas run
         teacher = model_io.load_keras_classifier(cfg.teacher, "--teacher")
+    if cfg.mixed_bfloat16:  # the generator step's gradient through the frozen teacher
+        input_gradients.accelerate_input_gradients(teacher.model, block_form=False,
+                                                   gradient_dtype="bfloat16")
     test, class_names = _test_split(cfg, teacher)
     student, generator = _build_networks(cfg, teacher.spec, len(class_names))  # checks the shapes
     config = _config(cfg, _at_taps(cfg, teacher.model, student))
@@ -198,7 +230,8 @@ def run(cfg) -> dict:
               "generator_trainable_params": complexity.count_trainable_params(generator),
               "teacher_trainable_params": t_params,
               "zero_shot": {**dataclasses.asdict(config), "at_taps": list(config.at_taps),
-                            "batch_size": cfg.batch_size, "z_dim": cfg.z_dim}}
+                            "batch_size": cfg.batch_size, "z_dim": cfg.z_dim,
+                            "mixed_bfloat16": cfg.mixed_bfloat16}}
     run_dir.write_result(result)
     print(f"zero-shot test accuracy {result['test_accuracy']:.4f} +- "
           f"{result['test_accuracy_std']:.4f} over seeds {','.join(map(str, seeds))}; "

@@ -1,6 +1,8 @@
 """Devices, determinism and the choice of tf.distribute strategy."""
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 import keras
 
@@ -41,3 +43,16 @@ def check_global_batch(batch_size: int, strategy: tf.distribute.Strategy) -> Non
     if batch_size % replicas:
         raise UserError(f"--batch_size={batch_size} must be divisible by the number of "
                         f"replicas ({replicas}) so every replica gets the same share")
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras models built inside compute with the dtype policy ``name`` (e.g.
+    ``"mixed_bfloat16"``: bfloat16 arithmetic, float32 variables); the global policy is
+    restored on exit."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
