@@ -146,12 +146,17 @@ def _teacher():
     return teacher
 
 
-def _trainer(optimizers=None, **config):
+def _trainer(optimizers=None, policy="float32", **config):
+    """Student and generator built under the dtype ``policy``; the teacher always float32,
+    as a loaded teacher."""
     config = zs.ZeroShotConfig(**{"iterations": 4, "n_student_steps": 2, **config})
-    student = _wrn(2)
+    with devices.dtype_policy(policy):
+        student = _wrn(2)
     keras.utils.set_random_seed(3)
-    trainer = zs.ZeroShotTrainer(_teacher(), student, generator_lib.generator(SHAPE, Z_DIM),
-                                 config)
+    teacher = _teacher()
+    with devices.dtype_policy(policy):
+        generator = generator_lib.generator(SHAPE, Z_DIM)
+    trainer = zs.ZeroShotTrainer(teacher, student, generator, config)
     trainer.compile(*(optimizers() if optimizers else zs.make_optimizers(config)))
     return trainer
 
@@ -259,24 +264,17 @@ def test_gradients_flow_where_the_reference_says():
 def _gradients(policy):
     """Gradients of one generator loss and one student loss, with student and generator built
     under the dtype ``policy`` (and, for bfloat16, the teacher's conv input gradients in it)."""
-    config = zs.ZeroShotConfig(iterations=4, n_student_steps=2)
-    with devices.dtype_policy(policy):
-        student = _wrn(2)
-    keras.utils.set_random_seed(3)
-    teacher = _teacher()  # float32, as a loaded teacher
-    with devices.dtype_policy(policy):
-        generator = generator_lib.generator(SHAPE, Z_DIM)
+    trainer = _trainer(policy=policy)
     if policy != "float32":
-        input_gradients.accelerate_input_gradients(teacher, block_form=False,
+        input_gradients.accelerate_input_gradients(trainer.teacher, block_form=False,
                                                    gradient_dtype="bfloat16")
-    trainer = zs.ZeroShotTrainer(teacher, student, generator, config)
     z = _z()[:, 0]
     with tf.GradientTape() as tape:
         g_loss, _ = trainer.generator_loss(z)
-    g_grads = tape.gradient(g_loss, generator.trainable_variables)
+    g_grads = tape.gradient(g_loss, trainer.generator.trainable_variables)
     with tf.GradientTape() as tape:
         s_loss = trainer.student_loss(*trainer.student_targets(z))[0]
-    s_grads = tape.gradient(s_loss, student.trainable_variables)
+    s_grads = tape.gradient(s_loss, trainer.student.trainable_variables)
     return trainer, [float(g_loss), float(s_loss)], g_grads, s_grads
 
 

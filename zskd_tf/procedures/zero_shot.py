@@ -105,14 +105,15 @@ def _build_student(cfg, spec, num_classes, policy="float32"):
 
 
 def _build_networks(cfg, spec, num_classes):
-    student = _build_student(cfg, spec, num_classes, _policy(cfg))
+    policy = _policy(cfg)
+    student = _build_student(cfg, spec, num_classes, policy)
     if cfg.init_from:
         model_io.init_weights_from(student, cfg.init_from, cfg.student)
     output_range = spec.value_range if cfg.generator_range == "teacher" else None
-    with devices.dtype_policy(_policy(cfg)):
-        return student, generator_lib.generator(spec.shape, cfg.z_dim,
-                                                output_range=output_range,
-                                                width=cfg.generator_width)
+    with devices.dtype_policy(policy):
+        generator = generator_lib.generator(spec.shape, cfg.z_dim, output_range=output_range,
+                                            width=cfg.generator_width)
+    return student, generator
 
 
 def _deployable(cfg, student, spec, num_classes):
