@@ -107,6 +107,13 @@ def test_cosine_is_per_outer_iteration():
     # The reference's logged student lr after 800 of 80k iterations (zskt.md §3.4).
     reference = zs.IterationCosine(2e-3, 80_000, 10)
     assert float(reference(8000)) == pytest.approx(0.0019995066, rel=1e-6)
+    # stop_iteration: the same rates before it, exactly 0 from it on.
+    stopped = zs.IterationCosine(2e-3, iterations=4, steps_per_iteration=3, stop_iteration=3)
+    np.testing.assert_allclose([float(stopped(step)) for step in range(12)],
+                               want[:9] + [0.0] * 3, rtol=1e-6)
+    assert zs.ZeroShotConfig(iterations=1200, freeze_generator_at=0.85) \
+        .generator_stop_iteration == 1020
+    assert zs.ZeroShotConfig(iterations=1200).generator_stop_iteration is None  # the paper
 
 
 def test_noise_is_a_function_of_seed_and_iteration():
@@ -194,6 +201,24 @@ def test_one_iteration_trains_student_and_generator_only():
     assert float(logs["student_lr"]) == pytest.approx(2e-3 * (1 + math.cos(math.pi / 4)) / 2)
     assert float(logs["generator_lr"]) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
     assert float(logs["generator_kl"]) > 0 and float(logs["attention"]) > 0
+
+
+def test_frozen_generator_stays_as_it_is_while_the_student_learns():
+    trainer = _trainer(iterations=4, freeze_generator_at=0.5)  # stops at iteration 2
+    trainable = trainer.generator.trainable_variables
+    first = _values(trainable)
+    trainer.train_step(_z())
+    trainer.train_step(_z(seed=1))
+    frozen = _values(trainable)
+    assert all(_changed(first, frozen))  # iterations 0 and 1 train it
+    student_before = _values(trainer.student.trainable_variables)
+    logs = trainer.train_step(_z(seed=2))
+    trainer.train_step(_z(seed=3))
+    assert not any(_changed(frozen, _values(trainable)))
+    assert all(_changed(student_before, _values(trainer.student.trainable_variables)))
+    assert float(logs["generator_lr"]) == 0.0
+    assert float(logs["student_lr"]) == pytest.approx(2e-3 * (1 + math.cos(math.pi / 2)) / 2)
+    assert float(logs["generator_kl"]) > 0  # still measured on the frozen generator
 
 
 def _numpy_kl(t, s):
@@ -338,6 +363,9 @@ def test_unknown_variant_is_a_user_error():
         zs.ZeroShotConfig(variant="improved")
     with pytest.raises(UserError, match="matching_loss"):
         zs.ZeroShotConfig(matching_loss="mse")
+    for fraction in (0.0, -0.5, 1.5):
+        with pytest.raises(UserError, match="freeze_generator_at"):
+            zs.ZeroShotConfig(freeze_generator_at=fraction)
 
 
 def _fit_one_iteration(strategy, z):
@@ -526,6 +554,7 @@ def test_cli_zero_shot_bad_input(wrn_teacher, tmp_path):
     r = str(tmp_path / "r")
     args = [*ZERO_SHOT, f"--run_dir={r}", f"--teacher={wrn_teacher}"]
     assert_user_error(run_cli(*args, "--variant=improved"), "variant")
+    assert_user_error(run_cli(*args, "--freeze_generator_at=0"), "--freeze_generator_at")
     assert_user_error(run_cli(*args, "--student=lenet5"), "--beta", "--beta=0")
     assert_user_error(run_cli(*args, "--student=wrn-10-2", f"--init_from={wrn_teacher}"),
                       "another architecture")

@@ -33,6 +33,12 @@ flags.DEFINE_boolean(
     "variables, losses and Adam stay float32) and the teacher's convolution input gradients "
     "too; the teacher's forward stays float32. For CPUs with AVX512-BF16/AMX and for GPUs "
     "with bfloat16; the saved student is float32. Not in the paper (which runs float32).")
+flags.DEFINE_float(
+    "freeze_generator_at", 1.0,
+    "zero_shot: fraction of --iterations after which the generator's learning rate is 0: it "
+    "stops moving while the student keeps learning from it to the end. 1 (the default, the "
+    "paper): both train to the end. Not in the paper; meant against a late collapse where a "
+    "generator that still moves drags a low-rate student away from the real data.")
 flags.DEFINE_list("seeds", None, "Run one student per seed and report mean and std.")
 flags.DEFINE_string("student_run", None,
                     "transition_curves: the run directory or model file of the network "

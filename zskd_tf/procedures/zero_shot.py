@@ -90,7 +90,8 @@ def _config(cfg, at_taps) -> zs.ZeroShotConfig:
         iterations=cfg.iterations, n_generator_steps=cfg.n_generator_steps,
         n_student_steps=cfg.n_student_steps, student_lr=cfg.student_lr,
         generator_lr=cfg.generator_lr, beta=cfg.beta, at_taps=at_taps,
-        temperature=cfg.temperature, variant=cfg.variant, matching_loss=cfg.matching_loss)
+        temperature=cfg.temperature, variant=cfg.variant, matching_loss=cfg.matching_loss,
+        freeze_generator_at=cfg.freeze_generator_at)
 
 
 def _policy(cfg) -> str:

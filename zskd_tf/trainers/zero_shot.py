@@ -59,14 +59,27 @@ class ZeroShotConfig:
     variant: str = "original"
     clip_norm: float = 5.0
     matching_loss: str = "kl"
+    freeze_generator_at: float = 1.0  # not in the paper: see generator_stop_iteration
 
     def __post_init__(self):
+        if not 0.0 < self.freeze_generator_at <= 1.0:
+            raise UserError("--freeze_generator_at must be a fraction of --iterations in "
+                            f"(0, 1], got {self.freeze_generator_at}")
         if self.variant not in VARIANTS:
             raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, "
                             f"got {self.variant!r}")
         if self.matching_loss not in MATCHING_LOSSES:
             raise UserError(f"--matching_loss must be one of {', '.join(MATCHING_LOSSES)}, "
                             f"got {self.matching_loss!r}")
+
+    @property
+    def generator_stop_iteration(self) -> int | None:
+        """The outer iteration from which the generator's learning rate is 0 (the generator
+        then stays as it is while the student keeps learning from it), or None: the paper
+        trains both to the end."""
+        if self.freeze_generator_at >= 1.0:
+            return None
+        return max(1, round(self.freeze_generator_at * self.iterations))
 
     @property
     def noise_draws(self) -> int:
@@ -79,22 +92,30 @@ class IterationCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     An optimizer that takes ``steps_per_iteration`` steps per outer iteration is at iteration
     ``t = step // steps_per_iteration``: the rate is constant within an iteration, as with
-    PyTorch's ``CosineAnnealingLR(T_max=N)`` stepped once per iteration.
+    PyTorch's ``CosineAnnealingLR(T_max=N)`` stepped once per iteration. With
+    ``stop_iteration`` the rate is 0 from that iteration on (Adam then leaves the weights
+    exactly as they are).
     """
 
     def __init__(self, initial_learning_rate: float, iterations: int,
-                 steps_per_iteration: int):
+                 steps_per_iteration: int, stop_iteration: int | None = None):
         self.initial_learning_rate = float(initial_learning_rate)
         self.iterations = int(iterations)
         self.steps_per_iteration = int(steps_per_iteration)
+        self.stop_iteration = stop_iteration
 
     def __call__(self, step):
-        t = tf.cast(tf.cast(step, tf.int64) // self.steps_per_iteration, tf.float32)
-        return self.initial_learning_rate * 0.5 * (1.0 + tf.cos(math.pi * t / self.iterations))
+        t = tf.cast(step, tf.int64) // self.steps_per_iteration
+        rate = self.initial_learning_rate * 0.5 * (
+            1.0 + tf.cos(math.pi * tf.cast(t, tf.float32) / self.iterations))
+        if self.stop_iteration is None:
+            return rate
+        return tf.where(t < self.stop_iteration, rate, 0.0)
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate,
-                "iterations": self.iterations, "steps_per_iteration": self.steps_per_iteration}
+                "iterations": self.iterations, "steps_per_iteration": self.steps_per_iteration,
+                "stop_iteration": self.stop_iteration}
 
 
 def make_optimizers(config: ZeroShotConfig):
@@ -102,9 +123,10 @@ def make_optimizers(config: ZeroShotConfig):
 
     Create them inside the strategy scope (ecosystem.md §0.7).
     """
-    def adam(lr, steps):
-        return keras.optimizers.Adam(IterationCosine(lr, config.iterations, steps), epsilon=1e-8)
-    return (adam(config.generator_lr, config.n_generator_steps),
+    def adam(lr, steps, stop=None):
+        return keras.optimizers.Adam(IterationCosine(lr, config.iterations, steps, stop),
+                                     epsilon=1e-8)
+    return (adam(config.generator_lr, config.n_generator_steps, config.generator_stop_iteration),
             adam(config.student_lr, config.n_student_steps))
 
 
