@@ -12,16 +12,14 @@ import numpy as np
 import tensorflow as tf
 
 from zskd_tf import model_io
-from zskd_tf.data import datasets
+from zskd_tf.data import datasets, pipeline
 from zskd_tf.data import preprocess as pp
 
 
 def _accuracy(model, spec, data, training):
-    predicted = []
-    for start in range(0, len(data.test_x), 500):
-        x = pp.preprocess(tf.constant(data.test_x[start:start + 500], tf.float32), spec)
-        predicted.append(np.argmax(model(x, training=training).numpy(), -1))
-    return float(np.mean(np.concatenate(predicted) == data.test_y.reshape(-1)))
+    correct = [np.argmax(model(x, training=training).numpy(), -1) == y.numpy().reshape(-1)
+               for x, y in pipeline.eval_batches(data.test_x, data.test_y, spec, 500)]
+    return float(np.mean(np.concatenate(correct)))
 
 
 def main(run_dir, batches=60, batch_size=128):
