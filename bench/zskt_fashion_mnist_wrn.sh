@@ -13,11 +13,20 @@
 # directory, $BENCH_DIR/zskt_fashion_mnist/wrn-16-1_itN[_bf16]; a killed run continues from
 # its last checkpoint when the script is run again. FREEZE_GENERATOR_AT=F adds
 # --freeze_generator_at=F (the generator stops learning at that fraction of the iterations;
-# directory suffix _freezeF).
+# directory suffix _freezeF). SEEDS (default 0): --seeds, e.g. SEEDS=0,1,2 (mean and std in
+# result.json; directory suffix _seedsS unless 0).
+# COMPARE=1 then makes the students the zero-shot one is compared with, all of the same teacher:
+#   - ZSKD: 6,000 data impressions (100 steps, sseung0703's synthesis, batch 500,
+#     --bfloat16_input_gradient; ~20 min here) and a WRN-16-1 student on them for 100 epochs with
+#     --augment=affine --targets=teacher (the best ZSKD student recipe of the LeNet study);
+#   - few-shot KD+AT: WRN-16-1 on M = 100 real images per class, batch 64, 192 epochs, beta 1000;
+#   - transition curves / MTE (100 images, K = 100) of the first seed's zero-shot student and of
+#     the few-shot student.
 #
 #   ITERATIONS=600 MIXED_BFLOAT16=1 bench/zskt_fashion_mnist_wrn.sh
 #   ITERATIONS=1200 MIXED_BFLOAT16=1 FREEZE_GENERATOR_AT=0.85 bench/zskt_fashion_mnist_wrn.sh
-#   QUICK=1 BENCH_DIR=/tmp/b bench/zskt_fashion_mnist_wrn.sh   # a minutes-long smoke version
+#   ITERATIONS=1200 MIXED_BFLOAT16=1 FREEZE_GENERATOR_AT=0.85 SEEDS=2 COMPARE=1 bench/zskt_fashion_mnist_wrn.sh
+#   QUICK=1 COMPARE=1 BENCH_DIR=/tmp/b bench/zskt_fashion_mnist_wrn.sh   # a smoke version
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}
@@ -25,7 +34,11 @@ iterations=${ITERATIONS:-600}
 [ "${QUICK:-0}" = 1 ] && iterations=4
 teacher=$out/wrn-16-2_fashion_mnist
 student=$out/zskt_fashion_mnist/wrn-16-1_it$iterations
+seeds=${SEEDS:-0}
+first_seed=${seeds%%,*}
 teacher_flags=(--epochs="${WRN_EPOCHS:-2}") zero_shot_flags=(--iterations="$iterations")
+zskd_flags=(--num_samples=6000 --synthesis_steps=100 --synthesis_batch_size=500)
+zskd_student_flags=(--epochs=100) fewshot_flags=(--epochs=192) curve_flags=(--num_images=100)
 if [ "${MIXED_BFLOAT16:-0}" = 1 ]; then
   zero_shot_flags+=(--mixed_bfloat16)
   student+=_bf16
@@ -34,9 +47,14 @@ if [ -n "${FREEZE_GENERATOR_AT:-}" ]; then
   zero_shot_flags+=(--freeze_generator_at="$FREEZE_GENERATOR_AT")
   student+=_freeze$FREEZE_GENERATOR_AT
 fi
+[ "$seeds" = 0 ] || student+=_seeds$seeds
 if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method
   teacher_flags=(--epochs=1 --max_train_examples=512)
   zero_shot_flags+=(--batch_size=16 --n_student_steps=2 --max_test_examples=500)
+  zskd_flags=(--num_samples=40 --synthesis_steps=3 --synthesis_batch_size=20)
+  zskd_student_flags=(--epochs=1 --max_test_examples=500)
+  fewshot_flags=(--epochs=4 --samples_per_class=10 --max_test_examples=500)
+  curve_flags=(--num_images=5 --adversarial_steps=3 --max_test_examples=500)
 fi
 
 zskd() { python -m zskd_tf.main "$@" --verbose=epoch; }
@@ -44,11 +62,49 @@ zskd() { python -m zskd_tf.main "$@" --verbose=epoch; }
 zskd --procedure=train --model=wrn-16-2 --dataset=fashion_mnist --run_dir="$teacher" \
   "${teacher_flags[@]}"
 zskd --procedure=zero_shot --teacher="$teacher" --student=wrn-16-1 --dataset=fashion_mnist \
-  --seeds=0 --run_dir="$student" "${zero_shot_flags[@]}"
+  --seeds="$seeds" --run_dir="$student" "${zero_shot_flags[@]}"
 python - "$teacher" "$student" <<'PY'
 import json, sys
 teacher, student = (json.load(open(f"{d}/result.json")) for d in sys.argv[1:])
 print(f"teacher {teacher['test_accuracy']:.4f}; zero-shot student "
-      f"{student['test_accuracy']:.4f} after {student['zero_shot']['iterations']} iterations "
+      f"{student['test_accuracy']:.4f} (std {student['test_accuracy_std']:.4f} over seeds "
+      f"{student['seeds']}) after {student['zero_shot']['iterations']} iterations "
       f"(mixed_bfloat16 {student['zero_shot']['mixed_bfloat16']}); {sys.argv[2]}")
+PY
+[ "${COMPARE:-0}" = 1 ] || exit 0
+
+compare=$out/zskt_fashion_mnist/wrn-16-1_compare$([ "${QUICK:-0}" = 1 ] && echo _quick || true)
+zskd --flagfile=flags/zskd/fashion_mnist_impressions.cfg --teacher="$teacher" \
+  --impression_init=normal --impression_l2=1e-3 --synthesis_lr=0.1 --bfloat16_input_gradient \
+  --run_dir="$compare/zskd_impressions" "${zskd_flags[@]}"
+zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$teacher" --student=wrn-16-1 \
+  --dataset="$compare/zskd_impressions/impressions.npz" --augment=affine --targets=teacher \
+  --run_dir="$compare/zskd_student" "${zskd_student_flags[@]}"
+zskd --procedure=distill --teacher="$teacher" --student=wrn-16-1 --dataset=fashion_mnist \
+  --samples_per_class=100 --batch_size=64 --beta=1000 --run_dir="$compare/fewshot_kdat_M100" \
+  "${fewshot_flags[@]}"
+for name in zero_shot fewshot; do
+  run=$student/seed_$first_seed
+  [ $name = zero_shot ] || run=$compare/fewshot_kdat_M100
+  zskd --procedure=transition_curves --teacher="$teacher" --student_run="$run" \
+    --dataset=fashion_mnist --run_dir="$compare/curves_$name" "${curve_flags[@]}"
+  python tools/plot_transition_curves.py --run_dir="$compare/curves_$name" \
+    --out="$compare/curves_$name/curves.png"
+done
+python - "$student" "$compare" <<'PY'
+import json, sys
+student, compare = sys.argv[1:]
+def result(path):
+    with open(f"{path}/result.json") as f:
+        return json.load(f)
+curves = {name: result(f"{compare}/curves_{name}") for name in ("zero_shot", "fewshot")}
+print(f"{'WRN-16-1 student':>30}  {'test accuracy':>13}  {'MTE':>6}")
+rows = (("zero-shot (seeds' mean)", result(student), curves["zero_shot"]["mte"]),
+        ("ZSKD, 6,000 impressions", result(f"{compare}/zskd_student"), None),
+        ("few-shot KD+AT, M = 100", result(f"{compare}/fewshot_kdat_M100"),
+         curves["fewshot"]["mte"]))
+for name, run, mte in rows:
+    print(f"{name:>30}  {run['test_accuracy']:>13.2%}  "
+          f"{'-' if mte is None else format(mte, '.3f'):>6}")
+print(f"zero-shot MTE measured on {curves['zero_shot']['student_run']}")
 PY
