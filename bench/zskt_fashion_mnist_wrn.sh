@@ -17,8 +17,9 @@
 # result.json; directory suffix _seedsS unless 0).
 # COMPARE=1 then makes the students the zero-shot one is compared with, all of the same teacher:
 #   - ZSKD: 6,000 data impressions (100 steps, sseung0703's synthesis, batch 500,
-#     --bfloat16_input_gradient; ~20 min here) and a WRN-16-1 student on them for 100 epochs with
-#     --augment=affine --targets=teacher (the best ZSKD student recipe of the LeNet study);
+#     --bfloat16_input_gradient; 24-33 min on the idle cores here) and a WRN-16-1 student on
+#     them for 100 epochs with --augment=affine --targets=teacher (the best ZSKD student
+#     recipe of the LeNet study; 0.84 h);
 #   - few-shot KD+AT: WRN-16-1 on M = 100 real images per class, batch 64, 192 epochs, beta 1000;
 #   - transition curves / MTE (100 images, K = 100) of the first seed's zero-shot student and of
 #     the few-shot student.
@@ -83,14 +84,14 @@ zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$teacher" --stud
 zskd --procedure=distill --teacher="$teacher" --student=wrn-16-1 --dataset=fashion_mnist \
   --samples_per_class=100 --batch_size=64 --beta=1000 --run_dir="$compare/fewshot_kdat_M100" \
   "${fewshot_flags[@]}"
-for name in zero_shot fewshot; do
-  run=$student/seed_$first_seed
-  [ $name = zero_shot ] || run=$compare/fewshot_kdat_M100
-  zskd --procedure=transition_curves --teacher="$teacher" --student_run="$run" \
-    --dataset=fashion_mnist --run_dir="$compare/curves_$name" "${curve_flags[@]}"
-  python tools/plot_transition_curves.py --run_dir="$compare/curves_$name" \
-    --out="$compare/curves_$name/curves.png"
-done
+curves() {  # NAME RUN: the transition curves of the student in RUN, in $compare/curves_NAME
+  zskd --procedure=transition_curves --teacher="$teacher" --student_run="$2" \
+    --dataset=fashion_mnist --run_dir="$compare/curves_$1" "${curve_flags[@]}"
+  python tools/plot_transition_curves.py --run_dir="$compare/curves_$1" \
+    --out="$compare/curves_$1/curves.png"
+}
+curves zero_shot "$student/seed_$first_seed"
+curves fewshot "$compare/fewshot_kdat_M100"
 python - "$student" "$compare" <<'PY'
 import json, sys
 student, compare = sys.argv[1:]
@@ -99,9 +100,10 @@ def result(path):
         return json.load(f)
 curves = {name: result(f"{compare}/curves_{name}") for name in ("zero_shot", "fewshot")}
 print(f"{'WRN-16-1 student':>30}  {'test accuracy':>13}  {'MTE':>6}")
+zskd, fewshot = result(f"{compare}/zskd_student"), result(f"{compare}/fewshot_kdat_M100")
 rows = (("zero-shot (seeds' mean)", result(student), curves["zero_shot"]["mte"]),
-        ("ZSKD, 6,000 impressions", result(f"{compare}/zskd_student"), None),
-        ("few-shot KD+AT, M = 100", result(f"{compare}/fewshot_kdat_M100"),
+        (f"ZSKD, {zskd['num_train_examples']:,} impressions", zskd, None),
+        (f"few-shot KD+AT, {fewshot['num_train_examples']:,} images", fewshot,
          curves["fewshot"]["mte"]))
 for name, run, mte in rows:
     print(f"{name:>30}  {run['test_accuracy']:>13.2%}  "
