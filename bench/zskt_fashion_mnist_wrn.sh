@@ -13,7 +13,8 @@
 # directory, $BENCH_DIR/zskt_fashion_mnist/wrn-16-1_itN[_bf16]; a killed run continues from
 # its last checkpoint when the script is run again. FREEZE_GENERATOR_AT=F adds
 # --freeze_generator_at=F (the generator stops learning at that fraction of the iterations;
-# directory suffix _freezeF). SEEDS (default 0): --seeds, e.g. SEEDS=0,1,2 (mean and std in
+# directory suffix _freezeF). GENERATOR_BN_WEIGHT=W adds --generator_bn_weight=W (the teacher's
+# BN statistics as a prior in the generator's loss; suffix _bnW). SEEDS (default 0): --seeds, e.g. SEEDS=0,1,2 (mean and std in
 # result.json; directory suffix _seedsS unless 0).
 # COMPARE=1 then makes the students the zero-shot one is compared with, all of the same teacher:
 #   - ZSKD: 6,000 data impressions (100 steps, sseung0703's synthesis, batch 500,
@@ -47,6 +48,10 @@ fi
 if [ -n "${FREEZE_GENERATOR_AT:-}" ]; then
   zero_shot_flags+=(--freeze_generator_at="$FREEZE_GENERATOR_AT")
   student+=_freeze$FREEZE_GENERATOR_AT
+fi
+if [ -n "${GENERATOR_BN_WEIGHT:-}" ]; then
+  zero_shot_flags+=(--generator_bn_weight="$GENERATOR_BN_WEIGHT")
+  student+=_bn$GENERATOR_BN_WEIGHT
 fi
 [ "$seeds" = 0 ] || student+=_seeds$seeds
 if [ "${QUICK:-0}" = 1 ]; then  # tiny sizes: checks the script, not the method

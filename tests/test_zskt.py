@@ -27,6 +27,7 @@ from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry
 from zskd_tf.models import generator as generator_lib
+from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures import transition_curves
 from zskd_tf.procedures import zero_shot as zero_shot_procedure
 from zskd_tf.procedures.common import model_info
@@ -257,12 +258,43 @@ def test_l1_matching_is_the_logit_mean_absolute_difference_for_both_players():
     assert float(loss) == pytest.approx(want_l1, rel=1e-5)
     assert float(kl) == pytest.approx(_numpy_kl(t_logits.numpy(), s_logits.numpy()), rel=1e-4)
     assert float(loss) != pytest.approx(float(kl), rel=1e-2)  # the KL is only logged
-    g_loss, g_kl = trainer.generator_loss(z)  # G(z) in train mode: recompute the reference
+    g_loss, g_kl, _ = trainer.generator_loss(z)  # G(z) in train mode: recompute the reference
     g_images = trainer.generator(z, training=True)
     g_t = trainer.teacher(g_images, training=False).numpy()
     g_s = trainer.student(g_images, training=True).numpy()
     assert float(g_loss) == pytest.approx(-np.mean(np.abs(g_t - g_s)), rel=1e-4)
     assert float(g_kl) == pytest.approx(_numpy_kl(g_t, g_s), rel=1e-3)
+
+
+def _numpy_batchnorm_distance(features, layer):
+    f = features.astype(np.float64).reshape(-1, features.shape[-1])
+    return (np.linalg.norm(f.mean(0) - layer.moving_mean.numpy())
+            + np.linalg.norm(f.var(0) - layer.moving_variance.numpy()))
+
+
+def test_generator_bn_weight_adds_the_teacher_feature_statistics_distance():
+    trainer = _trainer(generator_bn_weight=0.5)
+    z = _z()[:, 0]
+    g_loss, g_kl, statistics = trainer.generator_loss(z)
+    g_images = trainer.generator(z, training=True)  # train mode: deterministic given z
+    layers = [l for l in trainer.teacher.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(layers) == len(trainer.teacher_bn_layers) > 3  # every BN layer of the WRN
+    want = sum(_numpy_batchnorm_distance(keras.Model(trainer.teacher.input, layer.input)(
+        g_images).numpy(), layer) for layer in layers)
+    assert float(statistics) == pytest.approx(want, rel=1e-4)
+    assert float(g_loss) == pytest.approx(-float(g_kl) + 0.5 * want, rel=1e-4)
+    with tf.GradientTape() as tape:  # the term reaches the generator through the teacher
+        term = trainer.generator_loss(z)[2]
+    grads = tape.gradient(term, trainer.generator.trainable_variables)
+    assert all(g is not None for g in grads) and any(float(tf.norm(g)) > 0 for g in grads)
+    logs = trainer.train_step(_z(draws=1))
+    assert float(logs["generator_bn"]) > 0
+    assert "generator_bn" not in _trainer().train_step(_z())  # off by default (the paper)
+
+
+def test_generator_bn_weight_needs_a_teacher_with_batchnorm():
+    with pytest.raises(UserError, match="no BatchNormalization"):
+        taps_lib.with_batchnorm_inputs(registry.build_model("lenet5", input_shape=(32, 32, 1)))
 
 
 def test_gradients_flow_where_the_reference_says():
@@ -274,7 +306,7 @@ def test_gradients_flow_where_the_reference_says():
     assert all(g is None for g in tape.gradient(loss, g_vars))
     assert all(g is not None for g in tape.gradient(loss, trainer.student.trainable_variables))
     with tf.GradientTape() as tape:  # generator loss: through the teacher's softmax too (§9.2)
-        g_loss, kl = trainer.generator_loss(z)
+        g_loss, kl, _ = trainer.generator_loss(z)
     full = tape.gradient(g_loss, g_vars)
     with tf.GradientTape() as tape:
         images = trainer.generator(z, training=True)
@@ -295,7 +327,7 @@ def _gradients(policy):
                                                    gradient_dtype="bfloat16")
     z = _z()[:, 0]
     with tf.GradientTape() as tape:
-        g_loss, _ = trainer.generator_loss(z)
+        g_loss, _, _ = trainer.generator_loss(z)
     g_grads = tape.gradient(g_loss, trainer.generator.trainable_variables)
     with tf.GradientTape() as tape:
         s_loss = trainer.student_loss(*trainer.student_targets(z))[0]
@@ -366,6 +398,8 @@ def test_unknown_variant_is_a_user_error():
     for fraction in (0.0, -0.5, 1.5):
         with pytest.raises(UserError, match="freeze_generator_at"):
             zs.ZeroShotConfig(freeze_generator_at=fraction)
+    with pytest.raises(UserError, match="generator_bn_weight"):
+        zs.ZeroShotConfig(generator_bn_weight=-1.0)
 
 
 def _fit_one_iteration(strategy, z):
@@ -385,16 +419,21 @@ def test_two_replicas_take_the_same_iteration_as_one():
     # statistic is the same in both set-ups, and the comparison is exact up to float error.
     half = _z(batch=4).numpy()
     z = tf.constant(np.concatenate([half, half]))
+    start = _trainer()  # the same seeded initial weights as both runs
+    initial = _values(start.generator.weights) + _values(start.student.weights)
     one = _fit_one_iteration(tf.distribute.OneDeviceStrategy("/cpu:0"), z)
     two = _fit_one_iteration(two_cpu_strategy(), z)
     # SGD (not Adam, which is blind to gradient scale) and a clip norm between the two
     # networks' gradient norms: the generator's step checks the loss scaling, the student's
     # the clipping of the replica-summed (not per-replica) gradient.
     assert one[2]["generator_grad_norm"] < 0.5 < one[2]["student_grad_norm"]
-    for a, b in zip(one[0] + one[1], two[0] + two[1]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # Each tensor's update must agree to 2 % of its size: the split batch changes oneDNN's
+    # summation order (0.2 % measured on an AMD Zen 5, through the batch-of-4 BN of the
+    # student's stem), while a wrong loss or clip scaling changes whole updates (50-100 %).
+    for w0, a, b in zip(initial, one[0] + one[1], two[0] + two[1]):
+        assert np.abs(a - b).max() <= 0.02 * np.abs(a - w0).max() + 1e-7
     for key in ("generator_kl", "student_kl", "attention", "student_grad_norm"):
-        assert two[2][key] == pytest.approx(one[2][key], rel=1e-4), key
+        assert two[2][key] == pytest.approx(one[2][key], rel=1e-3), key  # 2e-4 seen (Zen 5)
 
 
 # --- transition curves -----------------------------------------------------------------------
@@ -555,6 +594,7 @@ def test_cli_zero_shot_bad_input(wrn_teacher, tmp_path):
     args = [*ZERO_SHOT, f"--run_dir={r}", f"--teacher={wrn_teacher}"]
     assert_user_error(run_cli(*args, "--variant=improved"), "variant")
     assert_user_error(run_cli(*args, "--freeze_generator_at=0"), "--freeze_generator_at")
+    assert_user_error(run_cli(*args, "--generator_bn_weight=-1"), "--generator_bn_weight")
     assert_user_error(run_cli(*args, "--student=lenet5"), "--beta", "--beta=0")
     assert_user_error(run_cli(*args, "--student=wrn-10-2", f"--init_from={wrn_teacher}"),
                       "another architecture")
@@ -570,8 +610,9 @@ def test_cli_mixed_bfloat16_trains_in_bfloat16_and_saves_a_float32_student(wrn_t
                                                                            tmp_path):
     run = str(tmp_path / "bf16")
     run_cli(*ZERO_SHOT, f"--teacher={wrn_teacher}", "--mixed_bfloat16", f"--run_dir={run}",
-            check=True)
-    assert read_json(os.path.join(run, "result.json"))["zero_shot"]["mixed_bfloat16"] is True
+            "--generator_bn_weight=0.5", check=True)  # the BN term too, under bfloat16
+    settings = read_json(os.path.join(run, "result.json"))["zero_shot"]
+    assert settings["mixed_bfloat16"] is True and settings["generator_bn_weight"] == 0.5
     seed_dir = os.path.join(run, "seed_0")
     generator = keras.saving.load_model(os.path.join(seed_dir, "generator.keras"),
                                         compile=False)
@@ -584,3 +625,6 @@ def test_cli_mixed_bfloat16_trains_in_bfloat16_and_saves_a_float32_student(wrn_t
                         if l.strip()][-1])["val_accuracy"]  # the bfloat16 student's own score
     accuracy = read_json(os.path.join(seed_dir, "result.json"))["test_accuracy"]
     assert accuracy == pytest.approx(final, abs=0.03)
+    logged = [json.loads(l) for l in open(os.path.join(seed_dir, "metrics.jsonl")) if l.strip()]
+    assert all(np.isfinite(r["generator_bn"]) and r["generator_bn"] > 0
+               for r in logged if "generator_bn" in r) and any("generator_bn" in r for r in logged)

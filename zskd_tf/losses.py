@@ -65,6 +65,16 @@ def attention_transfer(student_features, teacher_features):
     return total
 
 
+def batchnorm_statistics(features, moving_mean, moving_variance):
+    """How far a batch is from the statistics a BatchNormalization layer learnt on real data
+    (DeepInversion's feature-statistics prior, Yin et al. 2020): the L2 norm over channels of
+    (batch mean - moving mean) plus that of (batch variance - moving variance), with the
+    batch's (biased) moments over every axis but the last."""
+    features = tf.cast(features, tf.float32)
+    mean, variance = tf.nn.moments(features, axes=list(range(len(features.shape) - 1)))
+    return tf.norm(mean - moving_mean) + tf.norm(variance - moving_variance)
+
+
 def l1_anchor(variables, anchors):
     """Sum over tensors of mean |w - w0| (repro.md §6: the fine-tuning pull to the zero-shot
     weights)."""

@@ -39,6 +39,13 @@ flags.DEFINE_float(
     "stops moving while the student keeps learning from it to the end. 1 (the default, the "
     "paper): both train to the end. Not in the paper; meant against a late collapse where a "
     "generator that still moves drags a low-rate student away from the real data.")
+flags.DEFINE_float(
+    "generator_bn_weight", 0.0,
+    "zero_shot: weight w of a feature-statistics term in the generator's loss, "
+    "-KL + w * sum over the teacher's BatchNorm layers of ||batch mean - moving mean|| + "
+    "||batch variance - moving variance|| (DeepInversion's prior, Yin et al. 2020): the "
+    "generated images must also look like the real data to the teacher's BN layers. 0 (the "
+    "default, the paper): -KL only. Needs a Keras teacher with BatchNormalization layers.")
 flags.DEFINE_list("seeds", None, "Run one student per seed and report mean and std.")
 flags.DEFINE_string("student_run", None,
                     "transition_curves: the run directory or model file of the network "

@@ -91,7 +91,8 @@ def _config(cfg, at_taps) -> zs.ZeroShotConfig:
         n_student_steps=cfg.n_student_steps, student_lr=cfg.student_lr,
         generator_lr=cfg.generator_lr, beta=cfg.beta, at_taps=at_taps,
         temperature=cfg.temperature, variant=cfg.variant, matching_loss=cfg.matching_loss,
-        freeze_generator_at=cfg.freeze_generator_at)
+        freeze_generator_at=cfg.freeze_generator_at,
+        generator_bn_weight=cfg.generator_bn_weight)
 
 
 def _policy(cfg) -> str:
@@ -215,6 +216,8 @@ def run(cfg) -> dict:
     test, class_names = _test_split(cfg, teacher)
     student, generator = _build_networks(cfg, teacher.spec, len(class_names))  # checks the shapes
     config = _config(cfg, _at_taps(cfg, teacher.model, student))
+    if config.generator_bn_weight:  # a UserError now, not after the run directory is claimed
+        taps_lib.with_batchnorm_inputs(teacher.model)
     setup = _Setup(cfg, config, strategy, teacher, test,
                    model_info(cfg.student, cfg, cfg.dataset, class_names, teacher.spec))
     t_params = complexity.count_trainable_params(teacher.model)  # before the trainer freezes it

@@ -60,8 +60,12 @@ class ZeroShotConfig:
     clip_norm: float = 5.0
     matching_loss: str = "kl"
     freeze_generator_at: float = 1.0  # not in the paper: see generator_stop_iteration
+    generator_bn_weight: float = 0.0  # not in the paper: see ZeroShotTrainer.generator_loss
 
     def __post_init__(self):
+        if not self.generator_bn_weight >= 0.0:
+            raise UserError("--generator_bn_weight must be >= 0, got "
+                            f"{self.generator_bn_weight}")
         if not 0.0 < self.freeze_generator_at <= 1.0:
             raise UserError("--freeze_generator_at must be a fraction of --iterations in "
                             f"(0, 1], got {self.freeze_generator_at}")
@@ -155,10 +159,15 @@ class ZeroShotTrainer(keras.Model):
         at_taps = config.at_taps if config.beta else ()
         self.teacher_with_taps = taps_lib.with_taps(teacher, at_taps)
         self.student_with_taps = taps_lib.with_taps(student, at_taps)
+        if config.generator_bn_weight:
+            self.teacher_bn_layers = taps_lib.batchnorm_layers(teacher)
+            self.teacher_with_bn_inputs = taps_lib.with_batchnorm_inputs(teacher)
         self.iteration = keras.Variable(0, dtype="int64", trainable=False, name="iteration",
                                         aggregation="only_first_replica")
         names = ("generator_kl", "student_loss", "student_kl", "attention", "teacher_confidence",
                  "student_confidence", "generator_grad_norm", "student_grad_norm")
+        if config.generator_bn_weight:
+            names += ("generator_bn",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.built = True  # every sub-model is built (ecosystem.md §0.8)
@@ -199,13 +208,24 @@ class ZeroShotTrainer(keras.Model):
         return kl, kl
 
     def generator_loss(self, z):
-        """(-disagreement, KL) of G(z), differentiable with respect to the generator's
-        weights."""
+        """(loss, KL, feature-statistics term) of G(z), differentiable with respect to the
+        generator's weights. The loss is the paper's -disagreement; with
+        ``generator_bn_weight`` w > 0 (not in the paper) it is ``-disagreement + w * R``,
+        R the sum over the teacher's BatchNorm layers of ``losses.batchnorm_statistics``:
+        the generator must also keep the teacher's features at the statistics they had on
+        the real training data. The term is 0 when w is 0."""
         images = self.generator(z, training=True)
         s_logits = self.student(images, training=True)
-        t_logits = self.teacher(images, training=False)  # no stop_gradient (zskt.md §9.2)
+        if not self.config.generator_bn_weight:
+            t_logits = self.teacher(images, training=False)  # no stop_gradient (zskt.md §9.2)
+            disagreement, kl = self.matching(t_logits, s_logits)
+            return -disagreement, kl, tf.constant(0.0)
+        t_logits, bn_inputs = self.teacher_with_bn_inputs(images, training=False)
         disagreement, kl = self.matching(t_logits, s_logits)
-        return -disagreement, kl
+        statistics = tf.add_n([
+            losses.batchnorm_statistics(x, layer.moving_mean, layer.moving_variance)
+            for x, layer in zip(bn_inputs, self.teacher_bn_layers)])
+        return -disagreement + self.config.generator_bn_weight * statistics, kl, statistics
 
     def student_targets(self, z):
         """Images G(z) and the teacher's logits and taps on them, all constants."""
@@ -226,11 +246,13 @@ class ZeroShotTrainer(keras.Model):
 
     def _generator_step(self, z, replicas):
         with tf.GradientTape() as tape:
-            loss, kl = self.generator_loss(z)
+            loss, kl, statistics = self.generator_loss(z)
             scaled = loss / replicas
         norm = self._update(self.generator_optimizer, tape, scaled,
                             self.generator.trainable_variables)
         self._track(generator_kl=kl, generator_grad_norm=norm)
+        if self.config.generator_bn_weight:
+            self._track(generator_bn=statistics)
 
     def _student_step(self, images, t_logits, t_taps, replicas):
         with tf.GradientTape() as tape:
