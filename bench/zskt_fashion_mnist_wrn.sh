@@ -7,9 +7,9 @@
 #
 # Teacher: $BENCH_DIR/wrn-16-2_fashion_mnist, the WRN recipe for WRN_EPOCHS (default 2)
 # epochs, shared with bench/distill_fashion_mnist.sh; trained here when absent (~9 min an
-# epoch on the idle 2-core CPU).
+# epoch on the idle 2-core Xeon, 150 s on the Zen 5).
 # ITERATIONS (default 600): outer iterations N. MIXED_BFLOAT16=1 adds --mixed_bfloat16
-# (about 3.2 s per iteration here against 4.3 s in float32). Each setting has its own run
+# (Xeon: about 3.2 s per iteration against 4.3 s in float32; Zen 5: 1.6 s). Each setting has its own run
 # directory, $BENCH_DIR/zskt_fashion_mnist/wrn-16-1_itN[_bf16]; a killed run continues from
 # its last checkpoint when the script is run again. FREEZE_GENERATOR_AT=F adds
 # --freeze_generator_at=F (the generator stops learning at that fraction of the iterations;
@@ -18,9 +18,9 @@
 # result.json; directory suffix _seedsS unless 0).
 # COMPARE=1 then makes the students the zero-shot one is compared with, all of the same teacher:
 #   - ZSKD: 6,000 data impressions (100 steps, sseung0703's synthesis, batch 500,
-#     --bfloat16_input_gradient; 24-33 min on the idle cores here) and a WRN-16-1 student on
-#     them for 100 epochs with --augment=affine --targets=teacher (the best ZSKD student
-#     recipe of the LeNet study; 0.84 h);
+#     --bfloat16_input_gradient; 24-33 min on the idle Xeon, 13 min on the Zen 5) and a WRN-16-1
+#     student on them for 100 epochs with --augment=affine --targets=teacher (the best ZSKD
+#     student recipe of the LeNet study; 0.84 h on the Xeon, 17 min on the Zen 5);
 #   - few-shot KD+AT: WRN-16-1 on M = 100 real images per class, batch 64, 192 epochs, beta 1000;
 #   - transition curves / MTE (100 images, K = 100) of the first seed's zero-shot student and of
 #     the few-shot student.
@@ -28,6 +28,7 @@
 #   ITERATIONS=600 MIXED_BFLOAT16=1 bench/zskt_fashion_mnist_wrn.sh
 #   ITERATIONS=1200 MIXED_BFLOAT16=1 FREEZE_GENERATOR_AT=0.85 bench/zskt_fashion_mnist_wrn.sh
 #   ITERATIONS=1200 MIXED_BFLOAT16=1 FREEZE_GENERATOR_AT=0.85 SEEDS=2 COMPARE=1 bench/zskt_fashion_mnist_wrn.sh
+#   ITERATIONS=1200 MIXED_BFLOAT16=1 FREEZE_GENERATOR_AT=0.85 GENERATOR_BN_WEIGHT=0.01 SEEDS=1 bench/zskt_fashion_mnist_wrn.sh   # 88.19 %
 #   QUICK=1 COMPARE=1 BENCH_DIR=/tmp/b bench/zskt_fashion_mnist_wrn.sh   # a smoke version
 set -euo pipefail
 cd "$(dirname "$0")/.."
