@@ -46,18 +46,20 @@ def with_taps(model: keras.Model, names=None) -> keras.Model:
 
 
 def batchnorm_layers(model: keras.Model) -> list:
-    """The model's ``BatchNormalization`` layers, in graph order."""
-    return [layer for layer in model.layers
-            if isinstance(layer, keras.layers.BatchNormalization)]
+    """The model's ``BatchNormalization`` layers, in graph order; a UserError if it has
+    none."""
+    layers = [layer for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        raise UserError(f"model {model.name!r} has no BatchNormalization layer to read "
+                        "statistics from (a Keras teacher of the zoo such as a WRN is needed)")
+    return layers
 
 
 def with_batchnorm_inputs(model: keras.Model) -> keras.Model:
     """A model sharing ``model``'s weights whose call returns ``(logits, [input of each
     BatchNormalization layer])``, in the order of ``batchnorm_layers(model)``."""
     layers = batchnorm_layers(model)
-    if not layers:
-        raise UserError(f"model {model.name!r} has no BatchNormalization layer to read "
-                        "statistics from (a Keras teacher of the zoo such as a WRN is needed)")
     return keras.Model(model.input, (model.output, [layer.input for layer in layers]),
                        name=f"{model.name}_with_batchnorm_inputs")
 

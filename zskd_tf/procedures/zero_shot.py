@@ -217,7 +217,7 @@ def run(cfg) -> dict:
     student, generator = _build_networks(cfg, teacher.spec, len(class_names))  # checks the shapes
     config = _config(cfg, _at_taps(cfg, teacher.model, student))
     if config.generator_bn_weight:  # a UserError now, not after the run directory is claimed
-        taps_lib.with_batchnorm_inputs(teacher.model)
+        taps_lib.batchnorm_layers(teacher.model)
     setup = _Setup(cfg, config, strategy, teacher, test,
                    model_info(cfg.student, cfg, cfg.dataset, class_names, teacher.spec))
     t_params = complexity.count_trainable_params(teacher.model)  # before the trainer freezes it
