@@ -92,7 +92,8 @@ def _config(cfg, at_taps) -> zs.ZeroShotConfig:
         generator_lr=cfg.generator_lr, beta=cfg.beta, at_taps=at_taps,
         temperature=cfg.temperature, variant=cfg.variant, matching_loss=cfg.matching_loss,
         freeze_generator_at=cfg.freeze_generator_at,
-        generator_bn_weight=cfg.generator_bn_weight)
+        generator_bn_weight=cfg.generator_bn_weight,
+        generator_balance_weight=cfg.generator_balance_weight)
 
 
 def _policy(cfg) -> str:
