@@ -210,7 +210,8 @@ def run(cfg) -> dict:
     strategy = devices.make_strategy(cfg.strategy)
     devices.check_global_batch(cfg.batch_size, strategy)
     with strategy.scope():  # the teacher's variables must live where the replicas run
-        teacher = model_io.load_keras_classifier(cfg.teacher, "--teacher")
+        teacher = model_io.load_keras_classifier(  # the raw size: for foreign teachers
+            cfg.teacher, "--teacher", datasets.IMAGE_SHAPES.get(cfg.dataset))
     if cfg.mixed_bfloat16:  # the generator step's gradient through the frozen teacher
         input_gradients.accelerate_input_gradients(teacher.model, block_form=False,
                                                    gradient_dtype="bfloat16")
