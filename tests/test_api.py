@@ -101,3 +101,36 @@ def _fit_small_teacher():
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=1, batch_size=64, verbose=0)
     return model
+
+
+def test_our_kd_and_attention_losses_reproduce_distill_inside_keras_distiller():
+    import tensorflow as tf
+
+    from zskd_tf import keras_distillation, losses
+    from zskd_tf.models import registry
+    from zskd_tf.models import taps as taps_lib
+
+    teacher = registry.build_model("wrn-10-2", num_classes=10, input_shape=(16, 16, 3))
+    student = registry.build_model("wrn-10-1", num_classes=10, input_shape=(16, 16, 3))
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(6, 16, 16, 3)).astype(np.float32))
+    y = tf.constant(rng.integers(0, 10, size=6))
+    taps = ("group1", "group2", "group3")
+    distiller = keras.distillation.Distiller(
+        teacher=teacher, student=student,
+        **keras_distillation.kd_at_losses(alpha=0.9, temperature=4.0, beta=250.0, at_taps=taps))
+    distiller.compile(optimizer="adam",
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Training mode, as a training step runs it (the Distiller reads the student's features
+    # from a training-mode forward pass in any case).
+    got = float(distiller.compute_loss(x=x, y=y, training=True))
+    t_logits, t_taps = taps_lib.with_taps(teacher, taps)(x, training=False)
+    s_logits, s_taps = taps_lib.with_taps(student, taps)(x, training=True)
+    want = float(losses.kd(y, s_logits, t_logits, 0.9, 4.0)
+                 + 250.0 * losses.attention_transfer(list(s_taps.values()), list(t_taps.values())))
+    assert got == pytest.approx(want, rel=1e-5)
+    soft = keras_distillation.SoftTargetCrossEntropy(temperature=20.0, scale=400.0)
+    want_soft = 400.0 * losses.soft_cross_entropy(tf.nn.softmax(t_logits / 20.0), s_logits, 20.0)
+    assert float(soft.compute_loss(t_logits, s_logits)) == pytest.approx(float(want_soft), rel=1e-6)
+    with pytest.raises(ValueError, match="alpha"):
+        keras_distillation.kd_at_losses(alpha=0.0)
