@@ -111,6 +111,17 @@ def load_keras_classifier(path: str, flag: str, raw_shape=None) -> LoadedClassif
     return loaded
 
 
+def check_class_count(loaded: "LoadedClassifier", path: str, num_classes: int,
+                      dataset: str) -> None:
+    """UserError naming ``path`` when the model's output is not one score per class of
+    ``dataset``."""
+    outputs = loaded.model.output_shape[-1]
+    if outputs != num_classes:
+        raise UserError(f"--teacher={path} has {outputs} outputs but {dataset} has "
+                        f"{num_classes} classes: give a classifier of {dataset} (one score "
+                        "per class)")
+
+
 def init_weights_from(model: keras.Model, path: str, name: str) -> None:
     """``--init_from``: gives ``model`` (architecture ``name``) the weights of the classifier
     at ``path`` (a run directory or .keras file of the same architecture)."""

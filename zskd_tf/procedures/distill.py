@@ -157,9 +157,8 @@ def run(cfg) -> dict:
         teacher = _load_teacher(cfg)
     data = (_synthetic_data if synthetic.is_synthetic_path(cfg.dataset) else _real_data)(cfg, teacher)
     num_classes = len(data.class_names)
-    if teacher is not None and teacher.model.output_shape[-1] != num_classes:
-        raise UserError(f"the teacher predicts {teacher.model.output_shape[-1]} classes but "
-                        f"{data.dataset} has {num_classes}")
+    if teacher is not None:
+        model_io.check_class_count(teacher, cfg.teacher, num_classes, data.dataset)
     name = _student_name(cfg)
     recipe = recipes.resolve(cfg, name, data.dataset)
     if cfg.samples_per_class and "epochs" not in cfg.present:

@@ -64,9 +64,7 @@ def _test_split(cfg, teacher) -> tuple[Split, list]:
         raise UserError(f"--dataset={cfg.dataset} has {tuple(raw.image_shape)} images but the "
                         f"teacher takes {tuple(teacher.spec.raw_shape)} raw images: give the "
                         "teacher's dataset")
-    if raw.num_classes != teacher.model.output_shape[-1]:
-        raise UserError(f"the teacher predicts {teacher.model.output_shape[-1]} classes but "
-                        f"{cfg.dataset} has {raw.num_classes}")
+    model_io.check_class_count(teacher, cfg.teacher, raw.num_classes, cfg.dataset)
     x, y = limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed)
     return Split(x, y, teacher.spec), list(raw.class_names)
 
