@@ -57,7 +57,8 @@ def _deployment(model_dir: str, export_dir: str, images, repeats: int) -> dict:
     """Sizes, latencies and TFLite agreement of one classifier run (and its export run)."""
     import tensorflow as tf
 
-    from zskd_tf import export, model_io
+    from zskd_tf import model_io
+    from zskd_tf.tflite_runtime import TFLiteClassifier
 
     saved_model = os.path.join(export_dir, "saved_model")
     row = {"keras_bytes": _size(os.path.join(model_dir, model_io.MODEL_FILE)),
@@ -67,10 +68,10 @@ def _deployment(model_dir: str, export_dir: str, images, repeats: int) -> dict:
     tflite = os.path.join(export_dir, "model.tflite")
     if os.path.exists(tflite):
         row["tflite_bytes"] = _size(tflite)
-        runner = tf.lite.Interpreter(model_path=tflite).get_signature_runner("serve")
-        row["tflite_ms"] = _median_ms(lambda x: runner(images=x), images, repeats)
+        runner = TFLiteClassifier(tflite)
+        row["tflite_ms"] = _median_ms(runner.outputs, images, repeats)
         keras_top1 = model_io.load_classifier(model_dir).probabilities(images).argmax(1)
-        tflite_top1 = export.tflite_probabilities(tflite, images).argmax(1)
+        tflite_top1 = runner.probabilities(images).argmax(1)
         row["tflite_top1_agreement"] = float(np.mean(keras_top1 == tflite_top1))
     return row
 
