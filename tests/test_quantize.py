@@ -211,3 +211,86 @@ def test_inconsistent_quantization_flags(flags, fragment):
                                    "model_path": "m", **flags}, present=set(flags))
     with pytest.raises(UserError, match=re.escape(fragment)):
         cli_flags.validate(cfg)
+
+
+@pytest.mark.slow
+def test_quantize_procedure_calibrates_on_impressions_of_the_model(lenet5_teacher, tmp_path):
+    run = str(tmp_path / "q")
+    args = ("--procedure=quantize", f"--teacher={lenet5_teacher}", f"--run_dir={run}",
+            "--calibration_samples=40", "--synthesis_steps=300", "--synthesis_lr=0.01")
+    run_cli(*args, check=True)
+    result = read_json(os.path.join(run, "result.json"))
+    impressions = os.path.join(run, "impressions", "impressions.npz")
+    assert result["quantization"]["calibration"]["path"] == impressions
+    assert result["quantization"]["calibration"]["method"] == "zskd_data_impressions"
+    assert result["synthesis"]["num_impressions"] == 40
+    with open(result["tflite_int8"], "rb") as f:
+        assert tflite_runtime.float_ops(f.read()) == []
+    images = _test_images(200)
+    keras_top1 = model_io.load_classifier(lenet5_teacher).probabilities(images).argmax(1)
+    int8_top1 = export.tflite_probabilities(result["tflite_int8"], images).argmax(1)
+    assert np.mean(keras_top1 == int8_top1) >= 0.8
+    assert "already finished" in run_cli(*args, check=True).stdout
+
+
+def test_quantize_procedure_refuses_a_model_it_cannot_make_int8_before_synthesis(
+        bad_calibration, tmp_path):
+    run = str(tmp_path / "q")
+    proc = run_cli("--procedure=quantize", f"--teacher={bad_calibration['layer_norm_model']}",
+                   f"--run_dir={run}")
+    assert_user_error(proc, "NEG", "--quantize=dynamic")
+    assert not os.path.exists(run)
+
+
+def _bn_teacher():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(3, 3, name="conv")(inputs)
+    bn = keras.layers.BatchNormalization(name="bn")
+    h = keras.layers.Flatten()(keras.layers.ReLU()(bn(h)))
+    model = keras.Model(inputs, keras.layers.Dense(4, name="logits")(h))
+    bn.moving_mean.assign(np.full(3, 0.3, np.float32))
+    bn.moving_variance.assign(np.full(3, 0.05, np.float32))
+    return model, bn
+
+
+def test_impressions_batchnorm_prior_is_added_and_pulls_the_statistics_in():
+    import tensorflow as tf
+
+    from zskd_tf import losses
+    from zskd_tf.models import taps
+    from zskd_tf.trainers.impressions import ImpressionSynthesizer
+
+    teacher, bn = _bn_teacher()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (6, 8, 8, 1)).astype(np.float32)
+    y = rng.dirichlet(np.full(4, 0.5), 6).astype(np.float32)
+    plain = ImpressionSynthesizer(teacher, x.shape, 20.0, (0.0, 1.0), fast_input_gradient=False)
+    prior = ImpressionSynthesizer(teacher, x.shape, 20.0, (0.0, 1.0), fast_input_gradient=False,
+                                  bn_weight=0.5)
+    features = taps.with_batchnorm_inputs(teacher)(x, training=False)[1]
+    statistics = float(losses.batchnorm_prior(features, [bn]))
+    assert statistics > 0
+    assert float(prior.synthesis_loss(tf.constant(x), tf.constant(y))) == pytest.approx(
+        float(plain.synthesis_loss(tf.constant(x), tf.constant(y))) + 0.5 * statistics, rel=1e-5)
+
+    def optimised_statistics(synth):
+        opt = keras.optimizers.Adam(0.02)
+        synth.compile(optimizer=opt)
+        opt.build([synth.images])
+        images = synth.optimise(x, y, 60)
+        return float(losses.batchnorm_prior(
+            taps.with_batchnorm_inputs(teacher)(images, training=False)[1], [bn]))
+    strong = ImpressionSynthesizer(teacher, x.shape, 20.0, (0.0, 1.0), fast_input_gradient=False,
+                                   bn_weight=5.0)
+    assert optimised_statistics(strong) < 0.7 * optimised_statistics(plain)
+
+
+def test_impressions_batchnorm_prior_needs_batchnorm():
+    from zskd_tf.errors import UserError
+    from zskd_tf.trainers.impressions import ImpressionSynthesizer
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)))
+    with pytest.raises(UserError, match="no BatchNormalization"):
+        ImpressionSynthesizer(model, (2, 8, 8, 1), bn_weight=1.0)

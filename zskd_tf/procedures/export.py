@@ -72,27 +72,36 @@ def _move_products(result: dict, staging: str, run_dir: RunDir) -> dict:
     return moved
 
 
-def run(cfg) -> dict:
-    run_dir = RunDir(cfg.run_dir)
-    finished = finished_result(run_dir, cfg)
-    if finished:
-        return finished
-    info = model_io.read_info(cfg.model_path)
-    dataset = dataset_for(cfg)
+def load_exportable(cfg, model_path: str):
+    """(the Keras classifier at ``model_path``, the dataset it classifies); UserError for a
+    SavedModel or TFLite file, which cannot be exported again."""
+    dataset = dataset_for(cfg, model_path)
     raw_shape = None
-    if "input_spec" not in info:
+    if "input_spec" not in model_io.read_info(model_path):
         raw_shape = datasets.load_dataset(dataset, cfg.data_dir).image_shape
-    classifier = model_io.load_classifier(cfg.model_path, raw_shape)
+    classifier = model_io.load_classifier(model_path, raw_shape)
     if classifier.model is None:
-        raise UserError(f"{cfg.model_path} is {classifier.kind}; export needs the Keras model "
+        raise UserError(f"{model_path} is {classifier.kind}; export needs the Keras model "
                         "(a run directory or a .keras file)")
-    quantization = _quantization(cfg, classifier, dataset)
+    return classifier, dataset
+
+
+def export_into(run_dir: RunDir, cfg, classifier, quantization, before_moving=None) -> dict:
+    """Exports into a staging directory, calls ``before_moving()`` (e.g. claiming the run
+    directory) once everything succeeded, then moves the products into ``run_dir``.
+
+    Returns:
+        export_classifier's result, with the paths in the run directory.
+    """
     with tempfile.TemporaryDirectory(prefix="zskd_export.") as staging:
         result = export.export_classifier(classifier, staging, cfg.tflite, cfg.seed, quantization)
-        run_dir.claim(cfg)
-        result = _move_products(result, staging, run_dir)
-    result["model_path"] = cfg.model_path
-    run_dir.write_result(result)
+        if before_moving is not None:
+            before_moving()
+        return _move_products(result, staging, run_dir)
+
+
+def report(result: dict) -> None:
+    """Prints what was exported."""
     print("exported " + ", ".join(v for k, v in result.items()
                                  if k in ("saved_model", "tflite", "tflite_int8",
                                           "tflite_dynamic")), flush=True)
@@ -102,4 +111,17 @@ def run(cfg) -> dict:
                       f"{q['calibration']['source']} images (top-1 = Keras on "
                       f"{q['calibration_top1_agreement']:.1%} of them)" if "calibration" in q else "")
         print(f"{q['mode']} TFLite: {q['file_bytes'] / 1e3:.1f} kB{calibrated}", flush=True)
+
+
+def run(cfg) -> dict:
+    run_dir = RunDir(cfg.run_dir)
+    finished = finished_result(run_dir, cfg)
+    if finished:
+        return finished
+    classifier, dataset = load_exportable(cfg, cfg.model_path)
+    quantization = _quantization(cfg, classifier, dataset)
+    result = export_into(run_dir, cfg, classifier, quantization, lambda: run_dir.claim(cfg))
+    result["model_path"] = cfg.model_path
+    run_dir.write_result(result)
+    report(result)
     return result

@@ -222,9 +222,7 @@ class ZeroShotTrainer(keras.Model):
             return -disagreement, kl, tf.constant(0.0)
         t_logits, bn_inputs = self.teacher_with_bn_inputs(images, training=False)
         disagreement, kl = self.matching(t_logits, s_logits)
-        statistics = tf.add_n([
-            losses.batchnorm_statistics(x, layer.moving_mean, layer.moving_variance)
-            for x, layer in zip(bn_inputs, self.teacher_bn_layers)])
+        statistics = losses.batchnorm_prior(bn_inputs, self.teacher_bn_layers)
         return -disagreement + self.config.generator_bn_weight * statistics, kl, statistics
 
     def student_targets(self, z):
