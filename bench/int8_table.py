@@ -1,9 +1,10 @@
 """Float versus int8 TFLite: test accuracy, agreement, size and latency (bench/int8_fashion_mnist.sh).
 
-Usage: python bench/int8_table.py --model=NAME:RUN_DIR:EXPORT_DIR,... [--out=table.json]
+Usage: python bench/int8_table.py --model=NAME:RUN_DIR:EXPORT_DIR[:LABEL],... [--out=table.json]
 
 Each EXPORT_DIR is a finished ``--procedure=export --tflite --quantize=int8`` run of RUN_DIR;
-several may share a model (one per calibration source). For every model: the Keras model's and
+or a ``--procedure=quantize --tflite`` run; several may share a model (one per calibration
+source; LABEL names the source in the table, default: its kind or method). For every model: the Keras model's and
 the float TFLite model's accuracy on the real test set, then per export its int8 accuracy, its
 top-1 agreement with the float model, its calibration source, and the file sizes and latencies
 (one raw image per call, median of ``--repeats`` calls after a warm-up, one interpreter thread).
@@ -21,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-_MODELS = flags.DEFINE_list("model", None, "NAME:RUN_DIR:EXPORT_DIR entries.")
+_MODELS = flags.DEFINE_list("model", None, "NAME:RUN_DIR:EXPORT_DIR[:LABEL] entries.")
 _OUT = flags.DEFINE_string("out", None, "Write the rows as JSON here too.")
 _REPEATS = flags.DEFINE_integer("repeats", 300, "Calls per latency measurement.")
 
@@ -46,7 +47,7 @@ def main(argv):
     images, labels = data.test_x.astype(np.float32), data.test_y
     rows = []
     for entry in _MODELS.value:
-        name, run, export_dir = entry.split(":")
+        name, run, export_dir, *label = entry.split(":")
         with open(os.path.join(export_dir, "result.json"), encoding="utf-8") as f:
             result = json.load(f)
         keras_top1 = model_io.load_classifier(run).probabilities(images).argmax(1)
@@ -56,7 +57,8 @@ def main(argv):
         int8_top1 = int8_runner.probabilities(images).argmax(1)
         calibration = result["quantization"]["calibration"]
         rows.append({
-            "model": name, "calibration": calibration.get("method", calibration["source"]),
+            "model": name,
+            "calibration": label[0] if label else calibration.get("method", calibration["source"]),
             "calibration_images": calibration["num_images"],
             "keras_accuracy": float(np.mean(keras_top1 == labels)),
             "float_tflite_accuracy": float(np.mean(float_top1 == labels)),
