@@ -92,6 +92,16 @@ def test_train_evaluate_export_end_to_end(tmp_path):
     assert accuracies[0] == pytest.approx(result["test_accuracy"], abs=1e-9)
     assert max(accuracies) - min(accuracies) < 1e-9, accuracies
 
+    # --split=holdout scores the first --holdout_first training images (a validation split).
+    out = str(tmp_path / "holdout")
+    run_cli("--procedure=evaluate", f"--run_dir={out}", f"--model_path={run}", "--split=holdout",
+            "--holdout_first=300", check=True)
+    ev = read_json(os.path.join(out, "result.json"))
+    assert ev["split"] == "holdout" and ev["num_examples"] == 300
+    assert ev["holdout_accuracy"] > 0.4, ev
+    assert_user_error(run_cli("--procedure=evaluate", f"--run_dir={tmp_path / 'no_holdout'}",
+                              f"--model_path={run}", "--split=holdout"), "--holdout_first")
+
     # export with TFLite: both reproduce the Keras model on random raw images.
     out = str(tmp_path / "export")
     run_cli("--procedure=export", f"--run_dir={out}", f"--model_path={run}", "--tflite",

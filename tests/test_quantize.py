@@ -49,7 +49,8 @@ def test_int8_export_is_full_integer_agrees_with_keras_and_records_its_calibrati
     assert "tflite" not in result  # no --tflite: no float TFLite file
     q = result["quantization"]
     assert q["calibration"] == {"source": "synthetic", "path": impressions_file,
-                                "method": "test_set", "num_images": 40, "available": 64}
+                                "method": "test_set", "num_images": 40, "available": 64,
+                                "clipped_fraction": 0.0}
     assert q["io"] == "int8" and q["runtime"] == tflite_runtime.runtime_name()
     assert q["input"] == {"dtype": "int8", "scale": 1.0, "zero_point": -128}
     with open(path, "rb") as f:
@@ -294,3 +295,21 @@ def test_impressions_batchnorm_prior_needs_batchnorm():
     model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)))
     with pytest.raises(UserError, match="no BatchNormalization"):
         ImpressionSynthesizer(model, (2, 8, 8, 1), bn_weight=1.0)
+
+
+def test_python_api_exports_a_keras_model_in_int8(tmp_path, monkeypatch):
+    import zskd_tf
+    from zskd_tf import api
+
+    monkeypatch.setenv(api.CACHE_ENV, str(tmp_path / "cache"))
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(h)))
+    result = zskd_tf.export_model(model, quantize="int8", calibration="noise",
+                                  calibration_samples=16, run_dir=tmp_path / "e")
+    assert os.path.isfile(result["tflite_int8"])
+    assert result["quantization"]["calibration"]["source"] == "noise"
+    with pytest.raises(Exception, match="--quantize_io is for --quantize=int8"):
+        zskd_tf.export_model(model, quantize="dynamic", quantize_io="float",
+                             run_dir=tmp_path / "d")

@@ -275,7 +275,8 @@ def _numpy_batchnorm_distance(features, layer):
 def test_generator_bn_weight_adds_the_teacher_feature_statistics_distance():
     trainer = _trainer(generator_bn_weight=0.5)
     z = _z()[:, 0]
-    g_loss, g_kl, statistics = trainer.generator_loss(z)
+    g_loss, g_kl, extra = trainer.generator_loss(z)
+    statistics = extra["generator_bn"]
     g_images = trainer.generator(z, training=True)  # train mode: deterministic given z
     layers = [l for l in trainer.teacher.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert len(layers) == len(trainer.teacher_bn_layers) > 3  # every BN layer of the WRN
@@ -284,12 +285,42 @@ def test_generator_bn_weight_adds_the_teacher_feature_statistics_distance():
     assert float(statistics) == pytest.approx(want, rel=1e-4)
     assert float(g_loss) == pytest.approx(-float(g_kl) + 0.5 * want, rel=1e-4)
     with tf.GradientTape() as tape:  # the term reaches the generator through the teacher
-        term = trainer.generator_loss(z)[2]
+        term = trainer.generator_loss(z)[2]["generator_bn"]
     grads = tape.gradient(term, trainer.generator.trainable_variables)
     assert all(g is not None for g in grads) and any(float(tf.norm(g)) > 0 for g in grads)
     logs = trainer.train_step(_z(draws=1))
     assert float(logs["generator_bn"]) > 0
     assert "generator_bn" not in _trainer().train_step(_z())  # off by default (the paper)
+
+
+def test_class_imbalance_is_zero_when_balanced_and_log_c_when_one_class_takes_all():
+    balanced = tf.constant(np.eye(4, dtype=np.float32) * 50.0)  # each class once, confidently
+    assert float(losses.class_imbalance(balanced)) == pytest.approx(0.0, abs=1e-5)
+    one_class = tf.constant(np.tile([[50.0, 0, 0, 0]], (4, 1)).astype(np.float32))
+    assert float(losses.class_imbalance(one_class)) == pytest.approx(np.log(4.0), abs=1e-5)
+    logits = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    p_bar = p.mean(0)
+    want = np.log(5.0) + (p_bar * np.log(p_bar)).sum()
+    assert float(losses.class_imbalance(tf.constant(logits))) == pytest.approx(want, rel=1e-5)
+
+
+def test_generator_balance_weight_adds_the_class_imbalance_of_the_teacher():
+    trainer = _trainer(generator_balance_weight=2.0)
+    z = _z()[:, 0]
+    g_loss, g_kl, extra = trainer.generator_loss(z)
+    t_logits = trainer.teacher(trainer.generator(z, training=True), training=False)
+    want = float(losses.class_imbalance(t_logits))
+    assert float(extra["generator_balance"]) == pytest.approx(want, rel=1e-4)
+    assert float(g_loss) == pytest.approx(-float(g_kl) + 2.0 * want, rel=1e-4, abs=1e-6)
+    with tf.GradientTape() as tape:  # the term reaches the generator through the teacher
+        term = trainer.generator_loss(z)[2]["generator_balance"]
+    grads = tape.gradient(term, trainer.generator.trainable_variables)
+    assert any(float(tf.norm(g)) > 0 for g in grads if g is not None)
+    assert "generator_balance" in trainer.train_step(_z(draws=1))
+    assert "generator_balance" not in _trainer().train_step(_z())  # off by default (the paper)
+    with pytest.raises(UserError, match="generator_balance_weight"):
+        zs.ZeroShotConfig(generator_balance_weight=float("nan"))
 
 
 def test_generator_bn_weight_needs_a_teacher_with_batchnorm():

@@ -5,9 +5,11 @@ exported classifier takes raw images (values in [0, 255], the dataset's raw size
 source is turned into raw images here:
 
 * a synthetic ``.npz`` (data impressions, reconstructions: :mod:`zskd_tf.data.synthetic`) holds
-  images in the model's input space; they must have the model's input shape and lie in its
-  input range, and are mapped back to raw images (normalisation undone, resized back to the
-  raw size or the zero padding cropped);
+  images in the model's input space; they must have the model's input shape and normalisation
+  and lie near its input range (Lopes et al. reconstructions are not clipped to it: values up to
+  ``RANGE_SLACK`` range-widths outside it are accepted, clipped, and the clipped fraction is
+  recorded), and are mapped back to raw images (normalisation undone, resized back to the raw
+  size or the zero padding cropped);
 * ``generator``: samples of a ZSKT generator (``generator.keras``), drawn in batches as in
   training (its BatchNorm uses batch statistics) and mapped back the same way, clipped to the
   valid range;
@@ -29,7 +31,7 @@ from zskd_tf.errors import UserError
 SOURCES = ("generator", "real", "noise")  # or the path of a synthetic .npz
 GENERATOR_FILE = "generator.keras"
 GENERATOR_BATCH = 128  # ZSKT's batch size: the generator's BatchNorm sees batches like this
-RANGE_TOLERANCE = 1e-3  # fraction of the input range a synthetic image may exceed it by
+RANGE_SLACK = 2.0  # range-widths a synthetic image may exceed the input range by (clipped)
 
 
 @dataclasses.dataclass
@@ -55,17 +57,18 @@ def to_raw(x: np.ndarray, spec: pp.InputSpec) -> np.ndarray:
     return np.clip(np.asarray(images) * 255.0, 0.0, 255.0).astype(np.float32)
 
 
-def _check_model_space(x: np.ndarray, spec: pp.InputSpec, where: str) -> None:
+def _check_model_space(x: np.ndarray, spec: pp.InputSpec, where: str) -> float:
+    """Checks shape and range; returns the fraction of values outside the input range."""
     if x.shape[1:] != spec.shape:
         raise UserError(f"{where}: images of shape {x.shape[1:]} but the model takes "
                         f"{spec.shape}")
     low, high = spec.value_range
-    slack = RANGE_TOLERANCE * (high - low)
-    below, above = x < low - slack, x > high + slack
-    if below.any() or above.any():
+    slack = RANGE_SLACK * (high - low)
+    if (x < low - slack).any() or (x > high + slack).any():
         raise UserError(f"{where}: values in [{x.min():.3g}, {x.max():.3g}] but the model's "
                         f"inputs lie in [{low.min():.3g}, {high.max():.3g}]: were they made "
                         "for another model's input mapping?")
+    return float(np.mean((x < low) | (x > high)))
 
 
 def _subset(images: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -86,10 +89,10 @@ def from_synthetic(path: str, spec: pp.InputSpec, n: int, seed: int) -> Calibrat
                         f" / std {data.input_spec.std}, the model takes mean {spec.mean} / std "
                         f"{spec.std}: use a set made from this model's teacher")
     x = _subset(data.x, n, seed)
-    _check_model_space(x, spec, where)
+    clipped = _check_model_space(x, spec, where)
     return CalibrationSet(to_raw(x, spec), {
         "source": "synthetic", "path": os.path.abspath(path), "method": data.meta["method"],
-        "num_images": len(x), "available": len(data.x)})
+        "num_images": len(x), "available": len(data.x), "clipped_fraction": clipped})
 
 
 def generator_path(run: str) -> str:

@@ -107,7 +107,9 @@ flags.DEFINE_boolean("freeze_bn", False,
 
 # --- evaluate / export ---------------------------------------------------------------------
 flags.DEFINE_string("model_path", None, "A run directory, a .keras file or a SavedModel.")
-flags.DEFINE_enum("split", "test", ("train", "test"), "Dataset split to evaluate on.")
+flags.DEFINE_enum("split", "test", ("train", "test", "holdout"),
+                  "Dataset split to evaluate on; holdout = the first --holdout_first training "
+                  "images, the validation split of a teacher trained with that flag.")
 flags.DEFINE_boolean("tflite", False, "export: also write model.tflite.")
 flags.DEFINE_enum("quantize", "none", ("none", "int8", "dynamic"),
                   "export: also write a quantized TFLite model: int8 = full-integer "

@@ -82,6 +82,16 @@ def batchnorm_prior(features, layers):
                      for x, layer in zip(features, layers)])
 
 
+def class_imbalance(logits):
+    """How far the batch's mean predicted distribution is from uniform: ``log C - H(p_bar)``
+    with ``p_bar`` the mean over the batch of ``softmax(logits)`` and H its entropy in nats.
+    0 when every class is predicted equally often on average, ``log C`` when one class takes
+    all (DAFL's information-entropy loss, Chen et al. 2019, shifted to be >= 0)."""
+    mean_probs = tf.reduce_mean(tf.nn.softmax(tf.cast(logits, tf.float32)), axis=0)
+    entropy = -tf.reduce_sum(mean_probs * tf.math.log(mean_probs + 1e-12))
+    return tf.math.log(tf.cast(tf.shape(mean_probs)[0], tf.float32)) - entropy
+
+
 def l1_anchor(variables, anchors):
     """Sum over tensors of mean |w - w0| (repro.md §6: the fine-tuning pull to the zero-shot
     weights)."""

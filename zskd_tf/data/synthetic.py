@@ -30,6 +30,7 @@ class SyntheticDataset:
     soft_targets: np.ndarray | None
     meta: dict
     input_spec: InputSpec
+    path: str | None = None  # the file it was read from
 
     @property
     def num_classes(self) -> int:
@@ -38,6 +39,23 @@ class SyntheticDataset:
     @property
     def dataset(self) -> str:
         return self.meta["dataset"]
+
+    def to_tf_dataset(self, batch_size: int | None = None, soft: bool = True):
+        """A ``tf.data.Dataset`` of ``(x, target)`` pairs: the stored soft targets when
+        ``soft`` and present, else the labels ``y``; batched when ``batch_size`` is given.
+
+        Args:
+            batch_size: examples per element; None yields single examples.
+            soft: pair each image with its soft targets (teacher probabilities).
+
+        Returns:
+            The dataset, in file order (shuffle it for training).
+        """
+        import tensorflow as tf
+
+        targets = self.soft_targets if soft and self.soft_targets is not None else self.y
+        data = tf.data.Dataset.from_tensor_slices((self.x, targets))
+        return data.batch(batch_size) if batch_size else data
 
 
 def is_synthetic_path(s) -> bool:
@@ -62,6 +80,16 @@ def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, data
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
+
+
+def read_input_spec(path) -> InputSpec | None:
+    """The input mapping a synthetic file records, read without its arrays (None when the
+    file cannot say: :func:`load_synthetic` then reports why)."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as npz:
+            return InputSpec.from_dict(json.loads(str(npz["meta"]))["input_spec"])
+    except Exception:  # noqa: BLE001 - load_synthetic names the problem
+        return None
 
 
 def load_synthetic(path) -> SyntheticDataset:
@@ -92,7 +120,8 @@ def load_synthetic(path) -> SyntheticDataset:
            f"num_classes must be a positive integer, got {num_classes!r}")
     checked = _validated(where, spec, num_classes, arrays["x"], arrays["y"],
                          arrays.get("soft_targets"))
-    return SyntheticDataset(checked["x"], checked["y"], checked.get("soft_targets"), meta, spec)
+    return SyntheticDataset(checked["x"], checked["y"], checked.get("soft_targets"), meta, spec,
+                            os.path.abspath(path))
 
 
 def _check(ok: bool, where: str, problem: str) -> None:

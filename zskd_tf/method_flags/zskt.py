@@ -46,6 +46,12 @@ flags.DEFINE_float(
     "||batch variance - moving variance|| (DeepInversion's prior, Yin et al. 2020): the "
     "generated images must also look like the real data to the teacher's BN layers. 0 (the "
     "default, the paper): -KL only. Needs a Keras teacher with BatchNormalization layers.")
+flags.DEFINE_float(
+    "generator_balance_weight", 0.0,
+    "zero_shot: weight w of a class-balance term in the generator's loss, -KL + w * (log C - "
+    "H(mean teacher prediction over the batch)) (DAFL's information-entropy loss, Chen et al. "
+    "2019): the generator must keep showing the teacher every class about equally often. 0 "
+    "(the default, the paper): -KL only. Works with any teacher.")
 flags.DEFINE_list("seeds", None, "Run one student per seed and report mean and std.")
 flags.DEFINE_string("student_run", None,
                     "transition_curves: the run directory or model file of the network "

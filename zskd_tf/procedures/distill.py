@@ -55,7 +55,16 @@ def _load_teacher(cfg):
             raise UserError("--teacher is required (or --alpha=0 --beta=0 for the no-teacher "
                             "baseline, or --loss=soft_ce --targets=stored on a synthetic set)")
         return None
-    return model_io.load_keras_classifier(cfg.teacher, "--teacher")
+    return model_io.load_keras_classifier(cfg.teacher, "--teacher", _raw_shape(cfg))
+
+
+def _raw_shape(cfg):
+    """The raw image shape of --dataset, for a teacher without model_info.json: a named
+    dataset's, or the raw size a synthetic set's input mapping starts from."""
+    if not synthetic.is_synthetic_path(cfg.dataset):
+        return datasets.IMAGE_SHAPES.get(cfg.dataset)
+    spec = synthetic.read_input_spec(cfg.dataset)
+    return None if spec is None else (spec.raw_height, spec.raw_width, spec.channels)
 
 
 def _student_name(cfg) -> str:

@@ -17,13 +17,26 @@ def dataset_for(cfg, model_path: str | None = None) -> str:
     return model_io.read_info(model_path or cfg.model_path).get("dataset", cfg.dataset)
 
 
+def _split(cfg, raw):
+    """The images and labels of ``--split`` (holdout: the first ``--holdout_first`` of train)."""
+    if cfg.split == "test":
+        return raw.test_x, raw.test_y
+    if cfg.split == "train":
+        return raw.train_x, raw.train_y
+    if not 0 < cfg.holdout_first < len(raw.train_x):
+        raise UserError(f"--split=holdout evaluates on the first --holdout_first training images: "
+                        f"give --holdout_first between 1 and {len(raw.train_x) - 1} (the value "
+                        f"the teacher was trained with)")
+    return raw.train_x[:cfg.holdout_first], raw.train_y[:cfg.holdout_first]
+
+
 def run(cfg) -> dict:
     run_dir = RunDir(cfg.run_dir)
     run_dir.check(cfg)
     name = dataset_for(cfg)
     raw = datasets.load_dataset(name, cfg.data_dir)
     classifier = model_io.load_classifier(cfg.model_path, raw.image_shape)
-    x, y = (raw.test_x, raw.test_y) if cfg.split == "test" else (raw.train_x, raw.train_y)
+    x, y = _split(cfg, raw)
     x, y = limit(x, y, cfg.max_test_examples, cfg.seed)
     scores = classifier.probabilities(x)
     if scores.shape[-1] != raw.num_classes:

@@ -92,7 +92,8 @@ def _config(cfg, at_taps) -> zs.ZeroShotConfig:
         generator_lr=cfg.generator_lr, beta=cfg.beta, at_taps=at_taps,
         temperature=cfg.temperature, variant=cfg.variant, matching_loss=cfg.matching_loss,
         freeze_generator_at=cfg.freeze_generator_at,
-        generator_bn_weight=cfg.generator_bn_weight)
+        generator_bn_weight=cfg.generator_bn_weight,
+        generator_balance_weight=cfg.generator_balance_weight)
 
 
 def _policy(cfg) -> str:
@@ -209,7 +210,8 @@ def run(cfg) -> dict:
     strategy = devices.make_strategy(cfg.strategy)
     devices.check_global_batch(cfg.batch_size, strategy)
     with strategy.scope():  # the teacher's variables must live where the replicas run
-        teacher = model_io.load_keras_classifier(cfg.teacher, "--teacher")
+        teacher = model_io.load_keras_classifier(  # the raw size: for foreign teachers
+            cfg.teacher, "--teacher", datasets.IMAGE_SHAPES.get(cfg.dataset))
     if cfg.mixed_bfloat16:  # the generator step's gradient through the frozen teacher
         input_gradients.accelerate_input_gradients(teacher.model, block_form=False,
                                                    gradient_dtype="bfloat16")

@@ -61,11 +61,12 @@ class ZeroShotConfig:
     matching_loss: str = "kl"
     freeze_generator_at: float = 1.0  # not in the paper: see generator_stop_iteration
     generator_bn_weight: float = 0.0  # not in the paper: see ZeroShotTrainer.generator_loss
+    generator_balance_weight: float = 0.0  # not in the paper: likewise
 
     def __post_init__(self):
-        if not self.generator_bn_weight >= 0.0:
-            raise UserError("--generator_bn_weight must be >= 0, got "
-                            f"{self.generator_bn_weight}")
+        for name in ("generator_bn_weight", "generator_balance_weight"):
+            if not getattr(self, name) >= 0.0:  # also refuses NaN
+                raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.freeze_generator_at <= 1.0:
             raise UserError("--freeze_generator_at must be a fraction of --iterations in "
                             f"(0, 1], got {self.freeze_generator_at}")
@@ -168,6 +169,8 @@ class ZeroShotTrainer(keras.Model):
                  "student_confidence", "generator_grad_norm", "student_grad_norm")
         if config.generator_bn_weight:
             names += ("generator_bn",)
+        if config.generator_balance_weight:
+            names += ("generator_balance",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.built = True  # every sub-model is built (ecosystem.md §0.8)
@@ -208,22 +211,33 @@ class ZeroShotTrainer(keras.Model):
         return kl, kl
 
     def generator_loss(self, z):
-        """(loss, KL, feature-statistics term) of G(z), differentiable with respect to the
-        generator's weights. The loss is the paper's -disagreement; with
-        ``generator_bn_weight`` w > 0 (not in the paper) it is ``-disagreement + w * R``,
-        R the sum over the teacher's BatchNorm layers of ``losses.batchnorm_statistics``:
-        the generator must also keep the teacher's features at the statistics they had on
-        the real training data. The term is 0 when w is 0."""
+        """(loss, KL, extra terms) of G(z), differentiable with respect to the generator's
+        weights. The loss is the paper's -disagreement, plus two opt-in terms that are not in
+        the paper, each tracked under its name in the extra terms when its weight is > 0:
+
+        * ``generator_bn_weight`` w: ``+ w * R``, R the sum over the teacher's BatchNorm
+          layers of ``losses.batchnorm_statistics``: the generator must also keep the
+          teacher's features at the statistics they had on the real training data
+          (DeepInversion's prior).
+        * ``generator_balance_weight`` w: ``+ w * losses.class_imbalance``: the teacher's
+          mean prediction over the batch must stay near uniform, so the generator cannot
+          settle on a few classes (DAFL's information-entropy term).
+        """
         images = self.generator(z, training=True)
         s_logits = self.student(images, training=True)
-        if not self.config.generator_bn_weight:
-            t_logits = self.teacher(images, training=False)  # no stop_gradient (zskt.md §9.2)
-            disagreement, kl = self.matching(t_logits, s_logits)
-            return -disagreement, kl, tf.constant(0.0)
-        t_logits, bn_inputs = self.teacher_with_bn_inputs(images, training=False)
+        if self.config.generator_bn_weight:
+            t_logits, bn_inputs = self.teacher_with_bn_inputs(images, training=False)
+        else:  # no stop_gradient: the generator learns through the teacher (zskt.md §9.2)
+            t_logits, bn_inputs = self.teacher(images, training=False), []
         disagreement, kl = self.matching(t_logits, s_logits)
-        statistics = losses.batchnorm_prior(bn_inputs, self.teacher_bn_layers)
-        return -disagreement + self.config.generator_bn_weight * statistics, kl, statistics
+        loss, extra = -disagreement, {}
+        if self.config.generator_bn_weight:
+            extra["generator_bn"] = losses.batchnorm_prior(bn_inputs, self.teacher_bn_layers)
+            loss += self.config.generator_bn_weight * extra["generator_bn"]
+        if self.config.generator_balance_weight:
+            extra["generator_balance"] = losses.class_imbalance(t_logits)
+            loss += self.config.generator_balance_weight * extra["generator_balance"]
+        return loss, kl, extra
 
     def student_targets(self, z):
         """Images G(z) and the teacher's logits and taps on them, all constants."""
@@ -244,13 +258,11 @@ class ZeroShotTrainer(keras.Model):
 
     def _generator_step(self, z, replicas):
         with tf.GradientTape() as tape:
-            loss, kl, statistics = self.generator_loss(z)
+            loss, kl, extra = self.generator_loss(z)
             scaled = loss / replicas
         norm = self._update(self.generator_optimizer, tape, scaled,
                             self.generator.trainable_variables)
-        self._track(generator_kl=kl, generator_grad_norm=norm)
-        if self.config.generator_bn_weight:
-            self._track(generator_bn=statistics)
+        self._track(generator_kl=kl, generator_grad_norm=norm, **extra)
 
     def _student_step(self, images, t_logits, t_taps, replicas):
         with tf.GradientTape() as tape:

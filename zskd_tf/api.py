@@ -1,0 +1,263 @@
+"""The procedures as Python functions, for Keras users.
+
+Each function runs exactly the code of its ``--procedure`` (no second implementation): the
+keyword options are the command line's flags without ``--`` (``epochs=5`` is ``--epochs=5``),
+checked and defaulted the same way, and the run directory is the same. Pass ``run_dir`` to
+keep the products and to resume: calling the function again with the same arguments resumes
+an interrupted run, or returns a finished one at once, exactly as the command line does.
+Without ``run_dir`` the run goes to a new temporary directory.
+
+Teachers and models can be paths (a zskd_tf run directory, a ``.keras`` file, a SavedModel) or
+``keras.Model`` objects. A model object is saved once as ``<fingerprint>.keras`` under
+``$ZSKD_TF_CACHE`` (default ``~/.cache/zskd_tf/models``), where the fingerprint hashes its
+architecture and weights: the same model gives the same file, so a rerun resumes, and a model
+changed since is a different input, which the run directory refuses as a different command.
+
+Example (the teacher is any Keras classifier of 28x28x1 images in [0, 1], 10 classes)::
+
+    import zskd_tf
+    impressions = zskd_tf.data_impressions(teacher, num_samples=2000, synthesis_steps=100,
+                                           dataset="fashion_mnist", run_dir="runs/di")
+    student = zskd_tf.distill(teacher, "lenet5_half", impressions, epochs=20,
+                              loss="soft_ce", temperature=20, soft_ce_scale=400,
+                              targets="stored", run_dir="runs/student")
+    student.predict(impressions.x[:8])
+
+Errors in what is asked (an unknown option, a bad value, a teacher that does not fit) raise
+:class:`zskd_tf.errors.UserError` with the same message the command line prints.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import types
+
+from absl import flags
+
+from zskd_tf import cli_flags
+from zskd_tf.errors import UserError
+
+CACHE_ENV = "ZSKD_TF_CACHE"
+_MODEL_OPTIONS = ("teacher", "model_path", "init_from", "student_run")
+
+
+def run(procedure: str, run_dir: str | os.PathLike | None = None, **options) -> dict:
+    """Runs ``--procedure=procedure`` with ``options`` as its flags.
+
+    Args:
+        procedure: a procedure name, as ``--procedure`` (e.g. ``"data_impressions"``).
+        run_dir: the run directory; a new temporary one when None.
+        **options: flags without ``--``; ``teacher``, ``model_path``, ``init_from`` and
+            ``student_run`` also take ``keras.Model`` objects.
+
+    Returns:
+        The procedure's result (``result.json``), with ``run_dir`` added.
+    """
+    from zskd_tf import procedures  # TensorFlow loads here, not at import
+
+    cfg = config(procedure, run_dir, **options)
+    result = dict(procedures.run(cfg))
+    result["run_dir"] = cfg.run_dir
+    return result
+
+
+def config(procedure: str, run_dir=None, **options) -> types.SimpleNamespace:
+    """The validated configuration the command line would build from these flags."""
+    known = set(cli_flags.our_flag_names())
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(unknown)}: the options are the command "
+                        "line's flags without '--' (python -m zskd_tf.main --helpfull)")
+    if procedure not in cli_flags.PROCEDURE_NAMES:
+        raise UserError(f"unknown procedure {procedure!r}; use one of "
+                        f"{', '.join(cli_flags.PROCEDURE_NAMES)}")
+    values = {name: flags.FLAGS[name].default for name in known}
+    for name, value in options.items():
+        values[name] = _parsed(name, _model_path(value) if name in _MODEL_OPTIONS else value)
+    run_dir = os.fspath(run_dir) if run_dir is not None else tempfile.mkdtemp(
+        prefix=f"zskd_tf_{procedure}_")
+    values.update(procedure=procedure, run_dir=os.path.abspath(run_dir))
+    cfg = types.SimpleNamespace(**values)
+    cfg.present = set(options) | {"procedure", "run_dir"}
+    cli_flags.validate(cfg)
+    return cfg
+
+
+def train(model: str, dataset: str = "fashion_mnist", *, run_dir=None, **options):
+    """Trains a zoo architecture on a named dataset with its paper's recipe.
+
+    Args:
+        model: an architecture name (``lenet5``, ``wrn-16-2``, ...).
+        dataset: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or ``svhn``.
+        run_dir: see :func:`run`.
+        **options: flags of ``--procedure=train`` (``epochs``, ``batch_size``, ...).
+
+    Returns:
+        The trained ``keras.Model`` (float32 logits).
+    """
+    result = run("train", run_dir, model=model, dataset=dataset, **options)
+    return _load_model(result["run_dir"])
+
+
+def data_impressions(teacher, num_samples: int | None = None, *, run_dir=None, **options):
+    """ZSKD data impressions synthesised from ``teacher`` alone.
+
+    Args:
+        teacher: a ``keras.Model`` or a path (run directory, ``.keras``, SavedModel).
+        num_samples: impressions to make (default: the paper's count for the dataset).
+        run_dir: see :func:`run`.
+        **options: flags of ``--procedure=data_impressions`` (``synthesis_steps``,
+            ``synthesis_lr``, ``betas``, ``dataset`` for a teacher without
+            ``model_info.json``, ...).
+
+    Returns:
+        A :class:`zskd_tf.data.synthetic.SyntheticDataset`: arrays ``x``, ``y``,
+        ``soft_targets``, its ``path`` and ``to_tf_dataset()``.
+    """
+    if num_samples is not None:
+        options["num_samples"] = num_samples
+    result = run("data_impressions", run_dir, teacher=teacher, **options)
+    from zskd_tf.data import synthetic
+    return synthetic.load_synthetic(os.path.join(result["run_dir"], "impressions.npz"))
+
+
+def distill(teacher, student: str, data, *, run_dir=None, **options):
+    """Trains ``student`` from the frozen ``teacher`` on ``data`` (KD, attention transfer).
+
+    Args:
+        teacher: a ``keras.Model`` or a path; None for the no-teacher baseline.
+        student: an architecture name (``lenet5_half``, ``wrn-16-1``, ...).
+        data: a dataset name, a synthetic ``.npz`` path, or a ``SyntheticDataset`` returned
+            by :func:`data_impressions` (or loaded with ``load_synthetic``).
+        run_dir: see :func:`run`.
+        **options: flags of ``--procedure=distill`` (``loss``, ``alpha``, ``temperature``,
+            ``beta``, ``epochs``, ``augment``, ``targets``, ...).
+
+    Returns:
+        The trained student, a ``keras.Model``.
+    """
+    path = getattr(data, "path", None) or os.fspath(data)
+    if teacher is not None:
+        options["teacher"] = teacher
+    result = run("distill", run_dir, student=student, dataset=path, **options)
+    return _load_model(result["run_dir"])
+
+
+def zero_shot(teacher, student: str, *, run_dir=None, **options):
+    """ZSKT: ``student`` taught through a generator trained against it, with no data.
+
+    Args:
+        teacher: a ``keras.Model`` or a path (a SavedModel cannot be differentiated through).
+        student: an architecture name.
+        run_dir: see :func:`run`.
+        **options: flags of ``--procedure=zero_shot`` (``iterations``, ``beta``,
+            ``generator_bn_weight``, ``seeds``, ``dataset`` for the test set, ...).
+
+    Returns:
+        The trained student (``keras.Model``); a list of them, one per seed, when ``seeds``
+        names more than one.
+    """
+    result = run("zero_shot", run_dir, teacher=teacher, student=student, **options)
+    students = [_load_model(os.path.join(result["run_dir"], f"seed_{s}"))
+                for s in result["seeds"]]
+    return students[0] if len(students) == 1 else students
+
+
+def evaluate(model, dataset: str | None = None, split: str = "test", *, run_dir=None,
+             **options) -> dict:
+    """Top-1 and per-class accuracy of ``model`` on a named dataset's split.
+
+    Args:
+        model: a ``keras.Model`` or a path.
+        dataset: the dataset (default: the one the model was trained on, else fashion_mnist).
+        split: ``test``, ``train`` or ``holdout`` (the first ``holdout_first`` train images).
+        run_dir: see :func:`run`.
+
+    Returns:
+        The result: ``accuracy``, ``per_class_accuracy``, ``num_examples``, ...
+    """
+    if dataset is not None:
+        options["dataset"] = dataset
+    return run("evaluate", run_dir, model_path=model, split=split, **options)
+
+
+def export_model(model, *, run_dir=None, **options) -> dict:
+    """SavedModel, TFLite and quantized TFLite exports of ``model``.
+
+    Args:
+        model: a ``keras.Model`` or a path (run directory, ``.keras``).
+        run_dir: see :func:`run`.
+        **options: flags of ``--procedure=export``: ``tflite=True``; ``quantize="int8"`` with
+            ``calibration`` (a synthetic ``.npz`` path or ``SyntheticDataset``, ``"generator"``,
+            ``"real"``, ``"noise"``), ``quantize_io``, ``calibration_samples``,
+            ``generator_run``; or ``quantize="dynamic"`` (docs/int8_quantization.md).
+
+    Returns:
+        The result: paths (``saved_model``, ``tflite``, ``tflite_int8``, ...) and the
+        ``quantization`` summary (calibration source, size, input quantization).
+    """
+    if "calibration" in options:
+        options["calibration"] = getattr(options["calibration"], "path", None) or os.fspath(
+            options["calibration"])
+    return run("export", run_dir, model_path=model, **options)
+
+
+def quantize_model(teacher, *, run_dir=None, **options) -> dict:
+    """Data-free full-integer TFLite of ``teacher``, calibrated on its own data impressions
+    (with the BatchNorm-statistics prior when it has BatchNormalization).
+
+    Args:
+        teacher: a ``keras.Model`` or a path (run directory, ``.keras``).
+        run_dir: see :func:`run`.
+        **options: flags of ``--procedure=quantize`` (``calibration_samples``,
+            ``synthesis_steps``, ``synthesis_lr``, ``quantize_io``, ``tflite``, ``dataset``
+            for a model without ``model_info.json``, ...).
+
+    Returns:
+        The result; ``tflite_int8`` is the int8 model's path.
+    """
+    return run("quantize", run_dir, teacher=teacher, **options)
+
+
+def model_fingerprint(model) -> str:
+    """A hex digest of a Keras model's architecture and weights (not of its optimizer)."""
+    digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True,
+                                       default=str).encode())
+    for weight in model.get_weights():
+        digest.update(str((weight.shape, weight.dtype)).encode())
+        digest.update(weight.tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _model_path(value):
+    """A path for a model option: paths as given, ``keras.Model`` objects saved once."""
+    import keras
+
+    if not isinstance(value, keras.Model):
+        return os.fspath(value) if value is not None else None
+    directory = os.path.expanduser(os.environ.get(CACHE_ENV) or "~/.cache/zskd_tf/models")
+    path = os.path.join(directory, f"{model_fingerprint(value)}.keras")
+    if not os.path.exists(path):
+        from zskd_tf.runtime import atomic
+        os.makedirs(directory, exist_ok=True)
+        with atomic.atomic_path(path, ".keras") as tmp:
+            value.save(tmp)
+    return path
+
+
+def _parsed(name: str, value):
+    """``value`` checked and converted by the flag's own parser, as the command line does."""
+    if value is None:
+        return None
+    try:
+        return flags.FLAGS[name].parser.parse(value)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"option {name}={value!r}: {e}") from None
+
+
+def _load_model(run_dir: str):
+    import keras
+
+    return keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
