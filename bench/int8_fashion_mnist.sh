@@ -7,7 +7,7 @@
 # About 25 min on 2 shared CPU cores, most of it training; finished runs are reused.
 #
 #   bench/int8_fashion_mnist.sh             # products in runs/int8/ (BENCH_DIR to change)
-#   WRN=1 bench/int8_fashion_mnist.sh       # also a WRN-16-2 teacher (2 epochs, ~5 min more)
+#   WRN=1 bench/int8_fashion_mnist.sh       # also a WRN-16-2 teacher (2 epochs; not yet run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BENCH_DIR:-runs/int8}
