@@ -313,3 +313,18 @@ def test_python_api_exports_a_keras_model_in_int8(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="--quantize_io is for --quantize=int8"):
         zskd_tf.export_model(model, quantize="dynamic", quantize_io="float",
                              run_dir=tmp_path / "d")
+
+
+def test_generator_calibration_without_a_generator_is_refused(lenet5_teacher, tmp_path):
+    import types
+
+    from zskd_tf.errors import UserError
+    from zskd_tf.procedures import export as export_procedure
+
+    cfg = types.SimpleNamespace(calibration="generator", calibration_samples=4, seed=0,
+                                generator_run=None, data_dir=None)
+    with pytest.raises(UserError, match="--generator_run"):
+        export_procedure.calibration_set(cfg, SPEC, "fashion_mnist", lenet5_teacher)
+    cfg.generator_run = str(tmp_path / "missing")
+    with pytest.raises(UserError, match="does not exist"):
+        export_procedure.calibration_set(cfg, SPEC, "fashion_mnist", lenet5_teacher)

@@ -43,8 +43,15 @@ def calibration_set(cfg, spec, dataset: str, model_path: str | None = None):
                             f"{tuple(spec.raw_shape)}: give --dataset it classifies")
         return calibration_lib.from_real(raw.train_x, dataset, n, cfg.seed)
     if source == "generator":
-        run = cfg.generator_run or model_path
-        if not run or not os.path.exists(run):
+        run = cfg.generator_run
+        if not run:
+            if not (model_path and os.path.isfile(os.path.join(model_path,
+                                                               calibration_lib.GENERATOR_FILE))):
+                raise UserError(f"--calibration=generator: {model_path} holds no "
+                                f"{calibration_lib.GENERATOR_FILE}; name the zero_shot run "
+                                "with --generator_run")
+            run = model_path
+        if not os.path.exists(run):
             raise UserError(f"--generator_run={run} does not exist")
         return calibration_lib.from_generator(run, spec, n, cfg.seed)
     return calibration_lib.from_synthetic(source, spec, n, cfg.seed)
