@@ -39,7 +39,11 @@ def test_pipeline_runs_every_step_and_writes_the_report(pipeline_run):
         assert row["tflite_top1_agreement"] >= 0.99, row["name"]
         assert row["saved_model_ms"] > 0 and row["tflite_ms"] > 0
         assert 0 < row["tflite_bytes"] < row["saved_model_bytes"]
+        assert 0 <= row["int8_test_accuracy"] <= 1 and 0 < row["int8_top1_agreement"] <= 1
+        assert 0 < row["int8_bytes"] < 0.5 * row["tflite_bytes"] and row["int8_ms"] > 0
     assert report["rows"][1]["trainable_params"] < report["rows"][0]["trainable_params"]
+    teacher = report["rows"][0]  # calibrated on the (smoke-sized) data impressions
+    assert teacher["int8_test_accuracy"] > 0.5 * teacher["test_accuracy"]
     html = open(os.path.join(run, "report.html"), encoding="utf-8").read()
     assert len(report["figures"]) == 5
     for name in report["figures"]:

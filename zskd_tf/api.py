@@ -80,8 +80,8 @@ def config(procedure: str, run_dir=None, **options) -> types.SimpleNamespace:
         prefix=f"zskd_tf_{procedure}_")
     values.update(procedure=procedure, run_dir=os.path.abspath(run_dir))
     cfg = types.SimpleNamespace(**values)
-    cli_flags.validate(cfg)
     cfg.present = set(options) | {"procedure", "run_dir"}
+    cli_flags.validate(cfg)
     return cfg
 
 
@@ -181,6 +181,44 @@ def evaluate(model, dataset: str | None = None, split: str = "test", *, run_dir=
     if dataset is not None:
         options["dataset"] = dataset
     return run("evaluate", run_dir, model_path=model, split=split, **options)
+
+
+def export_model(model, *, run_dir=None, **options) -> dict:
+    """SavedModel, TFLite and quantized TFLite exports of ``model``.
+
+    Args:
+        model: a ``keras.Model`` or a path (run directory, ``.keras``).
+        run_dir: see :func:`run`.
+        **options: flags of ``--procedure=export``: ``tflite=True``; ``quantize="int8"`` with
+            ``calibration`` (a synthetic ``.npz`` path or ``SyntheticDataset``, ``"generator"``,
+            ``"real"``, ``"noise"``), ``quantize_io``, ``calibration_samples``,
+            ``generator_run``; or ``quantize="dynamic"`` (docs/int8_quantization.md).
+
+    Returns:
+        The result: paths (``saved_model``, ``tflite``, ``tflite_int8``, ...) and the
+        ``quantization`` summary (calibration source, size, input quantization).
+    """
+    if "calibration" in options:
+        options["calibration"] = getattr(options["calibration"], "path", None) or os.fspath(
+            options["calibration"])
+    return run("export", run_dir, model_path=model, **options)
+
+
+def quantize_model(teacher, *, run_dir=None, **options) -> dict:
+    """Data-free full-integer TFLite of ``teacher``, calibrated on its own data impressions
+    (with the BatchNorm-statistics prior when it has BatchNormalization).
+
+    Args:
+        teacher: a ``keras.Model`` or a path (run directory, ``.keras``).
+        run_dir: see :func:`run`.
+        **options: flags of ``--procedure=quantize`` (``calibration_samples``,
+            ``synthesis_steps``, ``synthesis_lr``, ``quantize_io``, ``tflite``, ``dataset``
+            for a model without ``model_info.json``, ...).
+
+    Returns:
+        The result; ``tflite_int8`` is the int8 model's path.
+    """
+    return run("quantize", run_dir, teacher=teacher, **options)
 
 
 def model_fingerprint(model) -> str:

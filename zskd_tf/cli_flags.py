@@ -17,7 +17,7 @@ from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (de
 
 PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
                    "compute_stats", "optimize_dataset", "zero_shot", "transition_curves",
-                   "pipeline")
+                   "pipeline", "quantize")
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
 
 # Flags that say *how* a run is executed, not *what* it computes: they may change between a
@@ -111,6 +111,23 @@ flags.DEFINE_enum("split", "test", ("train", "test", "holdout"),
                   "Dataset split to evaluate on; holdout = the first --holdout_first training "
                   "images, the validation split of a teacher trained with that flag.")
 flags.DEFINE_boolean("tflite", False, "export: also write model.tflite.")
+flags.DEFINE_enum("quantize", "none", ("none", "int8", "dynamic"),
+                  "export: also write a quantized TFLite model: int8 = full-integer "
+                  "(model_int8.tflite, needs --calibration), dynamic = int8 weights with float "
+                  "activations (model_dynamic.tflite); none = float only.")
+flags.DEFINE_enum("quantize_io", "int8", ("int8", "float"),
+                  "--quantize=int8: type of the model's input and outputs (int8: the input is "
+                  "the raw pixel - 128; float: float32 ends around the int8 graph).")
+flags.DEFINE_string("calibration", None,
+                    "--quantize=int8 calibration images: a synthetic .npz (data impressions, "
+                    "reconstructions), generator (a ZSKT generator's samples, see "
+                    "--generator_run), real (the dataset's training images, for comparison) "
+                    "or noise (uniform pixels, the naive baseline).")
+flags.DEFINE_string("generator_run", None,
+                    "--calibration=generator: the zero_shot run (or its seed_N directory, or "
+                    "generator.keras); default: --model_path when it holds generator.keras.")
+flags.DEFINE_integer("calibration_samples", 500,
+                     "Calibration images (a seeded subset of the source when it has more).")
 
 # --- pipeline ------------------------------------------------------------------------------
 flags.DEFINE_boolean("quick", False, "pipeline: the quick preset (the default; minutes on a CPU).")
@@ -138,7 +155,8 @@ _POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
              "soft_ce_scale",
              "num_samples", "synthesis_steps", "synthesis_batch_size", "synthesis_lr",
              "iterations", "n_generator_steps", "n_student_steps", "z_dim", "student_lr",
-             "generator_lr", "num_images", "adversarial_steps", "step_size")
+             "generator_lr", "num_images", "adversarial_steps", "step_size",
+             "calibration_samples")
 _NON_NEGATIVE = ("momentum", "weight_decay", "logical_cpus", "holdout_first", "beta",
                  "anchor_weight")
 _NEEDS = {  # procedure -> flags it cannot run without
@@ -152,7 +170,9 @@ _NEEDS = {  # procedure -> flags it cannot run without
     "zero_shot": ("run_dir", "teacher", "student"),
     "transition_curves": ("run_dir", "teacher", "student_run"),
     "pipeline": ("run_dir",),
+    "quantize": ("run_dir", "teacher"),
 }
+CALIBRATION_SOURCES = ("generator", "real", "noise")  # or a synthetic .npz
 
 
 def our_flag_names() -> list[str]:
@@ -165,8 +185,8 @@ def config_from_flags() -> types.SimpleNamespace:
     """Validates the parsed flags and returns them as a plain namespace."""
     values = {name: flags.FLAGS[name].value for name in our_flag_names()}
     cfg = types.SimpleNamespace(**values)
-    validate(cfg)
     cfg.present = {n for n in our_flag_names() if flags.FLAGS[n].present}
+    validate(cfg)
     return cfg
 
 
@@ -195,6 +215,7 @@ def validate(cfg) -> None:
         raise UserError(f"--alpha must be in [0, 1], got {cfg.alpha}")
     if cfg.lr_decay is not None and not 0 < cfg.lr_decay <= 1:
         raise UserError(f"--lr_decay must be in (0, 1], got {cfg.lr_decay}")
+    _validate_quantization(cfg)
     if cfg.lr_milestones is not None:
         try:
             cfg.lr_milestones = [float(v) for v in cfg.lr_milestones]
@@ -203,3 +224,22 @@ def validate(cfg) -> None:
                             f"got {','.join(cfg.lr_milestones)}") from None
         if any(not 0 < v < 1 for v in cfg.lr_milestones):
             raise UserError("--lr_milestones must be fractions strictly between 0 and 1")
+
+
+def _validate_quantization(cfg) -> None:
+    """--quantize, --quantize_io, --calibration and --generator_run go together."""
+    present = getattr(cfg, "present", None) or set()
+    int8 = cfg.quantize == "int8" or cfg.procedure == "quantize"
+    if cfg.calibration and not int8:
+        raise UserError("--calibration is for --quantize=int8 (dynamic quantization needs no "
+                        "calibration images)")
+    if cfg.procedure == "export" and cfg.quantize == "int8" and not cfg.calibration:
+        raise UserError("--quantize=int8 needs --calibration=FILE.npz, generator, real or noise")
+    if cfg.calibration and not (cfg.calibration in CALIBRATION_SOURCES
+                                or cfg.calibration.lower().endswith(".npz")):
+        raise UserError(f"--calibration={cfg.calibration}: give a synthetic .npz file or one of "
+                        f"{', '.join(CALIBRATION_SOURCES)}")
+    if cfg.generator_run and cfg.calibration != "generator":
+        raise UserError("--generator_run is for --calibration=generator")
+    if "quantize_io" in present and not int8:
+        raise UserError("--quantize_io is for --quantize=int8")

@@ -1,6 +1,8 @@
-"""Deployable exports of a classifier: SavedModel (raw images -> probabilities) and TFLite."""
+"""Deployable exports of a classifier: SavedModel (raw images -> probabilities), TFLite, and
+quantized TFLite (:mod:`zskd_tf.quantize`)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -44,21 +46,52 @@ def export_tflite(saved_model_dir: str, path: str) -> None:
 
 
 def tflite_probabilities(tflite_path: str, raw_images) -> "np.ndarray":
-    """Runs a ``.tflite`` written by ``export_tflite`` on raw images, one batch at a time."""
+    """Runs a ``.tflite`` written by this module (float or quantized) on raw images."""
+    from zskd_tf.tflite_runtime import TFLiteClassifier
+
+    return TFLiteClassifier(tflite_path).probabilities(raw_images)
+
+
+@dataclasses.dataclass
+class Quantization:
+    """What ``export_classifier`` quantizes: ``mode`` "int8" or "dynamic", the signature's
+    ``io`` type ("int8" or "float", int8 only) and the ``calibration`` images (int8 only)."""
+    mode: str
+    io: str = "int8"
+    calibration: object = None  # zskd_tf.calibration.CalibrationSet
+
+
+def _export_quantized(classifier, saved_model: str, out_dir: str, q: Quantization) -> dict:
+    """Writes the quantized TFLite model; returns its result.json entries."""
     import numpy as np
 
-    interpreter = tf.lite.Interpreter(model_path=tflite_path)
-    runner = interpreter.get_signature_runner("serve")
-    out = [runner(images=np.asarray(raw_images[i:i + 1], np.float32))["probabilities"]
-           for i in range(len(raw_images))]
-    return np.concatenate(out)
+    from zskd_tf import quantize, tflite_runtime
+
+    content = quantize.convert(saved_model, q.mode, q.io, q.calibration)
+    path = os.path.join(out_dir, quantize.file_name(q.mode))
+    atomic.write_bytes(path, content)
+    summary = {"mode": q.mode, "file_bytes": len(content), "runtime": tflite_runtime.runtime_name(),
+               "input": quantize.input_quantization(content)}
+    if q.mode == "int8":
+        images = q.calibration.raw_images
+        keras_top1 = classifier.probabilities(images).argmax(1)
+        quantized_top1 = tflite_probabilities(path, images).argmax(1)
+        summary.update(io=q.io, calibration=q.calibration.source,
+                       calibration_top1_agreement=float(np.mean(keras_top1 == quantized_top1)))
+    return {f"tflite_{q.mode}": path, "quantization": summary}
 
 
-def export_classifier(classifier, out_dir: str, tflite: bool, seed: int = 0) -> dict:
-    """``saved_model/`` (and ``model.tflite``) of a loaded Keras classifier in ``out_dir``.
+def export_classifier(classifier, out_dir: str, tflite: bool, seed: int = 0,
+                      quantization: Quantization | None = None) -> dict:
+    """``saved_model/`` (and ``model.tflite``, and a quantized TFLite model) of a loaded Keras
+    classifier in ``out_dir``.
 
-    Checks both on random raw images against the Keras model and returns the paths and the
-    largest probability differences (``saved_model_max_abs_diff``, ``tflite_max_abs_diff``).
+    Checks the SavedModel and the float TFLite model on random raw images against the Keras
+    model and returns the paths and the largest probability differences
+    (``saved_model_max_abs_diff``, ``tflite_max_abs_diff``). With ``quantization``, also writes
+    ``model_int8.tflite`` or ``model_dynamic.tflite`` (key ``tflite_int8`` / ``tflite_dynamic``)
+    and a ``quantization`` entry: mode, file size, runtime, input type, and for int8 the
+    calibration source and the top-1 agreement with Keras on the calibration images.
     """
     import numpy as np
 
@@ -82,4 +115,6 @@ def export_classifier(classifier, out_dir: str, tflite: bool, seed: int = 0) -> 
         export_tflite(saved_model, path)
         result["tflite"] = path
         result["tflite_max_abs_diff"] = max_diff(tflite_probabilities(path, probe))
+    if quantization is not None:
+        result.update(_export_quantized(classifier, saved_model, out_dir, quantization))
     return result

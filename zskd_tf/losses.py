@@ -75,6 +75,13 @@ def batchnorm_statistics(features, moving_mean, moving_variance):
     return tf.norm(mean - moving_mean) + tf.norm(variance - moving_variance)
 
 
+def batchnorm_prior(features, layers):
+    """Sum of :func:`batchnorm_statistics` over BatchNormalization ``layers``, ``features``
+    holding each layer's input on the batch (``taps.with_batchnorm_inputs``)."""
+    return tf.add_n([batchnorm_statistics(x, layer.moving_mean, layer.moving_variance)
+                     for x, layer in zip(features, layers)])
+
+
 def class_imbalance(logits):
     """How far the batch's mean predicted distribution is from uniform: ``log C - H(p_bar)``
     with ``p_bar`` the mean over the batch of ``softmax(logits)`` and H its entropy in nats.

@@ -3,7 +3,8 @@
 A trained classifier in a run directory is ``model.keras`` (the logits model, trainable
 state included) plus ``model_info.json`` (architecture name, dataset, class names and the
 ``InputSpec`` that turns raw dataset images into model inputs). ``load_classifier`` accepts a
-run directory, a ``.keras`` file or a SavedModel directory.
+run directory, a ``.keras`` file, a SavedModel directory or a ``.tflite`` file written by
+``export`` (float or quantized).
 """
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ def save_classifier(directory: str, model: keras.Model, info: dict) -> None:
 class LoadedClassifier:
     """A classifier ready to score raw dataset images.
 
-    ``model`` is the Keras logits model (None for a SavedModel, which is inference-only);
-    ``spec`` maps raw images to its inputs; ``info`` is model_info.json (may be empty).
+    ``model`` is the Keras logits model (None for a SavedModel or a TFLite model, which are
+    inference-only); ``spec`` maps raw images to its inputs; ``info`` is model_info.json (may
+    be empty); ``tflite`` is the :class:`~zskd_tf.tflite_runtime.TFLiteClassifier` of a
+    ``.tflite`` file.
     """
     path: str
     model: keras.Model | None
@@ -44,9 +47,23 @@ class LoadedClassifier:
     info: dict
     _serve: object = None
     _keep_alive: object = None  # a loaded SavedModel must stay referenced (ecosystem §0.11)
+    tflite: object = None
+
+    @property
+    def kind(self) -> str:
+        """What was loaded, for messages: "a Keras model", "a TFLite model", "a SavedModel"."""
+        if self.model is not None:
+            return "a Keras model"
+        return "a TFLite model" if self.tflite is not None else "a SavedModel"
 
     def probabilities(self, raw_images: np.ndarray, batch_size: int = 500) -> np.ndarray:
         """Class probabilities for raw images (N, H, W, C) in [0, 255]."""
+        if self.tflite is not None:
+            if tuple(raw_images.shape[1:]) != self.tflite.raw_shape:
+                raise UserError(f"{self.path} takes raw images of shape {self.tflite.raw_shape}, "
+                                f"not {tuple(raw_images.shape[1:])}: give the dataset it "
+                                "classifies")
+            return self.tflite.probabilities(np.asarray(raw_images, np.float32), batch_size)
         out = []
         for start in range(0, len(raw_images), batch_size):
             batch = tf.constant(raw_images[start:start + batch_size], tf.float32)
@@ -96,17 +113,19 @@ def load_classifier(path: str, raw_shape=None) -> LoadedClassifier:
         return _from_keras_file(path, raw_shape)
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
         return _from_savedmodel(path, raw_shape)
+    if os.path.isfile(path) and path.endswith(".tflite"):
+        return _from_tflite(path)
     if os.path.isdir(path):
         raise UserError(f"{path} holds neither {MODEL_FILE} nor saved_model.pb: is it a "
                         "finished run directory? (a run still training has no model yet)")
-    raise UserError(f"{path} is not a .keras file nor a SavedModel directory")
+    raise UserError(f"{path} is not a .keras file, a .tflite file nor a SavedModel directory")
 
 
 def load_keras_classifier(path: str, flag: str, raw_shape=None) -> LoadedClassifier:
     """A classifier we can differentiate through: a run directory or .keras, not a SavedModel."""
     loaded = load_classifier(path, raw_shape)
     if loaded.model is None:
-        raise UserError(f"{flag}={path} is a SavedModel, which cannot be differentiated "
+        raise UserError(f"{flag}={path} is {loaded.kind}, which cannot be differentiated "
                         "through: give a run directory or a .keras file")
     return loaded
 
@@ -144,9 +163,12 @@ def _read_info(directory: str) -> dict:
 
 
 def read_info(path: str) -> dict:
-    """model_info.json of a run directory, .keras file or zskd_tf SavedModel ({} if none)."""
+    """model_info.json of a run directory, .keras file or zskd_tf SavedModel, or the
+    SavedModel's beside a ``.tflite`` made by export ({} if none)."""
     if not path or not os.path.exists(path):
         return {}
+    if os.path.isfile(path) and path.endswith(".tflite"):
+        return _read_info(os.path.join(os.path.dirname(os.path.abspath(path)), "saved_model"))
     return _read_info(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
 
 
@@ -178,6 +200,18 @@ def _from_savedmodel(path: str, raw_shape) -> LoadedClassifier:
         result = LoadedClassifier(path, None, _plain_spec(shape, raw_shape), {}, serve)
     result._keep_alive = loaded
     return result
+
+
+def _from_tflite(path: str) -> LoadedClassifier:
+    """A ``.tflite`` written by export; its info is the export's saved_model/zskd_info.json."""
+    from zskd_tf.tflite_runtime import TFLiteClassifier
+
+    try:
+        runner = TFLiteClassifier(path)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"cannot load the TFLite model {path}: "
+                        f"{str(e).splitlines()[0][:200]}") from None
+    return LoadedClassifier(path, None, None, read_info(path), tflite=runner)
 
 
 def _foreign_endpoint(loaded, path: str):

@@ -29,3 +29,8 @@ flags.DEFINE_integer("impression_jitter", 0,
 flags.DEFINE_boolean("impression_flip", False,
                      "At every synthesis step, mirror the batch left-right with probability "
                      "1/2 before the teacher sees it (not in ZSKD).")
+flags.DEFINE_float("impression_bn_weight", 0.0,
+                   "Weight of DeepInversion's feature-statistics prior added to the impression "
+                   "loss: the distance of each teacher BatchNorm layer's batch mean and "
+                   "variance to its moving statistics (teachers with BatchNormalization, e.g. "
+                   "WRNs; not in ZSKD; 0 by default, 1 by default in --procedure=quantize).")

@@ -4,7 +4,9 @@ For the teacher and each student: test accuracy (from its run's result.json: the
 set, final weights), the paper's figure where one exists, trainable parameters, size on disk
 (model.keras, SavedModel directory, TFLite file) and CPU latency per image (batch of one,
 median of ``repeats`` calls after a warm-up) of the SavedModel and of the TFLite model, and the
-TFLite model's top-1 agreement with the Keras model on real test images. Figures: the ZSKD
+TFLite model's top-1 agreement with the Keras model on real test images; and of the int8 TFLite
+model (calibrated without real images): its accuracy on the full real test set, its top-1
+agreement with the Keras model there, its size and its latency. Figures: the ZSKD
 concentration matrix, grids of data impressions, of reconstructions and of generator samples,
 and the ZSKT transition curves.
 """
@@ -57,7 +59,8 @@ def _deployment(model_dir: str, export_dir: str, images, repeats: int) -> dict:
     """Sizes, latencies and TFLite agreement of one classifier run (and its export run)."""
     import tensorflow as tf
 
-    from zskd_tf import export, model_io
+    from zskd_tf import model_io
+    from zskd_tf.tflite_runtime import TFLiteClassifier
 
     saved_model = os.path.join(export_dir, "saved_model")
     row = {"keras_bytes": _size(os.path.join(model_dir, model_io.MODEL_FILE)),
@@ -67,12 +70,33 @@ def _deployment(model_dir: str, export_dir: str, images, repeats: int) -> dict:
     tflite = os.path.join(export_dir, "model.tflite")
     if os.path.exists(tflite):
         row["tflite_bytes"] = _size(tflite)
-        runner = tf.lite.Interpreter(model_path=tflite).get_signature_runner("serve")
-        row["tflite_ms"] = _median_ms(lambda x: runner(images=x), images, repeats)
+        runner = TFLiteClassifier(tflite)
+        row["tflite_ms"] = _median_ms(runner.outputs, images, repeats)
         keras_top1 = model_io.load_classifier(model_dir).probabilities(images).argmax(1)
-        tflite_top1 = export.tflite_probabilities(tflite, images).argmax(1)
+        tflite_top1 = runner.probabilities(images).argmax(1)
         row["tflite_top1_agreement"] = float(np.mean(keras_top1 == tflite_top1))
     return row
+
+
+def _int8(model_dir: str, int8_dir: str, test, repeats: int) -> dict:
+    """Accuracy on the real test set ``(x, y)``, top-1 agreement with the Keras model, size,
+    latency and calibration source of the int8 export in ``int8_dir`` ({} if absent)."""
+    from zskd_tf import model_io
+    from zskd_tf.quantize import file_name
+    from zskd_tf.tflite_runtime import TFLiteClassifier
+
+    path = os.path.join(int8_dir, file_name("int8"))
+    if not os.path.exists(path):
+        return {}
+    x, y = test
+    runner = TFLiteClassifier(path)
+    int8_top1 = runner.probabilities(x).argmax(1)
+    keras_top1 = model_io.load_classifier(model_dir).probabilities(x).argmax(1)
+    calibration = _read(os.path.join(int8_dir, "result.json"))["quantization"]["calibration"]
+    return {"int8_test_accuracy": float(np.mean(int8_top1 == y)),
+            "int8_top1_agreement": float(np.mean(int8_top1 == keras_top1)),
+            "int8_bytes": _size(path), "int8_ms": _median_ms(runner.outputs, x, repeats),
+            "int8_calibration": calibration.get("method", calibration["source"])}
 
 
 def _generator_samples(student_dir: str, teacher_dir: str, out: str, seed: int = 0) -> None:
@@ -136,7 +160,9 @@ def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 
 
     out_dir = os.path.join(root, REPORT_DIR)
     os.makedirs(out_dir, exist_ok=True)
-    test_images = datasets.load_dataset(steps_lib.DATASET).test_x[:1000].astype(np.float32)
+    data = datasets.load_dataset(steps_lib.DATASET)
+    test_images = data.test_x[:1000].astype(np.float32)
+    test = (data.test_x.astype(np.float32), data.test_y)
     teacher = _read(os.path.join(teacher_dir, "result.json"))
     rows = [{"name": "teacher", "model": steps_lib.TEACHER_MODEL,
              "test_accuracy": teacher["test_accuracy"],
@@ -144,8 +170,10 @@ def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 
              "trainable_params": _params(teacher_dir, teacher),
              "paper": PAPER["teacher"], "run": teacher_dir,
              **_deployment(teacher_dir, os.path.join(root, "teacher_export"), test_images,
-                           repeats)}]
-    for name, (run, export_run) in steps_lib.STUDENTS.items():
+                           repeats),
+             **_int8(teacher_dir, os.path.join(root, steps_lib.INT8_EXPORTS["teacher"]), test,
+                     repeats)}]
+    for name, (run, export_run, int8_run) in steps_lib.STUDENTS.items():
         result = _read(os.path.join(root, run, "result.json"))
         rows.append({"name": name, "model": steps_lib.STUDENT_MODEL,
                      "test_accuracy": result["test_accuracy"],
@@ -154,7 +182,9 @@ def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 
                      "paper": PAPER.get(name, NO_PAPER_FIGURE),
                      "run": os.path.join(root, run),
                      **_deployment(os.path.join(root, run), os.path.join(root, export_run),
-                                   test_images, repeats)})
+                                   test_images, repeats),
+                     **_int8(os.path.join(root, run), os.path.join(root, int8_run), test,
+                             repeats)})
     curves = _read(os.path.join(root, "zskt_curves", "result.json"))
     drawn = _figures(root, out_dir, teacher_dir)
     report = {"preset": preset.name, "settings": vars_of(preset), "rows": rows,
@@ -181,10 +211,20 @@ def _mb(n) -> str:
     return "-" if n is None else f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+def _int8_cells(r: dict) -> list[str]:
+    if "int8_test_accuracy" not in r:
+        return ["-"] * 4
+    return [f"{100 * r['int8_test_accuracy']:.2f} %<br><small>calibrated on "
+            f"{html.escape(r['int8_calibration'])}</small>",
+            f"{100 * r['int8_top1_agreement']:.1f} %", _mb(r["int8_bytes"]),
+            f"{r['int8_ms']:.3f}"]
+
+
 def _html(report: dict, drawn) -> str:
     e = html.escape
     head = ["model", "test accuracy", "paper", "parameters", "model.keras", "SavedModel",
-            "TFLite", "SavedModel ms/image", "TFLite ms/image", "TFLite = Keras (top-1)"]
+            "TFLite", "SavedModel ms/image", "TFLite ms/image", "TFLite = Keras (top-1)",
+            "int8 TFLite accuracy", "int8 = Keras (top-1)", "int8 TFLite", "int8 ms/image"]
     body = []
     for r in report["rows"]:
         paper, note = r["paper"]
@@ -196,7 +236,7 @@ def _html(report: dict, drawn) -> str:
                  f"{r['saved_model_ms']:.2f}",
                  f"{r['tflite_ms']:.3f}" if "tflite_ms" in r else "-",
                  f"{100 * r['tflite_top1_agreement']:.1f} %"
-                 if "tflite_top1_agreement" in r else "-"]
+                 if "tflite_top1_agreement" in r else "-", *_int8_cells(r)]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     settings = ", ".join(f"{k} {v}" for k, v in report["settings"].items())
     figs = "".join(f'<figure><img src="{REPORT_DIR}/{e(name)}" alt="{e(name)}">'
@@ -215,7 +255,10 @@ small {{ color: #666; }}
 <h1>Data-free students of a LeNet-5 Fashion-MNIST teacher</h1>
 <p>Preset <b>{e(report['preset'])}</b> ({e(settings)}). Accuracies are on the real
 Fashion-MNIST test set with the final weights (no selection on the test set); no training image
-was used by any student. Latency: {e(report['latency'])}. ZSKT mean transition error of the zero-shot
+was used by any student. The int8 TFLite models are full-integer, calibrated without real images
+(the teacher and the ZSKD student on the data impressions, the Lopes student on its
+reconstruction, the ZSKT student on its generator's samples); their accuracy is on the full
+test set. Latency: {e(report['latency'])}. ZSKT mean transition error of the zero-shot
 student: <b>{report['zskt_mte']:.3f}</b>.</p>
 <table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>
 {''.join(body)}

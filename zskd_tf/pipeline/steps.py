@@ -7,7 +7,9 @@ students: LeNet-5-half from ZSKD data impressions, from a Lopes et al. reconstru
 (``all_layers``, the best objective in our Fashion-MNIST benchmark, README "Benchmarks") and
 from ZSKT's generator (``--generator_range=teacher``: with the paper's unbounded generator
 output a LeNet-5-half student collapsed to chance on Fashion-MNIST, README "Benchmarks");
-each is exported to SavedModel + TFLite.
+each is exported to SavedModel + TFLite, and to a full-integer TFLite model calibrated on its
+own method's synthetic data (the teacher and the ZSKD student on the data impressions, the
+Lopes student on its reconstruction, the ZSKT student on its generator's samples).
 """
 from __future__ import annotations
 
@@ -109,17 +111,34 @@ def plan(preset: Preset, root: str, teacher: str | None) -> list[Step]:
             f"--dataset={DATASET}", f"--num_images={preset.curve_images}",
             f"--adversarial_steps={preset.curve_steps}")),
     ]
-    for method, model in (("teacher", teacher), ("zskd", d("zskd_student")),
-                          ("lopes", d("lopes_student")), ("zskt", d("zskt_student") + "/seed_0")):
+    models = (("teacher", teacher), ("zskd", d("zskd_student")),
+              ("lopes", d("lopes_student")), ("zskt", d("zskt_student") + "/seed_0"))
+    for method, model in models:
         what = "the teacher" if method == "teacher" else f"the {method.upper()} student"
         steps.append(Step(f"{method}_export", f"export {what} (SavedModel + TFLite)", (
             "--procedure=export", f"--model_path={model}", "--tflite")))
+    calibration = {  # each model's own method's synthetic data; the teacher: its impressions
+        "teacher": f"{d('zskd_impressions')}/impressions.npz",
+        "zskd": f"{d('zskd_impressions')}/impressions.npz",
+        "lopes": f"{d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "zskt": "generator"}
+    for method, model in models:
+        what = "the teacher" if method == "teacher" else f"the {method.upper()} student"
+        steps.append(Step(INT8_EXPORTS[method], f"int8 TFLite of {what}, calibrated without "
+                          "real images", ("--procedure=export", f"--model_path={model}",
+                                          "--quantize=int8",
+                                          f"--calibration={calibration[method]}")))
     extra = dict(preset.extra)
     return [dataclasses.replace(s, args=s.args + tuple(extra.get(s.name, ()))) for s in steps]
 
 
-STUDENTS = {  # report rows: method -> (student run, export run) under the pipeline directory
-    "ZSKD (Nayak et al. 2019)": ("zskd_student", "zskd_export"),
-    f"Lopes et al. 2017 ({LOPES_OBJECTIVE})": ("lopes_student", "lopes_export"),
-    "ZSKT (Micaelli & Storkey 2019)": ("zskt_student/seed_0", "zskt_export"),
+INT8_EXPORTS = {"teacher": "teacher_int8", "zskd": "zskd_int8", "lopes": "lopes_int8",
+                "zskt": "zskt_int8"}  # method -> its int8 export step
+
+STUDENTS = {  # report rows: method -> (student run, export run, int8 export run) under the
+    # pipeline directory
+    "ZSKD (Nayak et al. 2019)": ("zskd_student", "zskd_export", INT8_EXPORTS["zskd"]),
+    f"Lopes et al. 2017 ({LOPES_OBJECTIVE})": ("lopes_student", "lopes_export",
+                                                INT8_EXPORTS["lopes"]),
+    "ZSKT (Micaelli & Storkey 2019)": ("zskt_student/seed_0", "zskt_export",
+                                       INT8_EXPORTS["zskt"]),
 }

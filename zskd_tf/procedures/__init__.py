@@ -14,6 +14,7 @@ _MODULES = {
     "zero_shot": "zskd_tf.procedures.zero_shot",
     "transition_curves": "zskd_tf.procedures.transition_curves",
     "pipeline": "zskd_tf.procedures.pipeline",
+    "quantize": "zskd_tf.procedures.quantize",
 }
 
 

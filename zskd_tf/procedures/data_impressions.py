@@ -5,7 +5,8 @@ impression a Dirichlet target ``Dir(beta * alpha^k)`` (``--betas``, default 1.0 
 shares per class and beta); starting from uniform noise over the teacher's input range, Adam
 (``--synthesis_lr``, default 0.001 as the authors' code; TF1's epsilon 1e-8) minimises
 ``CE(y, softmax(teacher(x) / T))`` (plus, if asked, sseung0703's image L2
-``--impression_l2`` and a smoothness prior ``--impression_tv``; ``--impression_init=normal``
+``--impression_l2``, a smoothness prior ``--impression_tv``, and DeepInversion's BatchNorm
+feature-statistics prior ``--impression_bn_weight``; ``--impression_init=normal``
 starts from his N(0, 1)) for ``--synthesis_steps`` (1500) steps per batch of
 ``--synthesis_batch_size`` (100), with a fresh optimizer state per batch and the images clipped
 to the teacher's input range after every step. ``--temperature`` defaults to 20,
@@ -63,7 +64,7 @@ def run(cfg) -> dict:
     # --input_range (foreign teachers only; default [0, 1])
     input_range = parse_input_range(cfg.input_range)
     targets_lib.check_seed(cfg.seed)
-    for name in ("impression_l2", "impression_tv"):
+    for name in ("impression_l2", "impression_tv", "impression_bn_weight"):
         value = getattr(cfg, name)
         if not (math.isfinite(value) and value >= 0):
             raise UserError(f"--{name} must be a finite number >= 0, got {value}")
@@ -94,7 +95,8 @@ def run(cfg) -> dict:
                                             image_l2=cfg.impression_l2,
                                             image_tv=cfg.impression_tv,
                                             jitter=cfg.impression_jitter,
-                                            flip=cfg.impression_flip)
+                                            flip=cfg.impression_flip,
+                                            bn_weight=cfg.impression_bn_weight)
         optimizer = keras.optimizers.Adam(cfg.synthesis_lr, epsilon=ADAM_EPSILON)
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])
@@ -174,6 +176,7 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
              "init": targets_lib.INITS[cfg.impression_init],
              "image_l2": cfg.impression_l2, "image_tv": cfg.impression_tv,
              "jitter": cfg.impression_jitter, "flip": cfg.impression_flip,
+             "bn_weight": cfg.impression_bn_weight,
              "bfloat16_input_gradient": cfg.bfloat16_input_gradient,
              "y": "argmax of the teacher's logits on the final impression",
              "soft_targets": f"teacher softmax at T={cfg.temperature:g} on the final impression"}
@@ -192,6 +195,7 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
             "impression_init": cfg.impression_init, "impression_l2": cfg.impression_l2,
             "impression_tv": cfg.impression_tv, "impression_jitter": cfg.impression_jitter,
             "impression_flip": cfg.impression_flip,
+            "impression_bn_weight": cfg.impression_bn_weight,
             "bfloat16_input_gradient": cfg.bfloat16_input_gradient,
             "mean_loss": float(parts["loss"].mean()),
             "mean_kl_target_to_teacher": float((parts["loss"] - entropy).mean()),

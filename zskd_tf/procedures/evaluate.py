@@ -9,11 +9,12 @@ from zskd_tf.procedures.common import limit
 from zskd_tf.runtime.run_dir import RunDir
 
 
-def dataset_for(cfg) -> str:
-    """--dataset when given, else the dataset the model was trained on, else the default."""
+def dataset_for(cfg, model_path: str | None = None) -> str:
+    """--dataset when given, else the dataset the model (``model_path``, default
+    ``--model_path``) was trained on, else the default."""
     if "dataset" in cfg.present:
         return cfg.dataset
-    return model_io.read_info(cfg.model_path).get("dataset", cfg.dataset)
+    return model_io.read_info(model_path or cfg.model_path).get("dataset", cfg.dataset)
 
 
 def _split(cfg, raw):

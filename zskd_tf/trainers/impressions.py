@@ -10,7 +10,11 @@ differences of neighbouring pixels (a smoothness prior of feature-visualisation 
 code). ``jitter`` and ``flip`` show the teacher, at every step, the whole batch rolled by a
 random offset of up to ``jitter`` pixels per axis and (``flip``) mirrored left-right with
 probability 1/2 (DeepInversion's jitter, Yin et al. 2020; not in ZSKD): an impression must then
-look like its class wherever it sits and whichever way it faces. The offsets are a function of
+look like its class wherever it sits and whichever way it faces. ``bn_weight`` adds
+``bn_weight * R``, R the sum over the teacher's BatchNorm layers of the distance of the batch's
+feature mean and variance to the layer's moving statistics (DeepInversion's feature-statistics
+prior, ``losses.batchnorm_prior``; not in ZSKD): the impressions must also look like real data
+to the teacher's BatchNorm layers, which is what a calibration set for quantization needs. The offsets are a function of
 the batch seed and the step, so a batch is the same whether or not the run was resumed.
 Everything else — fresh Adam state per batch, images kept in the teacher's input range
 after each step, several replicas — is :class:`ImageSynthesizer`'s.
@@ -21,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from zskd_tf import losses
+from zskd_tf.models import taps
 from zskd_tf.trainers.synthesis import ImageSynthesizer
 
 PAPER_TEMPERATURE = 20.0
@@ -29,17 +34,25 @@ PAPER_TEMPERATURE = 20.0
 class ImpressionSynthesizer(ImageSynthesizer):
     def __init__(self, teacher, batch_shape, temperature: float = PAPER_TEMPERATURE,
                  value_range=None, image_l2: float = 0.0, image_tv: float = 0.0,
-                 jitter: int = 0, flip: bool = False, **kwargs):
+                 jitter: int = 0, flip: bool = False, bn_weight: float = 0.0, **kwargs):
         super().__init__(teacher, batch_shape, value_range=value_range, **kwargs)
         self.temperature = float(temperature)
         self.image_l2 = float(image_l2)
         self.image_tv = float(image_tv)
         self.jitter = int(jitter)
         self.flip = bool(flip)
+        self.bn_weight = float(bn_weight)
+        if self.bn_weight:
+            self.bn_layers = taps.batchnorm_layers(teacher)
+            self.teacher_with_bn_inputs = taps.with_batchnorm_inputs(teacher)
 
     def synthesis_loss(self, images, targets):
-        logits = self.teacher(self.shown(images), training=False)
-        loss = losses.soft_cross_entropy(targets, logits, self.temperature)
+        if self.bn_weight:
+            logits, features = self.teacher_with_bn_inputs(self.shown(images), training=False)
+            prior = self.bn_weight * losses.batchnorm_prior(features, self.bn_layers)
+        else:
+            logits, prior = self.teacher(self.shown(images), training=False), 0.0
+        loss = losses.soft_cross_entropy(targets, logits, self.temperature) + prior
         if self.image_l2:
             squares = keras.ops.sum(keras.ops.square(images), axis=(1, 2, 3))
             loss = loss + self.image_l2 * keras.ops.mean(squares) / 2

@@ -232,9 +232,7 @@ class ZeroShotTrainer(keras.Model):
         disagreement, kl = self.matching(t_logits, s_logits)
         loss, extra = -disagreement, {}
         if self.config.generator_bn_weight:
-            extra["generator_bn"] = tf.add_n([
-                losses.batchnorm_statistics(x, layer.moving_mean, layer.moving_variance)
-                for x, layer in zip(bn_inputs, self.teacher_bn_layers)])
+            extra["generator_bn"] = losses.batchnorm_prior(bn_inputs, self.teacher_bn_layers)
             loss += self.config.generator_bn_weight * extra["generator_bn"]
         if self.config.generator_balance_weight:
             extra["generator_balance"] = losses.class_imbalance(t_logits)

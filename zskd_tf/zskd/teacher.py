@@ -107,7 +107,7 @@ def _load_teacher(path, dataset, dataset_given, final_layer, input_range) -> Imp
         raise UserError(f"--teacher={path} must take images (N, height, width, channels): "
                         f"{str(e).splitlines()[0][:120]}") from None
     if loaded.model is None and loaded.spec is None:
-        raise UserError(f"--teacher={path} is a SavedModel exported by zskd_tf (raw images in): "
+        raise UserError(f"--teacher={path} is {loaded.kind} exported by zskd_tf (raw images in): "
                         "give the run directory it came from, or its model.keras")
     info = loaded.info
     if "input_spec" in info:  # made by zskd_tf
