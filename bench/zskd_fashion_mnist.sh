@@ -43,7 +43,7 @@ impression_flags=(--synthesis_batch_size="${SYNTHESIS_BATCH_SIZE:-100}"
                   --synthesis_steps="${SYNTHESIS_STEPS:-1500}")
 tag=$([ "$epochs" = 20 ] || echo "_e$epochs")$([ "$eps" = 0 ] || echo "_pgd$eps")
 case ${IMPRESSIONS:-paper} in
-  paper) ;;
+  paper) impression_flags+=(--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001) ;;
   sseung) impression_flags+=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=0.1)
           tag+=_sseung ;;
   *) echo "IMPRESSIONS must be paper or sseung" >&2; exit 2 ;;
@@ -54,9 +54,10 @@ jitter=${IMPRESSION_JITTER:-0}  # > 0: --impression_jitter (not in ZSKD)
 [ "${BFLOAT16_INPUT_GRADIENT:-0}" = 0 ] || { impression_flags+=(--bfloat16_input_gradient); tag+=_bf16; }
 work=$out/zskd_fashion_mnist$tag
 augment=${STUDENT_AUGMENT:-none}  # e.g. crop_flip: augmented DIs, targets by the teacher online
-student_flags=() student=student
+# Spelled out: the student flagfile's recipe changed (docs/zskd_recipe_study.md).
+student_flags=(--augment=none --targets=stored --epochs=20) student=student
 if [ "$augment" != none ]; then
-  student_flags=(--augment="$augment" --targets=teacher) student+=_$augment
+  student_flags=(--augment="$augment" --targets=teacher --epochs=20) student+=_$augment
 fi
 if [ -n "${STUDENT_EPOCHS:-}" ]; then
   student_flags+=(--epochs="$STUDENT_EPOCHS") student+=_e$STUDENT_EPOCHS

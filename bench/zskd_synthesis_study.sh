@@ -11,6 +11,8 @@
 #   bench/zskd_synthesis_study.sh syn        # synthesis-time jitter and flip
 #   bench/zskd_synthesis_study.sh bf16       # bfloat16 input gradients
 #   bench/zskd_synthesis_study.sh _e1        # students trained for 120 epochs (s100_e6: 60)
+# Every row spells out the flagfiles' recipe of the time (uniform start, lr 1e-3; 20-epoch
+# students on stored targets) before its own flags, so it measures the same thing today.
 # Rows sharing a teacher and impression flags (e.g. the student variants) each synthesise
 # their own impressions, with the same seed: the same impressions.
 #
@@ -110,10 +112,12 @@ for row in "${rows[@]}"; do
   di=$study/${teacher}_${name}/impressions
   # shellcheck disable=SC2086
   zskd --flagfile=flags/zskd/fashion_mnist_impressions.cfg --teacher="$t" --num_samples=6000 \
-    --synthesis_batch_size=500 --synthesis_steps=400 $impression --run_dir="$di"
+    --synthesis_batch_size=500 --synthesis_steps=400 --impression_init=uniform \
+    --impression_l2=0 --synthesis_lr=0.001 $impression --run_dir="$di"
   # shellcheck disable=SC2086
   zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$t" \
-    --dataset="$di/impressions.npz" --run_dir="$study/${teacher}_${name}/student" $student
+    --dataset="$di/impressions.npz" --run_dir="$study/${teacher}_${name}/student" \
+    --augment=none --targets=stored --epochs=20 $student
   python - "$t" "$di" "$study/${teacher}_${name}/student" "$teacher" "$name" <<'PY'
 import json, sys
 import numpy as np

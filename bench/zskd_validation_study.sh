@@ -7,64 +7,73 @@
 # The test set is not read for any choice; the winning recipe is then run once on the real
 # teacher (trained on all 60,000) and reported on the test set (bench/zskd_fashion_mnist.sh).
 #
-# Scale of a row: 6,000 impressions x STEPS Adam steps in batches of 500, then a student with
-# flags/zskd/fashion_mnist_student.cfg (plus the row's student flags). A few minutes per row on
-# the idle 2-core CPU. Run by hand:
+# Scale of a row: NUM (6,000) impressions x STEPS (400) Adam steps in batches of 500, then a
+# student with flags/zskd/fashion_mnist_student.cfg (plus the row's student flags); rows with
+# the same teacher and impression flags share their impressions. A few minutes per row on the
+# idle 2-core CPU. Run by hand:
 #
 #   bench/zskd_validation_study.sh              # every row, products in runs/val/zskd
 #   bench/zskd_validation_study.sh lr1          # rows whose name contains "lr1"
 #   SEED=1 bench/zskd_validation_study.sh lr1   # the same rows with another seed
+#   NUM=3000 STEPS=100 bench/zskd_validation_study.sh   # a smaller scale
 #
 # Teachers (trained here when absent, with flags/teachers/lenet5_fashion_mnist.cfg):
 #   e20: the recipe's 20 epochs; e5: 5 epochs (the --quick pipeline's teacher).
-# Prints one line per row: teacher, row, the impressions' mean pixel, the student's holdout
-# accuracy (final epoch).
+# Prints one line per row: teacher, impressions, student, the impressions' mean pixel, the
+# student's holdout accuracy (final epoch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/val}
 seed=${SEED:-0}
 steps=${STEPS:-400}
+num=${NUM:-6000}
 only=${1:-}
 
-paper=(--synthesis_lr=0.001)
+paper=(--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001)
+plain=(--augment=none --targets=stored --epochs=20)
 sseung=(--impression_init=normal --impression_l2=1e-3)
-# name | teacher | impression flags | student flags
+# impressions name | teacher | impression flags | student name | student flags
 rows=(
-  "paper|e20|${paper[*]}|"
-  "sseung_lr0.1|e20|${sseung[*]} --synthesis_lr=0.1|"
-  "sseung_lr1|e20|${sseung[*]} --synthesis_lr=1.0|"
-  "sseung_lr3|e20|${sseung[*]} --synthesis_lr=3.0|"
-  "sseung_lr1_l2x10|e20|--impression_init=normal --impression_l2=1e-2 --synthesis_lr=1.0|"
-  "sseung_lr1_uniform|e20|--impression_l2=1e-3 --synthesis_lr=1.0|"
-  "sseung_lr1_affine_e120|e20|${sseung[*]} --synthesis_lr=1.0|--augment=affine --targets=teacher --epochs=120"
-  "paper|e5|${paper[*]}|"
-  "sseung_lr1|e5|${sseung[*]} --synthesis_lr=1.0|"
+  "paper|e20|${paper[*]}|plain|${plain[*]}"
+  "sseung_lr1|e20|${sseung[*]} --synthesis_lr=1.0|plain|${plain[*]}"
+  "sseung_lr3|e20|${sseung[*]} --synthesis_lr=3.0|plain|${plain[*]}"
+  "sseung_lr0.1|e20|${sseung[*]} --synthesis_lr=0.1|plain|${plain[*]}"
+  "sseung_lr1|e20|${sseung[*]} --synthesis_lr=1.0|affine_e120|--augment=affine --targets=teacher --epochs=120"
+  "paper|e20|${paper[*]}|affine_e120|--augment=affine --targets=teacher --epochs=120"
+  "sseung_lr3|e20|${sseung[*]} --synthesis_lr=3.0|affine_e120|--augment=affine --targets=teacher --epochs=120"
+  "sseung_lr1_l2x10|e20|--impression_init=normal --impression_l2=1e-2 --synthesis_lr=1.0|plain|${plain[*]}"
+  "sseung_lr1_uniform|e20|--impression_init=uniform --impression_l2=1e-3 --synthesis_lr=1.0|plain|${plain[*]}"
+  "paper|e5|${paper[*]}|plain|${plain[*]}"
+  "paper|e5|${paper[*]}|affine_e120|--augment=affine --targets=teacher --epochs=120"
+  "sseung_lr3|e5|${sseung[*]} --synthesis_lr=3.0|affine_e120|--augment=affine --targets=teacher --epochs=120"
+  "sseung_lr1|e5|${sseung[*]} --synthesis_lr=1.0|plain|${plain[*]}"
 )
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
 for row in "${rows[@]}"; do
-  IFS='|' read -r name teacher impression student <<<"$row"
-  [[ -z $only || $name == *$only* || $teacher == *$only* ]] || continue
+  IFS='|' read -r name teacher impression student_name student <<<"$row"
+  [[ -z $only || $name == *$only* || $teacher == *$only* || $student_name == *$only* ]] || continue
   t=$out/lenet5_$teacher
   zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --holdout_first=10000 \
     --epochs="${teacher#e}" --run_dir="$t"
-  row_dir=$out/zskd/${teacher}_${name}_s${steps}_seed$seed
+  di=$out/zskd/${teacher}_${name}_n${num}_s${steps}_seed$seed
   # shellcheck disable=SC2086
-  zskd --flagfile=flags/zskd/fashion_mnist_impressions.cfg --teacher="$t" --num_samples=6000 \
+  zskd --flagfile=flags/zskd/fashion_mnist_impressions.cfg --teacher="$t" --num_samples="$num" \
     --synthesis_batch_size=500 --synthesis_steps="$steps" --seed="$seed" $impression \
-    --run_dir="$row_dir/impressions"
+    --run_dir="$di/impressions"
+  student_dir=$di/student_$student_name
   # shellcheck disable=SC2086
   zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$t" --seed="$seed" \
-    --dataset="$row_dir/impressions/impressions.npz" --run_dir="$row_dir/student" $student
-  zskd --procedure=evaluate --model_path="$row_dir/student" --split=holdout \
-    --holdout_first=10000 --run_dir="$row_dir/holdout"
-  python - "$row_dir" "$teacher" "$name" <<'PY'
+    --dataset="$di/impressions/impressions.npz" --run_dir="$student_dir" $student
+  zskd --procedure=evaluate --model_path="$student_dir" --split=holdout \
+    --holdout_first=10000 --run_dir="$student_dir/holdout"
+  python - "$di" "$student_dir" "$teacher" "$name" "$student_name" <<'PY'
 import json, sys
 import numpy as np
-row, teacher, name = sys.argv[1:]
-x = np.load(f"{row}/impressions/impressions.npz")["x"]
-acc = json.load(open(f"{row}/holdout/result.json"))["accuracy"]
-print(f"{teacher:>4} {name:<24} pixel mean {x.mean():.3f}  student holdout {acc:.2%}  ({row})",
-      flush=True)
+di, student, teacher, name, student_name = sys.argv[1:]
+x = np.load(f"{di}/impressions/impressions.npz")["x"]
+acc = json.load(open(f"{student}/holdout/result.json"))["accuracy"]
+print(f"{teacher:>4} {name:<20} {student_name:<12} pixel mean {x.mean():.3f}  "
+      f"student holdout {acc:.2%}  ({student})", flush=True)
 PY
 done
