@@ -82,13 +82,12 @@ def test_impressions_distill_and_zero_shot_from_a_keras_model(tmp_path, monkeypa
 
 
 def _small_bn_cnn(num_classes=10):
-    """The kind of model a user brings: 28x28x1 inputs in [0, 1], BatchNorm."""
-    inputs = keras.Input((28, 28, 1))
-    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes)(x))
+    """The kind of model a user brings: a Sequential of 28x28x1 inputs in [0, 1], with
+    BatchNorm (a Sequential has no ``model.input`` once reloaded: the taps must not need it)."""
+    return keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.BatchNormalization(), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dense(num_classes)])
 
 
 def _fit_small_teacher():

@@ -314,3 +314,18 @@ def test_count_params_tool_rejects_a_bad_conv_in_one_line():
     proc = _count_params("--model=wrn-40-2", "--conv=Conv,G3B2")
     assert_user_error(proc, "unknown conv 'G3B2'", "G{2,4,8,16}B{2,4}")
     assert len(proc.stderr.splitlines()) == 1 and not proc.stdout
+
+
+def test_taps_of_a_reloaded_sequential_model(tmp_path):
+    """Users' teachers are often keras.Sequential; reloaded, they have no ``model.input``."""
+    model = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(4, 3),
+                              keras.layers.BatchNormalization(), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    model.save(tmp_path / "s.keras")
+    reloaded = keras.saving.load_model(tmp_path / "s.keras")
+    x = np.random.default_rng(0).normal(size=(2, 12, 12, 1)).astype(np.float32)
+    logits, tapped = taps.with_taps(reloaded, ())(x)
+    np.testing.assert_allclose(logits, reloaded(x), rtol=1e-6)
+    assert tapped == {}
+    logits, bn_inputs = taps.with_batchnorm_inputs(reloaded)(x)
+    assert len(bn_inputs) == 1 and tuple(bn_inputs[0].shape) == (2, 10, 10, 4)

@@ -55,7 +55,7 @@ def run(procedure: str, run_dir: str | os.PathLike | None = None, **options) -> 
     Returns:
         The procedure's result (``result.json``), with ``run_dir`` added.
     """
-    from zskd_tf import procedures  # TensorFlow loads here, not at import
+    from zskd_tf import procedures
 
     cfg = config(procedure, run_dir, **options)
     result = dict(procedures.run(cfg))

@@ -24,6 +24,16 @@ def logits_layer(num_classes: int, **kwargs) -> keras.layers.Dense:
     return keras.layers.Dense(num_classes, name=LOGITS, dtype="float32", **kwargs)
 
 
+def graph_ends(model: keras.Model):
+    """(inputs, output) of ``model``'s graph, to build models that share its layers.
+
+    ``model.input``/``model.output`` fail on a ``keras.Sequential`` (also one loaded from a
+    ``.keras`` file: "has never been called"); ``inputs``/``outputs`` work for every built
+    functional or Sequential model. A single input is returned as a tensor, not a list."""
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return inputs, model.outputs[0]
+
+
 def tap_names(model: keras.Model) -> list[str]:
     """Names of the model's taps without the ``tap_`` prefix, in graph order."""
     return [layer.name[len(TAP_PREFIX):] for layer in model.layers
@@ -42,7 +52,8 @@ def with_taps(model: keras.Model, names=None) -> keras.Model:
         raise UserError(f"unknown feature tap(s) {', '.join(unknown)} of model {model.name!r}; "
                         f"available: {', '.join(available) or 'none'}")
     taps = {name: model.get_layer(tap(name)).output for name in names}
-    return keras.Model(model.input, (model.output, taps), name=f"{model.name}_with_taps")
+    inputs, logits = graph_ends(model)
+    return keras.Model(inputs, (logits, taps), name=f"{model.name}_with_taps")
 
 
 def batchnorm_layers(model: keras.Model) -> list:
@@ -60,7 +71,8 @@ def with_batchnorm_inputs(model: keras.Model) -> keras.Model:
     """A model sharing ``model``'s weights whose call returns ``(logits, [input of each
     BatchNormalization layer])``, in the order of ``batchnorm_layers(model)``."""
     layers = batchnorm_layers(model)
-    return keras.Model(model.input, (model.output, [layer.input for layer in layers]),
+    inputs, logits = graph_ends(model)
+    return keras.Model(inputs, (logits, [layer.input for layer in layers]),
                        name=f"{model.name}_with_batchnorm_inputs")
 
 

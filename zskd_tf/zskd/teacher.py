@@ -34,6 +34,7 @@ from zskd_tf import model_io
 from zskd_tf.data import datasets
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
+from zskd_tf.models import taps
 
 _TINY_PROBABILITY = 1e-30  # floor before the log of a probability output (log = -69)
 
@@ -211,7 +212,7 @@ def _pre_activation(model: keras.Model, dense) -> keras.Model:
                                 name=f"{dense.name}_logits")
     logits = linear(dense.input)
     linear.set_weights(dense.get_weights())
-    return keras.Model(model.input, logits, name=f"{model.name}_logits")
+    return keras.Model(taps.graph_ends(model)[0], logits, name=f"{model.name}_logits")
 
 
 # --- SavedModels -------------------------------------------------------------------------------
