@@ -110,6 +110,7 @@ def _validated(where, spec: InputSpec, num_classes: int, x, y, soft_targets) -> 
     _check(y.ndim == 1 and np.issubdtype(y.dtype, np.integer), where,
            f"y must be a 1-D integer array, got {y.dtype} {y.shape}")
     _check(len(y) == len(x), where, f"x has {len(x)} examples but y has {len(y)}")
+    _check(len(x) > 0, where, "holds no examples (x is empty)")
     _check(bool(np.isfinite(x).all()), where, "x contains NaN or Inf")
     _check(len(y) == 0 or (y.min() >= 0 and y.max() < num_classes), where,
            f"labels must be in [0, {num_classes})")

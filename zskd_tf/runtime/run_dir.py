@@ -2,7 +2,9 @@
 
 A run directory belongs to one procedure and one set of flags. Running the same command
 again resumes (or, when ``result.json`` exists, reports the finished result); running a
-different command on it is refused unless ``--overwrite`` is given.
+different command on it is refused unless ``--overwrite`` is given. ``--overwrite`` only ever
+deletes a directory zskd_tf recognises as a run (it holds ``flags.cfg`` or the marker file
+``.zskd_tf_run``); a non-empty directory of anything else is refused, with or without it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,18 @@ from zskd_tf.runtime import atomic
 FLAGS_FILE = "flags.cfg"
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
+MARKER_FILE = ".zskd_tf_run"  # marks a directory as a zskd_tf run
+
+
+def _is_own_leftover(name: str) -> bool:
+    """The marker, or an atomic writer's temporary ``.NAME.XXXX.tmp`` (see runtime.atomic)."""
+    return name == MARKER_FILE or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def is_run_directory(path: str) -> bool:
+    """Whether ``path`` is a directory zskd_tf made for a run (flags.cfg or the marker)."""
+    return (os.path.isfile(os.path.join(path, FLAGS_FILE))
+            or os.path.isfile(os.path.join(path, MARKER_FILE)))
 
 
 def _flag_line(name: str, value) -> str | None:
@@ -48,7 +62,7 @@ def _default_line(name: str) -> str | None:
 
 def _read_flagfile(path: str) -> dict[str, str]:
     lines = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # damaged bytes: a mismatch
         for line in f:
             line = line.strip()
             if line.startswith("--"):
@@ -86,13 +100,19 @@ class RunDir:
             raise UserError(f"cannot write to --run_dir={self.path} ({existing} is not "
                             "writable)")
         self._stale = None
-        if not (os.path.isdir(self.path) and os.listdir(self.path)):
+        if not (os.path.isdir(self.path)
+                and any(not _is_own_leftover(name) for name in os.listdir(self.path))):
             return False
+        if not is_run_directory(self.path):
+            raise UserError(f"--run_dir={self.path} holds files that zskd_tf did not write (no "
+                            f"{FLAGS_FILE}); it is never deleted, not even with --overwrite: "
+                            "choose another --run_dir")
         saved_path = self.file(FLAGS_FILE)
-        if not os.path.exists(saved_path):
-            self._stale = "holds files that are not a zskd_tf run"
+        saved = _read_flagfile(saved_path) if os.path.exists(saved_path) else {}
+        if "procedure" not in saved:
+            self._stale = f"holds a run whose {FLAGS_FILE} is missing or damaged"
         else:
-            self._stale = self._difference(_read_flagfile(saved_path), flag_lines(cfg))
+            self._stale = self._difference(saved, flag_lines(cfg))
         if self._stale and not cfg.overwrite:
             raise UserError(f"--run_dir={self.path} {self._stale}; use a new --run_dir, or "
                             "--overwrite to replace it")
@@ -105,6 +125,8 @@ class RunDir:
             if self._stale:
                 self._wipe()
             os.makedirs(self.path, exist_ok=True)
+            with open(self.file(MARKER_FILE), "a", encoding="utf-8"):
+                pass
             current = flag_lines(cfg)
             atomic.write_text(self.file(FLAGS_FILE),
                               "\n".join(current[n] for n in sorted(current)) + "\n")
@@ -128,7 +150,12 @@ class RunDir:
         return f"holds a run made with different flags: {shown}"
 
     def _wipe(self) -> None:
+        """Empties this run directory (a recognised zskd_tf run), keeping only its marker."""
+        if not is_run_directory(self.path):  # check() refuses this; never delete foreign files
+            raise UserError(f"--run_dir={self.path} is not a zskd_tf run: not deleting it")
         for entry in os.listdir(self.path):
+            if entry == MARKER_FILE:
+                continue
             full = os.path.join(self.path, entry)
             if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full)

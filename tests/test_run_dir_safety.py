@@ -1,0 +1,57 @@
+"""Run-directory safety: ``--overwrite`` deletes only zskd_tf runs and only after the new
+command's inputs are valid; one writer per run directory; finished runs whose inputs changed
+are reported stale (README "Reliability")."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from helpers import assert_user_error, run_cli
+from zskd_tf.data import preprocess as pp
+from zskd_tf.data import synthetic
+
+
+def _snapshot(directory):
+    """{relative path: (size, mtime)} of every file under ``directory``."""
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, directory)] = (os.path.getsize(path),
+                                                     os.path.getmtime(path))
+    return out
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_foreign_directory_is_never_deleted(overwrite, tmp_path):
+    own = tmp_path / "my_files"
+    own.mkdir()
+    (own / "thesis.tex").write_text("years of work")
+    (own / "data").mkdir()
+    (own / "data" / "x.csv").write_text("1,2,3")
+    before = _snapshot(own)
+    proc = run_cli("--procedure=train", "--epochs=1", "--max_train_examples=100",
+                   f"--run_dir={own}", *(["--overwrite"] if overwrite else []))
+    line = assert_user_error(proc, "did not write", "choose another --run_dir")
+    assert "use --overwrite" not in line and "or --overwrite" not in line
+    assert _snapshot(own) == before
+
+
+def test_overwrite_keeps_a_finished_run_when_the_new_input_is_bad(lenet5_teacher, tmp_path):
+    """distill --overwrite with an empty .npz is refused before the finished run is touched."""
+    finished = str(tmp_path / "finished")
+    shutil.copytree(lenet5_teacher, finished)
+    before = _snapshot(finished)
+    empty = str(tmp_path / "empty.npz")
+    meta = {"format": synthetic.FORMAT, "dataset": "fashion_mnist", "num_classes": 10,
+            "method": "test",
+            "input_spec": pp.input_spec_for("fashion_mnist", "lenet", (32, 32, 1)).to_dict()}
+    np.savez(empty, x=np.zeros((0, 32, 32, 1), np.float32), y=np.zeros((0,), np.int64),
+             meta=np.array(json.dumps(meta)))
+    proc = run_cli("--procedure=distill", f"--teacher={lenet5_teacher}",
+                   "--student=lenet5_half", f"--dataset={empty}", f"--run_dir={finished}",
+                   "--overwrite")
+    assert_user_error(proc, "empty.npz", "no examples")
+    assert _snapshot(finished) == before
