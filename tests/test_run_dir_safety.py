@@ -1,14 +1,18 @@
 """Run-directory safety: ``--overwrite`` deletes only zskd_tf runs and only after the new
 command's inputs are valid; one writer per run directory; finished runs whose inputs changed
 are reported stale (README "Reliability")."""
+import fcntl
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from helpers import assert_user_error, run_cli
+from helpers import REPO, assert_user_error, cli_env, run_cli
 from zskd_tf.data import preprocess as pp
 from zskd_tf.data import synthetic
 
@@ -55,3 +59,37 @@ def test_overwrite_keeps_a_finished_run_when_the_new_input_is_bad(lenet5_teacher
                    "--overwrite")
     assert_user_error(proc, "empty.npz", "no examples")
     assert _snapshot(finished) == before
+
+
+def _wait_for(predicate, seconds, proc):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        assert proc.poll() is None, "the first command ended early"
+        time.sleep(0.2)
+    return False
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    """A second command on a directory another process writes exits 2 naming that PID; the
+    lock dies with its holder (SIGKILL included)."""
+    run = str(tmp_path / "r")
+    args = ["--procedure=train", "--model=lenet5", "--epochs=400", "--batch_size=50",
+            "--max_train_examples=500", "--max_test_examples=100", "--verbose=quiet",
+            f"--run_dir={run}"]
+    marker = os.path.join(run, ".zskd_tf_run")
+    first = subprocess.Popen([sys.executable, "-m", "zskd_tf.main", *args], cwd=REPO,
+                             env=cli_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: os.path.exists(os.path.join(run, "flags.cfg"))
+                         and open(marker).read().strip() == str(first.pid), 300, first)
+        second = run_cli(*args, timeout=300)
+        assert first.poll() is None, "the first command ended before the second was refused"
+        assert_user_error(second, "in use by another zskd_tf process", f"PID {first.pid}")
+    finally:
+        first.kill()
+        first.wait()
+    with open(marker, "a") as f:  # free again: SIGKILL released the lock
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

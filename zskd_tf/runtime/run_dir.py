@@ -5,9 +5,14 @@ again resumes (or, when ``result.json`` exists, reports the finished result); ru
 different command on it is refused unless ``--overwrite`` is given. ``--overwrite`` only ever
 deletes a directory zskd_tf recognises as a run (it holds ``flags.cfg`` or the marker file
 ``.zskd_tf_run``); a non-empty directory of anything else is refused, with or without it.
+
+One process writes a run directory at a time: it holds an advisory ``fcntl.flock`` on the
+marker file (which records its PID) from the moment it accepts the directory until it exits;
+the operating system releases the lock when the process dies, even by SIGKILL.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -27,6 +32,29 @@ MARKER_FILE = ".zskd_tf_run"  # marks a directory as a zskd_tf run
 def _is_own_leftover(name: str) -> bool:
     """The marker, or an atomic writer's temporary ``.NAME.XXXX.tmp`` (see runtime.atomic)."""
     return name == MARKER_FILE or (name.startswith(".") and name.endswith(".tmp"))
+
+
+_LOCKS: dict[str, int] = {}  # run directory -> descriptor of its locked marker (this process)
+
+
+def _lock(path: str) -> None:
+    """Takes the run directory's lock for the rest of this process (re-entrant).
+
+    Raises UserError naming the holder's PID when another process holds it."""
+    if path in _LOCKS:
+        return
+    fd = os.open(os.path.join(path, MARKER_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(f"--run_dir={path} is in use by another zskd_tf process (PID "
+                        f"{holder}); wait for it to end (or stop it), then run the command "
+                        "again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _LOCKS[path] = fd
 
 
 def is_run_directory(path: str) -> bool:
@@ -87,9 +115,11 @@ class RunDir:
     def check(self, cfg) -> bool:
         """Whether this directory holds this same run (to resume or report).
 
-        Raises UserError when it holds something else and ``--overwrite`` is not given, or
-        cannot be written. Writes nothing: call ``claim`` once the inputs are validated, so
-        that a command refused for bad input leaves the directory as it was.
+        Raises UserError when it holds something else and ``--overwrite`` is not given, when
+        it is not a zskd_tf run, when another process holds it, or when it cannot be written.
+        Writes nothing but the lock of a run directory it accepts: call ``claim`` once the
+        inputs are validated, so that a command refused for bad input leaves the directory
+        as it was.
         """
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UserError(f"--run_dir={self.path} is a file, not a directory")
@@ -116,6 +146,7 @@ class RunDir:
         if self._stale and not cfg.overwrite:
             raise UserError(f"--run_dir={self.path} {self._stale}; use a new --run_dir, or "
                             "--overwrite to replace it")
+        _lock(self.path)  # before anything is read back or replaced
         return not self._stale
 
     def claim(self, cfg) -> None:
@@ -125,8 +156,7 @@ class RunDir:
             if self._stale:
                 self._wipe()
             os.makedirs(self.path, exist_ok=True)
-            with open(self.file(MARKER_FILE), "a", encoding="utf-8"):
-                pass
+            _lock(self.path)
             current = flag_lines(cfg)
             atomic.write_text(self.file(FLAGS_FILE),
                               "\n".join(current[n] for n in sorted(current)) + "\n")
