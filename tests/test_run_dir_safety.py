@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from helpers import REPO, assert_user_error, cli_env, run_cli
 from zskd_tf.data import preprocess as pp
 from zskd_tf.data import synthetic
+from zskd_tf.runtime.run_dir import RunDir
 
 
 def _snapshot(directory):
@@ -93,3 +95,21 @@ def test_one_writer_per_run_directory(tmp_path):
         first.wait()
     with open(marker, "a") as f:  # free again: SIGKILL released the lock
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_leftovers_of_killed_atomic_writes_are_removed_on_the_next_start(tmp_path):
+    cfg = types.SimpleNamespace(procedure="evaluate", overwrite=False)
+    run = RunDir(str(tmp_path / "r"))
+    run.claim(cfg)
+    leftovers = [run.file(".stats.npz.k2j4_x.tmp"), run.file("seed_0", ".model.keras.a1b2.tmp"),
+                 run.file("saved_model.old")]
+    for path in leftovers:
+        os.makedirs(path)
+        with open(os.path.join(path, "item"), "wb") as f:
+            f.write(b"\0" * 100_000)
+    batch = run.file("batches", "batch_000000.npz")
+    os.makedirs(os.path.dirname(batch))
+    np.savez(batch, x=np.zeros(3))
+    RunDir(run.path).claim(cfg)
+    assert not any(os.path.exists(p) for p in leftovers)
+    assert os.path.exists(batch) and os.path.exists(run.file("flags.cfg"))

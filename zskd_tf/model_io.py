@@ -18,7 +18,7 @@ import zskd_tf.models.layers  # noqa: F401  (registers custom layers for .keras 
 from zskd_tf import export
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
-from zskd_tf.runtime import atomic
+from zskd_tf.runtime import atomic, guarded
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model_info.json"
@@ -128,8 +128,20 @@ def _read_info(directory: str) -> dict:
     for name in (INFO_FILE, export.EXPORT_INFO_FILE):
         info_path = os.path.join(directory, name)
         if os.path.exists(info_path):
-            return atomic.read_json(info_path)
+            return _read_json(info_path)
     return {}
+
+
+def _read_json(path: str) -> dict:
+    """A model's info file; UserError naming it when it is damaged."""
+    try:
+        info = guarded.read_json(path)
+    except guarded.DamagedFile as e:
+        raise guarded.damaged_input(e, "make the model again (run its procedure with "
+                                       "--overwrite)") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path} is damaged (not a JSON object); make the model again")
+    return info
 
 
 def read_info(path: str) -> dict:
@@ -159,7 +171,7 @@ def _from_savedmodel(path: str, raw_shape) -> LoadedClassifier:
         raise UserError(f"cannot load the SavedModel {path}: {str(e).splitlines()[0][:200]}") from None
     info_path = os.path.join(path, export.EXPORT_INFO_FILE)
     if os.path.exists(info_path):  # a zskd_tf export: raw images in
-        result = LoadedClassifier(path, None, None, atomic.read_json(info_path), loaded.serve)
+        result = LoadedClassifier(path, None, None, _read_json(info_path), loaded.serve)
     else:
         serve, shape = _foreign_endpoint(loaded, path)
         if raw_shape is None:

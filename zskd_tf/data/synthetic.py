@@ -17,6 +17,7 @@ import numpy as np
 from zskd_tf.data.datasets import NUM_CLASSES, check_dataset_name
 from zskd_tf.data.preprocess import InputSpec
 from zskd_tf.errors import UserError
+from zskd_tf.runtime import guarded
 from zskd_tf.runtime.atomic import atomic_path
 
 FORMAT = "zskd_tf.synthetic/1"
@@ -70,10 +71,9 @@ def load_synthetic(path) -> SyntheticDataset:
     where = f"synthetic dataset {path}"
     _check(os.path.isfile(path), where, "no such file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except Exception as e:  # noqa: BLE001 - whatever the reason, the file is unusable
-        raise UserError(f"{where}: not a readable .npz file ({e})") from e
+        arrays = guarded.read_npz(path)
+    except guarded.DamagedFile as e:
+        raise UserError(f"{where}: not a readable .npz file ({e.reason})") from None
     missing = sorted({"x", "y", "meta"} - set(arrays))
     _check(not missing, where, f"missing entries {', '.join(missing)}; write it with "
                                f"save_synthetic")

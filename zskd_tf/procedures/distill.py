@@ -19,7 +19,7 @@ from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import (Split, finished_result, limit, model_info,
                                        train_and_export, with_defaults)
-from zskd_tf.runtime import atomic, devices
+from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes
 from zskd_tf.trainers.distiller import DistillConfig, Distiller
@@ -175,6 +175,8 @@ def run(cfg) -> dict:
         trainer = Distiller(student, teacher_model, config, weight_decay=recipe.weight_decay)
         trainer.compile(optimizer=optimizer)
         optimizer.build(student.trainable_variables)
+    memory.check_batch_fits("batch_size", recipe.batch_size,
+                            memory.activations_per_example(student, teacher_model))
     run_dir.claim(cfg)
     if data.sample_indices is not None:
         atomic.write_json(run_dir.file("samples.json"),

@@ -21,17 +21,23 @@ from absl import flags
 
 from zskd_tf import cli_flags
 from zskd_tf.errors import UserError
-from zskd_tf.runtime import atomic
+from zskd_tf.runtime import atomic, guarded, integrity
 
 FLAGS_FILE = "flags.cfg"
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
 MARKER_FILE = ".zskd_tf_run"  # marks a directory as a zskd_tf run
+INTEGRITY_KEY = "integrity"  # result.json: digests of the products and inputs (runtime.integrity)
+_UNREAD = object()
+
+
+def _is_temporary(name: str) -> bool:
+    """An atomic writer's temporary ``.NAME.XXXX.tmp`` (see runtime.atomic)."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _is_own_leftover(name: str) -> bool:
-    """The marker, or an atomic writer's temporary ``.NAME.XXXX.tmp`` (see runtime.atomic)."""
-    return name == MARKER_FILE or (name.startswith(".") and name.endswith(".tmp"))
+    return name == MARKER_FILE or _is_temporary(name)
 
 
 _LOCKS: dict[str, int] = {}  # run directory -> descriptor of its locked marker (this process)
@@ -107,6 +113,8 @@ class RunDir:
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
         self._stale = None  # why the directory's content is another run (set by check)
+        self._result = _UNREAD  # result() read and verified once
+        self._inputs = None  # digests of the input paths (set by check/claim)
 
     def file(self, *names: str) -> str:
         return os.path.join(self.path, *names)
@@ -147,6 +155,11 @@ class RunDir:
             raise UserError(f"--run_dir={self.path} {self._stale}; use a new --run_dir, or "
                             "--overwrite to replace it")
         _lock(self.path)  # before anything is read back or replaced
+        if not self._stale:
+            self._stale = self._changed_inputs(cfg)
+            if self._stale and not cfg.overwrite:
+                raise UserError(f"--run_dir={self.path} {self._stale}; use --overwrite to "
+                                "redo it, or a new --run_dir")
         return not self._stale
 
     def claim(self, cfg) -> None:
@@ -157,12 +170,50 @@ class RunDir:
                 self._wipe()
             os.makedirs(self.path, exist_ok=True)
             _lock(self.path)
+            self._remove_leftovers()
+            self._inputs = self._input_digests(cfg)
             current = flag_lines(cfg)
             atomic.write_text(self.file(FLAGS_FILE),
                               "\n".join(current[n] for n in sorted(current)) + "\n")
         except OSError as e:
             raise UserError(f"cannot write to --run_dir={self.path}: {e.strerror or e}") from None
         self._stale = None
+
+    def _input_digests(self, cfg) -> dict[str, str]:
+        """{flag: SHA-256} of the input paths the command names (teacher, stats, ...)."""
+        if self._inputs is None:
+            self._inputs = {}
+            for name in cli_flags.INPUT_PATH_FLAGS:
+                value = getattr(cfg, name, None)
+                if (isinstance(value, str) and value and os.path.exists(value)
+                        and (name != "dataset" or value.lower().endswith(".npz"))):
+                    self._inputs[name] = integrity.path_sha256(
+                        value, frozenset({RESULT_FILE, FLAGS_FILE}), is_run_directory)
+        return self._inputs
+
+    def _changed_inputs(self, cfg) -> str | None:
+        """Why a finished run is stale: an input it recorded has changed since, or None."""
+        result = self.result()
+        recorded = ((result or {}).get(INTEGRITY_KEY) or {}).get("inputs") or {}
+        current = self._input_digests(cfg) if recorded else {}
+        changed = [name for name, digest in sorted(recorded.items())
+                   if current.get(name) != digest]
+        if not changed:
+            return None
+        shown = ", ".join(f"--{name}={getattr(cfg, name, '?')}" for name in changed)
+        return (f"holds a finished run whose input {shown} has changed (or is gone) since "
+                "it finished: the run is stale")
+
+    def _remove_leftovers(self) -> None:
+        """Deletes what killed atomic writes left behind (``.NAME.XXXX.tmp``, ``NAME.old``)."""
+        for root, dirs, _ in os.walk(self.path):
+            for name in list(dirs):
+                full = os.path.join(root, name)
+                if _is_temporary(name) or name.endswith(".old"):
+                    shutil.rmtree(full, ignore_errors=True)
+                    dirs.remove(name)
+                elif is_run_directory(full):  # another run (pipeline steps): its own business
+                    dirs.remove(name)
 
     @staticmethod
     def _difference(saved: dict, current: dict) -> str | None:
@@ -191,15 +242,49 @@ class RunDir:
                 shutil.rmtree(full)
             else:
                 os.remove(full)
+        self._result = _UNREAD
 
     # -- results and metrics --------------------------------------------------------------
     def result(self) -> dict | None:
-        """The finished run's result, or None if the run has not finished."""
+        """The finished run's result, or None if the run has not finished.
+
+        A damaged ``result.json``, or one whose recorded products are now missing or differ,
+        is deleted with a warning: the run counts as unfinished, so the same command
+        completes it again."""
+        if self._result is _UNREAD:
+            self._result = self._verified_result()
+        return self._result
+
+    def _verified_result(self) -> dict | None:
         path = self.file(RESULT_FILE)
-        return atomic.read_json(path) if os.path.exists(path) else None
+        if not os.path.exists(path):
+            return None
+        redo = "the run is taken as unfinished and completed again"
+        try:
+            result = guarded.read_json(path)
+        except guarded.DamagedFile as e:
+            guarded.discard(path, e.reason, redo)
+            return None
+        if not isinstance(result, dict):
+            guarded.discard(path, "not a JSON object", redo)
+            return None
+        recorded = (result.get(INTEGRITY_KEY) or {}).get("products") or {}
+        changed = integrity.changed(self.path, recorded)
+        if changed:
+            guarded.discard(path, f"its products {', '.join(changed)} are missing or differ "
+                                  "from when the run finished", redo)
+            return None
+        return result
 
     def write_result(self, result: dict) -> None:
-        atomic.write_json(self.file(RESULT_FILE), result)
+        """Writes result.json (last: it marks the run finished) with the digests of every
+        product and of the inputs (see runtime.integrity)."""
+        record = {"products": integrity.digests(self.path, frozenset({RESULT_FILE, FLAGS_FILE}),
+                                                is_run_directory)}
+        if self._inputs is not None:
+            record["inputs"] = self._inputs
+        atomic.write_json(self.file(RESULT_FILE), {**result, INTEGRITY_KEY: record})
+        self._result = _UNREAD
 
     def append_metrics(self, record: dict) -> None:
         with open(self.file(METRICS_FILE), "a", encoding="utf-8") as f:
@@ -212,12 +297,12 @@ class RunDir:
         if not os.path.exists(path):
             return
         kept = []
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill
-                if record.get("step", 0) <= last_step:
+                if isinstance(record, dict) and record.get("step", 0) <= last_step:
                     kept.append(json.dumps(record, sort_keys=True))
         atomic.write_text(path, "".join(k + "\n" for k in kept))
