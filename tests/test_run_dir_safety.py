@@ -113,3 +113,65 @@ def test_leftovers_of_killed_atomic_writes_are_removed_on_the_next_start(tmp_pat
     RunDir(run.path).claim(cfg)
     assert not any(os.path.exists(p) for p in leftovers)
     assert os.path.exists(batch) and os.path.exists(run.file("flags.cfg"))
+
+
+def _synthetic_set(path, teacher_dir, *, spec=None, dataset="fashion_mnist", weights=None):
+    """20 images for the LeNet-5 teacher, recording ``weights`` as its teacher's digest (the
+    real teacher's when None)."""
+    from zskd_tf import model_io
+    loaded = model_io.load_classifier(teacher_dir)
+    made_by = model_io.fingerprint(loaded)
+    if weights is not None:
+        made_by = {**made_by, "weights_sha256": weights}
+    x = np.random.default_rng(0).uniform(0, 1, (20, 32, 32, 1)).astype(np.float32)
+    synthetic.save_synthetic(path, x, np.arange(20) % 10, input_spec=spec or loaded.spec,
+                             dataset=dataset, method="test", teacher=made_by)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind,fragment", [
+    ("teacher", "another teacher"),
+    ("input_mapping", "another input mapping"),
+    ("dataset", "names the dataset mnist"),
+])
+def test_distill_refuses_a_synthetic_set_of_another_teacher(kind, fragment, lenet5_teacher,
+                                                           tmp_path):
+    options = {"teacher": {"weights": "0" * 64},
+               "input_mapping": {"spec": pp.input_spec_for("fashion_mnist", "wrn", (32, 32, 1))},
+               "dataset": {"dataset": "mnist"}}[kind]
+    npz = _synthetic_set(tmp_path / "foreign.npz", lenet5_teacher, **options)
+    run = str(tmp_path / "r")
+    proc = run_cli("--procedure=distill", f"--teacher={lenet5_teacher}", "--student=lenet5_half",
+                   f"--dataset={npz}", f"--run_dir={run}")
+    assert_user_error(proc, "foreign.npz", fragment, "--allow_foreign_synthetic")
+    assert not os.path.exists(run)
+
+
+def test_distill_on_a_foreign_synthetic_set_on_purpose(lenet5_teacher, tmp_path):
+    npz = _synthetic_set(tmp_path / "foreign.npz", lenet5_teacher, weights="0" * 64)
+    own = _synthetic_set(tmp_path / "own.npz", lenet5_teacher)
+    common = ["--procedure=distill", f"--teacher={lenet5_teacher}", "--student=lenet5_half",
+              "--epochs=1", "--batch_size=10", "--max_test_examples=50", "--verbose=quiet"]
+    proc = run_cli(*common, f"--dataset={npz}", "--allow_foreign_synthetic",
+                   f"--run_dir={tmp_path / 'a'}", check=True)
+    assert "another teacher" in proc.stdout  # said, not silent
+    proc = run_cli(*common, f"--dataset={own}", f"--run_dir={tmp_path / 'b'}", check=True)
+    assert "warning" not in proc.stdout
+
+
+def test_a_finished_run_whose_teacher_changed_is_stale(lenet5_teacher, tmp_path):
+    import keras
+    teacher = str(tmp_path / "teacher")
+    shutil.copytree(lenet5_teacher, teacher)
+    args = ["--procedure=data_impressions", f"--teacher={teacher}", "--num_samples=20",
+            "--synthesis_batch_size=20", "--synthesis_steps=2", "--verbose=quiet",
+            f"--run_dir={tmp_path / 'di'}"]
+    run_cli(*args, check=True)
+    assert "already finished" in run_cli(*args, check=True).stdout
+    model_path = os.path.join(teacher, "model.keras")  # the teacher "retrained in place"
+    model = keras.saving.load_model(model_path, compile=False)
+    model.set_weights([w * 1.01 for w in model.get_weights()])
+    model.save(model_path)
+    assert_user_error(run_cli(*args), "stale", f"--teacher={teacher}", "--overwrite")
+    redone = run_cli(*args, "--overwrite", check=True)
+    assert "already finished" not in redone.stdout

@@ -107,6 +107,9 @@ flags.DEFINE_integer("samples_per_class", None,
 flags.DEFINE_string("init_from", None, "Start the student from this run directory/.keras file.")
 flags.DEFINE_float("anchor_weight", 0.0,
                    "L1 pull of the student to its initial weights (ZSKT fine-tuning: 1).")
+flags.DEFINE_boolean("allow_foreign_synthetic", False,
+                     "distill: train on a synthetic .npz although its recorded teacher, input "
+                     "mapping or dataset differ from --teacher's (refused by default).")
 flags.DEFINE_boolean("freeze_bn", False,
                      "Run the student's BatchNorm in inference mode (ZSKT fine-tuning).")
 

@@ -8,6 +8,7 @@ run directory, a ``.keras`` file or a SavedModel directory.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import keras
@@ -18,10 +19,28 @@ import zskd_tf.models.layers  # noqa: F401  (registers custom layers for .keras 
 from zskd_tf import export
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
-from zskd_tf.runtime import atomic, guarded
+from zskd_tf.runtime import atomic, guarded, integrity
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model_info.json"
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """SHA-256 over all of ``model``'s weights (in order, raw bytes)."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(loaded: "LoadedClassifier") -> dict:
+    """What identifies a classifier: its architecture name and a SHA-256 of its weights (of
+    a SavedModel: of its files, see runtime.integrity)."""
+    if loaded.model is not None:
+        return {"model": loaded.info.get("model") or loaded.model.name,
+                "weights_sha256": weights_sha256(loaded.model)}
+    return {"model": loaded.info.get("model") or os.path.basename(os.path.normpath(loaded.path)),
+            "weights_sha256": integrity.path_sha256(loaded.path)}
 
 
 def save_classifier(directory: str, model: keras.Model, info: dict) -> None:

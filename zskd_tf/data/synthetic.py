@@ -3,7 +3,9 @@
 Entries: ``x`` float32 (N, H, W, C) in the teacher's input space (already preprocessed: feed it
 to the model as is), ``y`` int64 (N,) labels, optional ``soft_targets`` float32 (N, K)
 probabilities, and ``meta``: a JSON string with the dataset name, class count, method,
-``input_spec`` (see :class:`InputSpec`), creation time and method-specific ``extra``.
+``input_spec`` (see :class:`InputSpec`), creation time, method-specific ``extra`` and, when a
+teacher made it, ``teacher``: its architecture and a SHA-256 of its weights (files written
+before zskd_tf recorded it have none).
 """
 from __future__ import annotations
 
@@ -46,8 +48,12 @@ def is_synthetic_path(s) -> bool:
 
 
 def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, dataset: str,
-                   method: str, extra: dict | None = None) -> None:
-    """Validates and writes the dataset atomically (a killed run leaves no partial file)."""
+                   method: str, extra: dict | None = None, teacher: dict | None = None) -> None:
+    """Validates and writes the dataset atomically (a killed run leaves no partial file).
+
+    ``teacher`` (``{"model", "weights_sha256"}``, see ``model_io.fingerprint``) records the
+    teacher the images were made from, which ``distill`` checks against its ``--teacher``.
+    """
     path = os.fspath(path)
     if not is_synthetic_path(path):
         raise UserError(f"synthetic dataset path {path} must end with .npz")
@@ -56,6 +62,8 @@ def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, data
             "input_spec": input_spec.to_dict(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "extra": extra or {}}
+    if teacher is not None:
+        meta["teacher"] = {"model": teacher["model"], "weights_sha256": teacher["weights_sha256"]}
     arrays = _validated(f"synthetic dataset for {path}", input_spec, meta["num_classes"],
                         x, y, soft_targets)
     arrays["meta"] = np.array(json.dumps(meta))

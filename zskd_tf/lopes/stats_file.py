@@ -13,7 +13,6 @@ whose ``covariance`` is ``full`` in meta);
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -35,10 +34,7 @@ FILE_NAME = "stats.npz"
 def fingerprint(model: keras.Model, model_name: str, input_spec: dict) -> dict:
     """What identifies a teacher: architecture name, recorded layers, input mapping, and a
     SHA-256 over all its weights (in order, raw bytes)."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return {"model": model_name, "weights_sha256": digest.hexdigest(),
+    return {"model": model_name, "weights_sha256": model_io.weights_sha256(model),
             "input_spec": input_spec, "layers": recording.layer_units(model)}
 
 

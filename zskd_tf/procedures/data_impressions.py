@@ -180,7 +180,7 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
     synthetic.save_synthetic(run_dir.file(IMPRESSIONS_FILE), parts["x"], parts["y"],
                              parts["soft_targets"], input_spec=teacher.spec,
                              dataset=teacher.dataset, method="zskd_data_impressions",
-                             extra=extra)
+                             extra=extra, teacher=teacher.fingerprint)
     targets, soft = parts["targets"], parts["soft_targets"]
     entropy = -(targets * np.log(np.maximum(targets, 1e-30))).sum(axis=1)
     return {"teacher": cfg.teacher, "dataset": teacher.dataset,

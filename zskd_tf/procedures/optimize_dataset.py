@@ -186,7 +186,7 @@ def _finish(cfg, run_dir, store, spec, meta, stats_path, objective) -> dict:
                 "segments": [[s.layer, s.units, s.weight] for s in objective.segments]}
     synthetic.save_synthetic(
         path, data["x"], data["y"], data["soft_targets"], input_spec=spec,
-        dataset=meta["dataset"], method=f"lopes_{cfg.objective}",
+        dataset=meta["dataset"], method=f"lopes_{cfg.objective}", teacher=meta["teacher"],
         extra={**settings, "y": "the class whose statistics the image's batch was drawn from",
                "soft_targets": f"teacher softmax(logits/{cfg.temperature:g}) on the final images"})
     seconds = float(data["seconds"].sum())

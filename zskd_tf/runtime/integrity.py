@@ -8,21 +8,59 @@ digest differs means the finished run is stale (e.g. a teacher retrained in plac
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import zipfile
 from typing import Callable
+
+import numpy as np
 
 # Written while a run works and never read as a product: not part of the digests.
 WORKING_DIRS = frozenset({"checkpoints", "tensorboard", "batches"})
 WORKING_FILES = frozenset({"metrics.jsonl"})
+# Rewritten with other bytes at every export of the same weights (the variables are hashed).
+REBUILT_ON_EXPORT = frozenset({"saved_model.pb", "fingerprint.pb"})
 
 
-def file_sha256(path: str) -> str:
+def _bytes_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _member(name: str, data: bytes) -> bytes | None:
+    """A zip member's content as digested: None for a .keras file's metadata.json (the save
+    date), a synthetic set's ``meta`` without its creation time; everything else as stored."""
+    if name == "metadata.json":
+        return None
+    if name == "meta.npy":
+        meta = json.loads(str(np.load(io.BytesIO(data), allow_pickle=False)))
+        if isinstance(meta, dict):
+            meta.pop("created", None)
+        return json.dumps(meta, sort_keys=True).encode("utf-8")
+    return data
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's content. For ``.keras`` and ``.npz`` archives: of their members
+    (each read, so zip CRCs are checked) without the save time, so that saving the same
+    weights or arrays again gives the same digest; a damaged archive gets its bytes' digest,
+    which differs from any recorded one."""
+    if path.endswith((".keras", ".npz")):
+        digest = hashlib.sha256()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for name in sorted(archive.namelist()):
+                    data = _member(name, archive.read(name))
+                    if data is not None:
+                        digest.update(f"{name}:{len(data)}:".encode("utf-8") + data)
+            return digest.hexdigest()
+        except Exception:  # noqa: BLE001 - a damaged archive: zipfile, zlib, numpy, json errors
+            pass
+    return _bytes_sha256(path)
 
 
 def digests(directory: str, skip: frozenset = frozenset(),
@@ -63,8 +101,11 @@ def changed(directory: str, recorded: dict[str, str]) -> list[str]:
 
 def path_sha256(path: str, skip: frozenset = frozenset(),
                 other_run: Callable[[str], bool] = lambda p: False) -> str:
-    """One digest of a file, or of a directory's products (see :func:`digests`)."""
+    """One digest of a file, or of a directory's products (see :func:`digests`; without
+    ``REBUILT_ON_EXPORT``), e.g. of a command's input."""
     if os.path.isfile(path):
         return file_sha256(path)
-    listing = json.dumps(digests(path, skip, other_run), sort_keys=True)
+    listing = {name: digest for name, digest in digests(path, skip, other_run).items()
+               if os.path.basename(name) not in REBUILT_ON_EXPORT}
+    listing = json.dumps(listing, sort_keys=True)
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
