@@ -6,6 +6,7 @@ NaN impressions, foreign teachers, ...) are listed in the README table with thei
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -217,4 +218,40 @@ def test_a_batch_larger_than_the_machine_is_refused_before_it_is_allocated(args,
     proc = run_cli(*args, *teacher, "--max_train_examples=100", f"--run_dir={run}",
                    timeout=300)
     assert_user_error(proc, flag, "GiB", "memory")
+    assert not os.path.exists(run)
+
+
+def _flip_middle(path):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        chunk = f.read(64)
+        f.seek(os.path.getsize(path) // 2)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+
+
+@pytest.mark.parametrize("damaged", ["model_info.json", "model.keras"])
+def test_a_damaged_teacher_is_one_error_line_naming_the_file(damaged, lenet5_teacher, tmp_path):
+    teacher = str(tmp_path / "teacher")
+    shutil.copytree(lenet5_teacher, teacher)
+    path = os.path.join(teacher, damaged)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    run = str(tmp_path / "r")
+    proc = run_cli("--procedure=data_impressions", f"--teacher={teacher}", "--num_samples=20",
+                   f"--run_dir={run}")
+    assert_user_error(proc, path)
+    assert not os.path.exists(run)
+
+
+def test_damaged_statistics_are_one_error_line_naming_the_file(lenet5_teacher, tmp_path):
+    stats_run = str(tmp_path / "stats")
+    run_cli("--procedure=compute_stats", f"--teacher={lenet5_teacher}",
+            "--max_train_examples=300", f"--run_dir={stats_run}", check=True)
+    stats = os.path.join(stats_run, "stats.npz")
+    _flip_middle(stats)
+    run = str(tmp_path / "r")
+    proc = run_cli("--procedure=optimize_dataset", f"--teacher={lenet5_teacher}",
+                   f"--stats={stats}", "--num_samples=20", "--synthesis_batch_size=10",
+                   f"--run_dir={run}")
+    assert_user_error(proc, stats, "damaged")
     assert not os.path.exists(run)

@@ -175,3 +175,29 @@ def test_a_finished_run_whose_teacher_changed_is_stale(lenet5_teacher, tmp_path)
     assert_user_error(run_cli(*args), "stale", f"--teacher={teacher}", "--overwrite")
     redone = run_cli(*args, "--overwrite", check=True)
     assert "already finished" not in redone.stdout
+
+
+def test_digests_ignore_save_times_but_not_content(tmp_path):
+    import keras
+
+    from zskd_tf.runtime import integrity
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    first, second = str(tmp_path / "a.keras"), str(tmp_path / "b.keras")
+    model.save(first)
+    time.sleep(1.1)  # metadata.json holds the save time
+    model.save(second)
+    assert integrity.file_sha256(first) == integrity.file_sha256(second)
+    data = bytearray(open(first, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    damaged = tmp_path / "c.keras"
+    damaged.write_bytes(bytes(data))
+    assert integrity.file_sha256(str(damaged)) != integrity.file_sha256(first)
+    x = np.ones((2, 32, 32, 1), np.float32)
+    spec = pp.input_spec_for("fashion_mnist", "lenet", (32, 32, 1))
+    paths = [str(tmp_path / f"s{i}.npz") for i in range(3)]
+    for i, path in enumerate(paths):  # "created" differs; the third has other images
+        synthetic.save_synthetic(path, x * (1 + (i == 2)), np.array([0, 1]), input_spec=spec,
+                                 dataset="fashion_mnist", method="test")
+        time.sleep(1.1)
+    digests = [integrity.file_sha256(p) for p in paths]
+    assert digests[0] == digests[1] != digests[2]

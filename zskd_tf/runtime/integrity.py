@@ -23,41 +23,47 @@ WORKING_FILES = frozenset({"metrics.jsonl"})
 REBUILT_ON_EXPORT = frozenset({"saved_model.pb", "fingerprint.pb"})
 
 
+def _update(digest, stream) -> None:
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+
+
 def _bytes_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+        _update(digest, f)
     return digest.hexdigest()
 
 
-def _member(name: str, data: bytes) -> bytes | None:
-    """A zip member's content as digested: None for a .keras file's metadata.json (the save
-    date), a synthetic set's ``meta`` without its creation time; everything else as stored."""
-    if name == "metadata.json":
-        return None
-    if name == "meta.npy":
-        meta = json.loads(str(np.load(io.BytesIO(data), allow_pickle=False)))
-        if isinstance(meta, dict):
-            meta.pop("created", None)
-        return json.dumps(meta, sort_keys=True).encode("utf-8")
-    return data
+def _archive_sha256(path: str) -> str:
+    """Digest of a zip archive's members, streamed (so zip CRCs are checked): without a .keras
+    file's ``metadata.json`` (its save date), and a synthetic set's ``meta`` without its
+    creation time; every other member as stored."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for name in sorted(archive.namelist()):
+            digest.update(f"\0{name}\0".encode("utf-8"))
+            with archive.open(name) as member:
+                if name == "meta.npy":
+                    meta = json.loads(str(np.load(io.BytesIO(member.read()), allow_pickle=False)))
+                    if isinstance(meta, dict):
+                        meta.pop("created", None)
+                    digest.update(json.dumps(meta, sort_keys=True).encode("utf-8"))
+                elif name == "metadata.json":
+                    member.read()  # checked, not digested
+                else:
+                    _update(digest, member)
+    return digest.hexdigest()
 
 
 def file_sha256(path: str) -> str:
     """SHA-256 of a file's content. For ``.keras`` and ``.npz`` archives: of their members
-    (each read, so zip CRCs are checked) without the save time, so that saving the same
-    weights or arrays again gives the same digest; a damaged archive gets its bytes' digest,
-    which differs from any recorded one."""
+    without the save time (see :func:`_archive_sha256`), so that saving the same weights or
+    arrays again gives the same digest; a damaged archive gets its bytes' digest, which
+    differs from any recorded one."""
     if path.endswith((".keras", ".npz")):
-        digest = hashlib.sha256()
         try:
-            with zipfile.ZipFile(path) as archive:
-                for name in sorted(archive.namelist()):
-                    data = _member(name, archive.read(name))
-                    if data is not None:
-                        digest.update(f"{name}:{len(data)}:".encode("utf-8") + data)
-            return digest.hexdigest()
+            return _archive_sha256(path)
         except Exception:  # noqa: BLE001 - a damaged archive: zipfile, zlib, numpy, json errors
             pass
     return _bytes_sha256(path)
