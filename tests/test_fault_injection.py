@@ -38,8 +38,9 @@ RNG = random.Random(int(os.environ.get("FAULT_SEED", "0")))
 FAULTS = ("corrupt", "truncate", "delete")
 TINY_TRAIN = ["--epochs=2", "--batch_size=50", "--max_train_examples=200",
               "--max_test_examples=100"]
-# procedure -> (flags, products compared with the reference, files damaged: (glob, working?))
-# A working file (checkpoint, batch) is only read by an unfinished run: result.json goes too.
+# procedure -> (flags, products compared with the reference, files damaged: (glob, working?[,
+# faults: all when not given])). A working file (checkpoint, batch) is only read by an
+# unfinished run: result.json goes too. compute_stats recomputes everything, so it gets fewer.
 PROCEDURES = {
     "train": (["--procedure=train", "--model=lenet5", *TINY_TRAIN],
               ["model.keras"],
@@ -61,7 +62,7 @@ PROCEDURES = {
     "compute_stats": (["--procedure=compute_stats", "--teacher={teacher}",
                        "--max_train_examples=300"],
                       ["stats.npz"],
-                      [("stats.npz", False), ("result.json", False)]),
+                      [("stats.npz", False), ("result.json", False, ("truncate",))]),
     "optimize_dataset": (["--procedure=optimize_dataset", "--teacher={teacher}", "--stats={stats}",
                           "--objective=top_layer", "--num_samples=20",
                           "--synthesis_batch_size=10", "--synthesis_steps=5"],
@@ -167,8 +168,8 @@ def test_damaged_run_files_heal_or_stop_cleanly(procedure, references, tmp_path,
     args, reference = references[procedure]
     _, products, targets = PROCEDURES[procedure]
     outcomes = {}
-    for pattern, working in targets:
-        for fault in FAULTS:
+    for pattern, working, *faults in targets:
+        for fault in (faults[0] if faults else FAULTS):
             case = f"{fault} {pattern}"
             run = str(tmp_path / f"case{len(outcomes)}")
             shutil.copytree(reference, run)

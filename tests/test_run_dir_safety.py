@@ -20,10 +20,13 @@ from zskd_tf.runtime.run_dir import RunDir
 
 
 def _snapshot(directory):
-    """{relative path: (size, mtime)} of every file under ``directory``."""
+    """{relative path: (size, mtime)} of every file under ``directory`` but the lock file (it
+    records the PID of the last process that looked at the run)."""
     out = {}
     for root, _, files in os.walk(directory):
         for name in files:
+            if name == ".zskd_tf_run":
+                continue
             path = os.path.join(root, name)
             out[os.path.relpath(path, directory)] = (os.path.getsize(path),
                                                      os.path.getmtime(path))
