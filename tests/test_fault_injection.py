@@ -4,7 +4,8 @@ and the same command must heal (or refuse in one ``error:`` line), never crash o
 Each procedure runs once on tiny settings with ``--deterministic`` (the reference). Then, for
 every case, a copy of the finished reference has one file damaged — bytes overwritten at a
 seeded random place (``FAULT_SEED``, default 0), cut to a seeded random length, or deleted —
-and, for working files (checkpoints, batches), ``result.json`` is removed too, as after a kill.
+and, for working files (checkpoints, batches), the ``result.json`` files above it are removed
+too, as after a kill.
 The same command runs again and must either
 
 * finish, with a warning when it had to throw something away, every product whole and equal
@@ -174,8 +175,12 @@ def test_damaged_run_files_heal_or_stop_cleanly(procedure, references, tmp_path,
             run = str(tmp_path / f"case{len(outcomes)}")
             shutil.copytree(reference, run)
             _damage(_newest(pattern, run), fault)
-            if working:
-                os.remove(os.path.join(run, "result.json"))
+            if working:  # unfinished, as after a kill: no result.json above the file
+                parts = pattern.split("/")[:-1]
+                for depth in range(len(parts) + 1):
+                    done = os.path.join(run, *parts[:depth], "result.json")
+                    if os.path.exists(done):
+                        os.remove(done)
             capfd.readouterr()
             error = _run([*args, f"--run_dir={run}"])
             said = capfd.readouterr().err
@@ -185,6 +190,8 @@ def test_damaged_run_files_heal_or_stop_cleanly(procedure, references, tmp_path,
                 outcomes[case] = "refused (one error line), then --overwrite finished"
             else:
                 outcomes[case] = "healed" + (" (warned)" if "warning:" in said else "")
+                if fault != "delete" and not pattern.endswith("checkpoints/checkpoint"):
+                    assert "warning:" in said, (case, said[-2000:])  # damage is never silent
             assert os.path.exists(os.path.join(run, "result.json")), case
             assert read_json(os.path.join(run, "result.json")), case
             for product in products:
