@@ -204,3 +204,16 @@ def test_digests_ignore_save_times_but_not_content(tmp_path):
         time.sleep(1.1)
     digests = [integrity.file_sha256(p) for p in paths]
     assert digests[0] == digests[1] != digests[2]
+
+
+def test_locks_are_released_when_an_in_process_procedure_returns(tmp_path):
+    from zskd_tf.runtime import run_dir as run_dir_lib
+    cfg = types.SimpleNamespace(procedure="evaluate", overwrite=False)
+    run = RunDir(str(tmp_path / "r"))
+    run.claim(cfg)
+    marker = run.file(".zskd_tf_run")
+    with open(marker, "a") as f, pytest.raises(BlockingIOError):
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held (flock: per open file)
+    run_dir_lib.release_locks()
+    with open(marker, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

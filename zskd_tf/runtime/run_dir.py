@@ -63,6 +63,13 @@ def _lock(path: str) -> None:
     _LOCKS[path] = fd
 
 
+def release_locks() -> None:
+    """Releases every run-directory lock this process holds (for callers that run several
+    procedures in one process; a process that exits releases them anyway)."""
+    for path in list(_LOCKS):
+        os.close(_LOCKS.pop(path))  # closing the descriptor releases its flock
+
+
 def is_run_directory(path: str) -> bool:
     """Whether ``path`` is a directory zskd_tf made for a run (flags.cfg or the marker)."""
     return (os.path.isfile(os.path.join(path, FLAGS_FILE))
