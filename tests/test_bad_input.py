@@ -6,6 +6,7 @@ NaN impressions, foreign teachers, ...) are listed in the README table with thei
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -91,6 +92,11 @@ def test_a_teacher_whose_output_is_not_a_class_distribution(procedure, bad_files
     (["--procedure=train", "--batch_size=-4"], "--batch_size"),
     (["--procedure=train", "--input_noise=-0.1"], "--input_noise"),
     (["--procedure=train", "--adversarial_eps=nan"], "--adversarial_eps"),
+    (["--procedure=train", "--learning_rate=nan"], "--learning_rate must be a finite number"),
+    (["--procedure=distill", "--temperature=inf"], "--temperature must be a finite number"),
+    (["--procedure=train", "--momentum=-inf"], "--momentum must be a finite number"),
+    (["--procedure=zero_shot", "--teacher=t", "--student=s", "--student_lr=nan"],
+     "--student_lr must be a finite number"),
     (["--procedure=train", "--adversarial_eps=1", "--adversarial_train_steps=0"],
      "--adversarial_train_steps"),
     (["--procedure=nope"], "--procedure"),
@@ -197,3 +203,55 @@ def test_nan_loss_mid_run_stops_and_keeps_the_last_checkpoint(tmp_path):
         for line in open(os.path.join(run, "metrics.jsonl")):
             assert all(np.isfinite(v) for v in json.loads(line).values()
                        if isinstance(v, float))
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--procedure=train", "--model=lenet5", "--batch_size=100000000"], "--batch_size"),
+    (["--procedure=data_impressions", "--num_samples=100000000",
+      "--synthesis_batch_size=100000000"], "--synthesis_batch_size"),
+])
+def test_a_batch_larger_than_the_machine_is_refused_before_it_is_allocated(args, flag,
+                                                                         lenet5_teacher,
+                                                                         tmp_path):
+    run = str(tmp_path / "r")
+    teacher = [f"--teacher={lenet5_teacher}"] if "data_impressions" in args[0] else []
+    proc = run_cli(*args, *teacher, "--max_train_examples=100", f"--run_dir={run}",
+                   timeout=300)
+    assert_user_error(proc, flag, "GiB", "memory")
+    assert not os.path.exists(run)
+
+
+def _flip_middle(path):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        chunk = f.read(64)
+        f.seek(os.path.getsize(path) // 2)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+
+
+@pytest.mark.parametrize("damaged", ["model_info.json", "model.keras"])
+def test_a_damaged_teacher_is_one_error_line_naming_the_file(damaged, lenet5_teacher, tmp_path):
+    teacher = str(tmp_path / "teacher")
+    shutil.copytree(lenet5_teacher, teacher)
+    path = os.path.join(teacher, damaged)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    run = str(tmp_path / "r")
+    proc = run_cli("--procedure=data_impressions", f"--teacher={teacher}", "--num_samples=20",
+                   f"--run_dir={run}")
+    assert_user_error(proc, path)
+    assert not os.path.exists(run)
+
+
+def test_damaged_statistics_are_one_error_line_naming_the_file(lenet5_teacher, tmp_path):
+    stats_run = str(tmp_path / "stats")
+    run_cli("--procedure=compute_stats", f"--teacher={lenet5_teacher}",
+            "--max_train_examples=300", f"--run_dir={stats_run}", check=True)
+    stats = os.path.join(stats_run, "stats.npz")
+    _flip_middle(stats)
+    run = str(tmp_path / "r")
+    proc = run_cli("--procedure=optimize_dataset", f"--teacher={lenet5_teacher}",
+                   f"--stats={stats}", "--num_samples=20", "--synthesis_batch_size=10",
+                   f"--run_dir={run}")
+    assert_user_error(proc, stats, "damaged")
+    assert not os.path.exists(run)

@@ -6,6 +6,7 @@ Flags whose default is ``None`` fall back to the recipe of the chosen model (see
 """
 from __future__ import annotations
 
+import math
 import types
 
 from absl import flags
@@ -26,6 +27,10 @@ OPERATIONAL_FLAGS = frozenset({
     "run_dir", "overwrite", "data_dir", "strategy", "logical_cpus", "checkpoint_every_secs",
     "verbose", "flagfile", "eval_every_epochs",
 })
+
+# Flags naming files or run directories a command reads: a finished run records their digests
+# and is reported stale when one changes (runtime/run_dir.py).
+INPUT_PATH_FLAGS = ("teacher", "stats", "init_from", "student_run", "model_path", "dataset")
 
 # --- what to run ---------------------------------------------------------------------------
 flags.DEFINE_enum("procedure", None, PROCEDURE_NAMES, "What to run.")
@@ -102,6 +107,9 @@ flags.DEFINE_integer("samples_per_class", None,
 flags.DEFINE_string("init_from", None, "Start the student from this run directory/.keras file.")
 flags.DEFINE_float("anchor_weight", 0.0,
                    "L1 pull of the student to its initial weights (ZSKT fine-tuning: 1).")
+flags.DEFINE_boolean("allow_foreign_synthetic", False,
+                     "distill: train on a synthetic .npz although its recorded teacher, input "
+                     "mapping or dataset differ from --teacher's (refused by default).")
 flags.DEFINE_boolean("freeze_bn", False,
                      "Run the student's BatchNorm in inference mode (ZSKT fine-tuning).")
 
@@ -197,6 +205,9 @@ def validate(cfg) -> None:
     for name in _NEEDS.get(cfg.procedure, ()):
         if not getattr(cfg, name):
             raise UserError(f"--{name} is required for --procedure={cfg.procedure}")
+    for name, value in sorted(vars(cfg).items()):  # NaN passes every comparison below
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--{name} must be a finite number, got {value}")
     for name in _POSITIVE:
         value = getattr(cfg, name, None)
         if value is not None and value <= 0:

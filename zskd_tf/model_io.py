@@ -9,6 +9,7 @@ run directory, a ``.keras`` file, a SavedModel directory or a ``.tflite`` file w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import keras
@@ -19,10 +20,28 @@ import zskd_tf.models.layers  # noqa: F401  (registers custom layers for .keras 
 from zskd_tf import export
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
-from zskd_tf.runtime import atomic
+from zskd_tf.runtime import atomic, guarded, integrity
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model_info.json"
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """SHA-256 over all of ``model``'s weights (in order, raw bytes)."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(loaded: "LoadedClassifier") -> dict:
+    """What identifies a classifier: its architecture name and a SHA-256 of its weights (of
+    a SavedModel: of its files, see runtime.integrity)."""
+    if loaded.model is not None:
+        return {"model": loaded.info.get("model") or loaded.model.name,
+                "weights_sha256": weights_sha256(loaded.model)}
+    return {"model": loaded.info.get("model") or os.path.basename(os.path.normpath(loaded.path)),
+            "weights_sha256": integrity.path_sha256(loaded.path)}
 
 
 def save_classifier(directory: str, model: keras.Model, info: dict) -> None:
@@ -158,8 +177,20 @@ def _read_info(directory: str) -> dict:
     for name in (INFO_FILE, export.EXPORT_INFO_FILE):
         info_path = os.path.join(directory, name)
         if os.path.exists(info_path):
-            return atomic.read_json(info_path)
+            return _read_json(info_path)
     return {}
+
+
+def _read_json(path: str) -> dict:
+    """A model's info file; UserError naming it when it is damaged."""
+    try:
+        info = guarded.read_json(path)
+    except guarded.DamagedFile as e:
+        raise guarded.damaged_input(e, "make the model again (run its procedure with "
+                                       "--overwrite)") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path} is damaged (not a JSON object); make the model again")
+    return info
 
 
 def read_info(path: str) -> dict:
@@ -192,7 +223,7 @@ def _from_savedmodel(path: str, raw_shape) -> LoadedClassifier:
         raise UserError(f"cannot load the SavedModel {path}: {str(e).splitlines()[0][:200]}") from None
     info_path = os.path.join(path, export.EXPORT_INFO_FILE)
     if os.path.exists(info_path):  # a zskd_tf export: raw images in
-        result = LoadedClassifier(path, None, None, atomic.read_json(info_path), loaded.serve)
+        result = LoadedClassifier(path, None, None, _read_json(info_path), loaded.serve)
     else:
         serve, shape = _foreign_endpoint(loaded, path)
         if raw_shape is None:

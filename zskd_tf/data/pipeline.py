@@ -39,6 +39,8 @@ def train_batches(x, y, spec: pp.InputSpec, batch_size: int, seed: int, start_st
     model's input space when ``spec`` is None (synthetic datasets).
     """
     n = len(x)
+    if n == 0:
+        raise ValueError("train_batches needs at least one example")  # callers validate first
     first = start_step * batch_size
     first_epoch, offset = divmod(first, n)
     images = tf.constant(x)

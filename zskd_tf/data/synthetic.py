@@ -3,7 +3,9 @@
 Entries: ``x`` float32 (N, H, W, C) in the teacher's input space (already preprocessed: feed it
 to the model as is), ``y`` int64 (N,) labels, optional ``soft_targets`` float32 (N, K)
 probabilities, and ``meta``: a JSON string with the dataset name, class count, method,
-``input_spec`` (see :class:`InputSpec`), creation time and method-specific ``extra``.
+``input_spec`` (see :class:`InputSpec`), creation time, method-specific ``extra`` and, when a
+teacher made it, ``teacher``: its architecture and a SHA-256 of its weights (files written
+before zskd_tf recorded it have none).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 from zskd_tf.data.datasets import NUM_CLASSES, check_dataset_name
 from zskd_tf.data.preprocess import InputSpec
 from zskd_tf.errors import UserError
+from zskd_tf.runtime import guarded
 from zskd_tf.runtime.atomic import atomic_path
 
 FORMAT = "zskd_tf.synthetic/1"
@@ -63,8 +66,12 @@ def is_synthetic_path(s) -> bool:
 
 
 def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, dataset: str,
-                   method: str, extra: dict | None = None) -> None:
-    """Validates and writes the dataset atomically (a killed run leaves no partial file)."""
+                   method: str, extra: dict | None = None, teacher: dict | None = None) -> None:
+    """Validates and writes the dataset atomically (a killed run leaves no partial file).
+
+    ``teacher`` (``{"model", "weights_sha256"}``, see ``model_io.fingerprint``) records the
+    teacher the images were made from, which ``distill`` checks against its ``--teacher``.
+    """
     path = os.fspath(path)
     if not is_synthetic_path(path):
         raise UserError(f"synthetic dataset path {path} must end with .npz")
@@ -73,6 +80,8 @@ def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, data
             "input_spec": input_spec.to_dict(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "extra": extra or {}}
+    if teacher is not None:
+        meta["teacher"] = {"model": teacher["model"], "weights_sha256": teacher["weights_sha256"]}
     arrays = _validated(f"synthetic dataset for {path}", input_spec, meta["num_classes"],
                         x, y, soft_targets)
     arrays["meta"] = np.array(json.dumps(meta))
@@ -98,10 +107,9 @@ def load_synthetic(path) -> SyntheticDataset:
     where = f"synthetic dataset {path}"
     _check(os.path.isfile(path), where, "no such file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except Exception as e:  # noqa: BLE001 - whatever the reason, the file is unusable
-        raise UserError(f"{where}: not a readable .npz file ({e})") from e
+        arrays = guarded.read_npz(path)
+    except guarded.DamagedFile as e:
+        raise UserError(f"{where}: not a readable .npz file ({e.reason})") from None
     missing = sorted({"x", "y", "meta"} - set(arrays))
     _check(not missing, where, f"missing entries {', '.join(missing)}; write it with "
                                f"save_synthetic")
@@ -139,6 +147,7 @@ def _validated(where, spec: InputSpec, num_classes: int, x, y, soft_targets) -> 
     _check(y.ndim == 1 and np.issubdtype(y.dtype, np.integer), where,
            f"y must be a 1-D integer array, got {y.dtype} {y.shape}")
     _check(len(y) == len(x), where, f"x has {len(x)} examples but y has {len(y)}")
+    _check(len(x) > 0, where, "holds no examples (x is empty)")
     _check(bool(np.isfinite(x).all()), where, "x contains NaN or Inf")
     _check(len(y) == 0 or (y.min() >= 0 and y.max() < num_classes), where,
            f"labels must be in [0, {num_classes})")

@@ -13,7 +13,6 @@ whose ``covariance`` is ``full`` in meta);
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -26,7 +25,7 @@ from zskd_tf.errors import UserError
 from zskd_tf.lopes import recording
 from zskd_tf.lopes.metadata import Metadata, SpectralStats
 from zskd_tf.lopes.statistics import GaussianStats
-from zskd_tf.runtime import atomic
+from zskd_tf.runtime import atomic, guarded
 
 FORMAT = "zskd_tf.lopes_stats/1"
 FILE_NAME = "stats.npz"
@@ -35,10 +34,7 @@ FILE_NAME = "stats.npz"
 def fingerprint(model: keras.Model, model_name: str, input_spec: dict) -> dict:
     """What identifies a teacher: architecture name, recorded layers, input mapping, and a
     SHA-256 over all its weights (in order, raw bytes)."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return {"model": model_name, "weights_sha256": digest.hexdigest(),
+    return {"model": model_name, "weights_sha256": model_io.weights_sha256(model),
             "input_spec": input_spec, "layers": recording.layer_units(model)}
 
 
@@ -90,7 +86,7 @@ def resolve_path(stats: str) -> str:
 
 def read_meta(path: str) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(path, allow_pickle=False) as npz:  # the meta member alone: quick
             meta = json.loads(str(npz["meta"]))
     except Exception as e:  # noqa: BLE001 - whatever the reason, it is not our stats file
         raise UserError(f"{path} is not a stats file made by compute_stats ({e})") from None
@@ -101,22 +97,26 @@ def read_meta(path: str) -> dict:
     return meta
 
 
-def _gaussian(npz, prefix: str) -> GaussianStats:
-    chol = npz[f"{prefix}/chol"] if f"{prefix}/chol" in npz.files else None
-    return GaussianStats(npz[f"{prefix}/mean"], npz[f"{prefix}/std"], chol)
+def _gaussian(arrays: dict, prefix: str) -> GaussianStats:
+    chol = arrays.get(f"{prefix}/chol")
+    return GaussianStats(arrays[f"{prefix}/mean"], arrays[f"{prefix}/std"], chol)
 
 
 def load(path: str, meta: dict) -> Metadata:
+    """The statistics in ``path`` (every member read and checked); UserError if damaged."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            layers = {name: _gaussian(npz, f"layer/{name}") for name in meta["layers"]}
-            graphs = {}
-            for graph_id, info in ((meta.get("spectral") or {}).get("graphs") or {}).items():
-                prefix = f"spectral/{graph_id}"
-                graphs[graph_id] = SpectralStats(
-                    info["layers"], npz[f"{prefix}/eigenvalues"], npz[f"{prefix}/kept"],
-                    _gaussian(npz, prefix))
-            counts = npz["count"]
+        arrays = guarded.read_npz(path)
+    except guarded.DamagedFile as e:
+        raise guarded.damaged_input(e, "run compute_stats again") from None
+    try:
+        layers = {name: _gaussian(arrays, f"layer/{name}") for name in meta["layers"]}
+        graphs = {}
+        for graph_id, info in ((meta.get("spectral") or {}).get("graphs") or {}).items():
+            prefix = f"spectral/{graph_id}"
+            graphs[graph_id] = SpectralStats(
+                info["layers"], arrays[f"{prefix}/eigenvalues"], arrays[f"{prefix}/kept"],
+                _gaussian(arrays, prefix))
+        counts = arrays["count"]
     except (KeyError, OSError, ValueError) as e:
         raise UserError(f"{path} is damaged or incomplete ({e}): run compute_stats again") from None
     keep = (meta.get("spectral") or {}).get("keep")

@@ -1,7 +1,7 @@
 """One module per ``--procedure``; each exposes ``run(cfg) -> dict`` (the result)."""
 import importlib
 
-from zskd_tf.runtime import devices
+from zskd_tf.runtime import devices, run_dir
 
 _MODULES = {
     "train": "zskd_tf.procedures.train",
@@ -22,4 +22,7 @@ def run(cfg) -> dict:
     """Sets up devices (before TensorFlow starts) and runs the procedure ``cfg.procedure``."""
     devices.configure(cfg.logical_cpus, cfg.deterministic, cfg.seed)
     module = importlib.import_module(_MODULES[cfg.procedure])
-    return module.run(cfg)
+    try:
+        return module.run(cfg)
+    finally:
+        run_dir.release_locks()  # in-process callers (the Python API, tests) run many

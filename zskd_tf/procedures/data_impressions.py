@@ -24,7 +24,6 @@ makes.
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import keras
@@ -33,7 +32,7 @@ import numpy as np
 from zskd_tf.data import synthetic
 from zskd_tf.errors import UserError
 from zskd_tf.procedures.common import finished_result, with_defaults
-from zskd_tf.runtime import atomic, devices
+from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.batch_store import BatchStore
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers.impressions import PAPER_TEMPERATURE, ImpressionSynthesizer
@@ -85,6 +84,8 @@ def run(cfg) -> dict:
     if plan.batch_size % replicas:
         raise UserError(f"--synthesis_batch_size={plan.batch_size} must be divisible by the "
                         f"number of replicas ({replicas})")
+    memory.check_batch_fits("synthesis_batch_size", plan.batch_size,
+                            memory.activations_per_example(teacher.logits_model))
     concentration = concentration_lib.concentration_matrix(teacher.kernel)
     with strategy.scope():
         synthesizer = ImpressionSynthesizer(teacher.logits_model,
@@ -101,9 +102,8 @@ def run(cfg) -> dict:
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])
     run_dir.claim(cfg)  # every input is valid: from here on the directory is this run's
-    if not os.path.exists(run_dir.file(CONCENTRATION_FILE)):
-        with atomic.atomic_path(run_dir.file(CONCENTRATION_FILE), ".npy") as tmp:
-            np.save(tmp, concentration)
+    with atomic.atomic_path(run_dir.file(CONCENTRATION_FILE), ".npy") as tmp:  # cheap: always
+        np.save(tmp, concentration)
     store = BatchStore(run_dir.file("batches"), plan.num_batches)
     pending = store.pending()
     print(f"data impressions of {cfg.teacher} ({teacher.dataset}, {teacher.num_classes} "
@@ -183,7 +183,7 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
     synthetic.save_synthetic(run_dir.file(IMPRESSIONS_FILE), parts["x"], parts["y"],
                              parts["soft_targets"], input_spec=teacher.spec,
                              dataset=teacher.dataset, method="zskd_data_impressions",
-                             extra=extra)
+                             extra=extra, teacher=teacher.fingerprint)
     targets, soft = parts["targets"], parts["soft_targets"]
     entropy = -(targets * np.log(np.maximum(targets, 1e-30))).sum(axis=1)
     return {"teacher": cfg.teacher, "dataset": teacher.dataset,

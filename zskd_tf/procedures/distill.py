@@ -19,7 +19,7 @@ from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import (Split, finished_result, limit, model_info,
                                        train_and_export, with_defaults)
-from zskd_tf.runtime import atomic, devices
+from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes
 from zskd_tf.trainers.distiller import DistillConfig, Distiller
@@ -84,6 +84,8 @@ def _synthetic_data(cfg, teacher) -> DistillData:
     if teacher is not None and tuple(teacher.spec.shape) != tuple(syn.x.shape[1:]):
         raise UserError(f"{cfg.dataset} holds {tuple(syn.x.shape[1:])} inputs but the teacher "
                         f"takes {tuple(teacher.spec.shape)}: was it made from another teacher?")
+    if teacher is not None:
+        _check_provenance(cfg, syn, teacher)
     test, class_names, full = None, [str(i) for i in range(syn.num_classes)], len(syn.x)
     try:
         raw = datasets.load_dataset(syn.dataset, cfg.data_dir)
@@ -95,6 +97,31 @@ def _synthetic_data(cfg, teacher) -> DistillData:
     x, y = limit(syn.x, y, cfg.max_train_examples, cfg.seed)
     return DistillData(Split(x, y, None), test, syn.input_spec, syn.dataset, class_names,
                        cfg.dataset, full)
+
+
+def _check_provenance(cfg, syn, teacher) -> None:
+    """A synthetic set made from another teacher, input mapping or dataset than --teacher is
+    refused unless --allow_foreign_synthetic; a set that records no teacher gets a warning."""
+    made_by = syn.meta.get("teacher")
+    current = model_io.fingerprint(teacher)
+    problems = []
+    if made_by and made_by.get("weights_sha256") != current["weights_sha256"]:
+        problems.append(f"was made from another teacher (a {made_by.get('model')} whose weights "
+                        f"differ from --teacher={cfg.teacher}'s)")
+    if syn.input_spec != teacher.spec:
+        problems.append("was made for another input mapping (resize/normalisation) than "
+                        "the teacher's")
+    trained_on = teacher.info.get("dataset")
+    if trained_on and trained_on != syn.dataset:
+        problems.append(f"names the dataset {syn.dataset}, but the teacher classifies {trained_on}")
+    if problems and not cfg.allow_foreign_synthetic:
+        raise UserError(f"{cfg.dataset} {'; and '.join(problems)}: give the teacher it was made "
+                        "from, or --allow_foreign_synthetic to distil on it anyway")
+    for problem in problems:
+        print(f"warning: {cfg.dataset} {problem} (--allow_foreign_synthetic)", flush=True)
+    if not made_by:
+        print(f"warning: {cfg.dataset} records no teacher (made before zskd_tf recorded it); "
+              f"it cannot be checked against --teacher={cfg.teacher}", flush=True)
 
 
 def _real_data(cfg, teacher) -> DistillData:
@@ -183,6 +210,8 @@ def run(cfg) -> dict:
         trainer = Distiller(student, teacher_model, config, weight_decay=recipe.weight_decay)
         trainer.compile(optimizer=optimizer)
         optimizer.build(student.trainable_variables)
+    memory.check_batch_fits("batch_size", recipe.batch_size,
+                            memory.activations_per_example(student, teacher_model))
     run_dir.claim(cfg)
     if data.sample_indices is not None:
         atomic.write_json(run_dir.file("samples.json"),

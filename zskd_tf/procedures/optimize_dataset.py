@@ -26,7 +26,7 @@ from zskd_tf.data import synthetic
 from zskd_tf.errors import UserError
 from zskd_tf.lopes import objectives, stats_file
 from zskd_tf.procedures.common import finished_result, with_defaults
-from zskd_tf.runtime import devices
+from zskd_tf.runtime import devices, memory
 from zskd_tf.runtime.batch_store import BatchStore
 from zskd_tf.runtime.fitting import keras_verbosity
 from zskd_tf.runtime.run_dir import RunDir
@@ -153,6 +153,8 @@ def run(cfg) -> dict:
     stats_file.check_teacher(meta, stats_path, stats_file.teacher_fingerprint(teacher),
                              teacher.info.get("dataset"), cfg.teacher)
     objective = objectives.build(cfg.objective, metadata, teacher.model, stats_path)
+    memory.check_batch_fits("synthesis_batch_size", cfg.synthesis_batch_size,
+                            memory.activations_per_example(teacher.model))
     spec = teacher.spec
     with strategy.scope():
         synthesizer = ReconstructionSynthesizer(
@@ -184,7 +186,7 @@ def _finish(cfg, run_dir, store, spec, meta, stats_path, objective) -> dict:
                 "segments": [[s.layer, s.units, s.weight] for s in objective.segments]}
     synthetic.save_synthetic(
         path, data["x"], data["y"], data["soft_targets"], input_spec=spec,
-        dataset=meta["dataset"], method=f"lopes_{cfg.objective}",
+        dataset=meta["dataset"], method=f"lopes_{cfg.objective}", teacher=meta["teacher"],
         extra={**settings, "y": "the class whose statistics the image's batch was drawn from",
                "soft_targets": f"teacher softmax(logits/{cfg.temperature:g}) on the final images"})
     seconds = float(data["seconds"].sum())

@@ -8,7 +8,7 @@ from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import registry
 from zskd_tf.procedures.common import Split, finished_result, limit, model_info, train_and_export
-from zskd_tf.runtime import devices
+from zskd_tf.runtime import devices, memory
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes
 from zskd_tf.trainers.classifier import ClassifierTrainer, InputPerturbation
@@ -46,6 +46,8 @@ def run(cfg) -> dict:
                                     perturbation=perturbation)
         trainer.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
+    memory.check_batch_fits("batch_size", recipe.batch_size,
+                            memory.activations_per_example(model))
     run_dir.claim(cfg)  # every input is valid: from here on the directory is this run's
     print(f"training {cfg.model} on {cfg.dataset} ({len(train.x)} images from {raw.source}; "
           f"{recipe.epochs} epochs x {steps_per_epoch} steps of {recipe.batch_size}, "

@@ -35,7 +35,7 @@ from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.models import generator as generator_lib
 from zskd_tf.procedures.common import Split, finished_result, limit, model_info, with_defaults
-from zskd_tf.runtime import atomic, devices
+from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.checkpoints import Checkpointer
 from zskd_tf.runtime.fitting import fit_resumable
 from zskd_tf.runtime.run_dir import RunDir
@@ -215,6 +215,8 @@ def run(cfg) -> dict:
                                                    gradient_dtype="bfloat16")
     test, class_names = _test_split(cfg, teacher)
     student, generator = _build_networks(cfg, teacher.spec, len(class_names))  # checks the shapes
+    memory.check_batch_fits("batch_size", cfg.batch_size,
+                            memory.activations_per_example(student, teacher.model, generator))
     config = _config(cfg, _at_taps(cfg, teacher.model, student))
     if config.generator_bn_weight:  # a UserError now, not after the run directory is claimed
         taps_lib.batchnorm_layers(teacher.model)

@@ -2,7 +2,8 @@
 
 Each finished batch is one ``.npz`` under ``<run_dir>/batches/``, written atomically. A run
 that is killed continues with the first unfinished batch and never rewrites a finished one;
-``assemble`` concatenates the batches once all exist.
+``assemble`` concatenates the batches once all exist. A finished batch that can no longer be
+read whole (a damaged file) is deleted with a warning and made again.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 
 import numpy as np
 
-from zskd_tf.runtime import atomic
+from zskd_tf.runtime import atomic, guarded
 
 
 class BatchStore:
@@ -25,7 +26,17 @@ class BatchStore:
         return os.path.exists(self.path(index))
 
     def pending(self) -> list[int]:
-        return [i for i in range(self.num_batches) if not self.done(i)]
+        """Indices of the batches still to make; damaged finished batches are discarded."""
+        out = []
+        for i in range(self.num_batches):
+            if self.done(i):
+                try:
+                    guarded.read_npz(self.path(i))
+                    continue
+                except guarded.DamagedFile as e:
+                    guarded.discard(e.path, e.reason, "the batch is made again")
+            out.append(i)
+        return out
 
     def save(self, index: int, **arrays) -> None:
         if self.done(index):
@@ -40,7 +51,6 @@ class BatchStore:
         """All batches concatenated in index order (every batch must be finished)."""
         parts: dict[str, list] = {}
         for i in range(self.num_batches):
-            with np.load(self.path(i)) as batch:
-                for key in batch.files:
-                    parts.setdefault(key, []).append(batch[key])
+            for key, value in guarded.read_npz(self.path(i)).items():
+                parts.setdefault(key, []).append(value)
         return {key: np.concatenate(values) for key, values in parts.items()}

@@ -1,40 +1,105 @@
 """Periodic training checkpoints (tf.train.Checkpoint) and their restoration on resume."""
 from __future__ import annotations
 
+import glob
 import math
+import os
+import sys
 import time
 
 import keras
 import tensorflow as tf
 
 from zskd_tf.errors import UserError
+from zskd_tf.runtime import guarded
+
+
+def _first_words(text: str, limit: int = 160) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _unreadable(prefix: str) -> str | None:
+    """Why the checkpoint ``prefix`` cannot be read whole (None if it can): every tensor is
+    read, so TensorFlow checks the lengths and CRC32C checksums of the data files."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001 - OpError, IndexError, ... : the files are damaged
+        return _first_words(f"{type(e).__name__}: {e}")
+    return None
+
+
+def _delete_checkpoint(prefix: str, problem: str) -> None:
+    files = glob.glob(glob.escape(prefix) + ".index") + glob.glob(glob.escape(prefix) + ".data-*")
+    print(f"warning: the checkpoint {prefix} is damaged ({problem}); it is deleted and an "
+          "older one tried", file=sys.stderr, flush=True)
+    for path in files:
+        os.remove(path)
 
 
 class Checkpointer:
     """Saves ``trackables`` at least every ``every_secs`` seconds and at each call of ``save``.
 
     The CheckpointManager updates its index file only after a checkpoint is fully written,
-    so a kill during a save leaves the previous checkpoint as the latest one.
+    so a kill during a save leaves the previous checkpoint as the latest one. A checkpoint
+    damaged later is noticed on restore (every tensor is read and its checksum checked first)
+    and the older kept one is used; without any usable one, training starts again.
     """
 
     def __init__(self, directory: str, every_secs: float = 120, **trackables):
         self.checkpoint = tf.train.Checkpoint(**trackables)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
+        self.directory = directory
+        self.manager = self._manager(directory)
         self.every_secs = every_secs
         self._last = time.monotonic()
 
-    def restore(self) -> bool:
-        """Restores the latest checkpoint if there is one; returns whether it did."""
-        path = self.manager.latest_checkpoint
-        if not path:
-            return False
+    def _manager(self, directory: str) -> tf.train.CheckpointManager:
         try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise UserError(f"the checkpoint {path} does not fit this model/optimizer "
-                            f"({str(e).splitlines()[0][:120]}); use --overwrite to start "
-                            "again") from None
-        return True
+            return tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
+        except Exception as e:  # noqa: BLE001 - a damaged state file: parse or decode errors
+            state = os.path.join(directory, "checkpoint")
+            guarded.discard(state, str(e).splitlines()[0][:120] if str(e) else type(e).__name__,
+                            "the checkpoints are found by their file names")
+            return tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
+
+    def _candidates(self) -> list[str]:
+        """Checkpoint prefixes on disk, newest first (the state file may be damaged or stale)."""
+        numbered = {}
+        for index in glob.glob(os.path.join(self.directory, "ckpt-*.index")):
+            prefix = index[:-len(".index")]
+            number = prefix.rsplit("-", 1)[-1]
+            if number.isdigit():
+                numbered[int(number)] = prefix
+        return [numbered[n] for n in sorted(numbered, reverse=True)]
+
+    def restore(self) -> bool:
+        """Restores the newest readable checkpoint; returns whether one was restored.
+
+        A damaged checkpoint is deleted with a warning and the next older one tried; if none
+        is left, training starts from the beginning (said on stderr)."""
+        candidates = self._candidates()
+        for path in candidates:
+            problem = _unreadable(path)
+            if problem:
+                _delete_checkpoint(path, problem)
+                continue
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as e:
+                raise UserError(f"the checkpoint {path} does not fit this model/optimizer "
+                                f"({_first_words(str(e))}); use --overwrite to start "
+                                "again") from None
+            if path != candidates[0]:
+                print(f"warning: resuming from the older checkpoint {path}", file=sys.stderr,
+                      flush=True)
+            return True
+        if candidates:
+            print(f"warning: no usable checkpoint left in {self.directory}: training starts "
+                  "again from the beginning", file=sys.stderr, flush=True)
+        return False
 
     def save(self, step: int) -> None:
         self.manager.save(checkpoint_number=step)

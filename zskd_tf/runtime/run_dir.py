@@ -2,10 +2,17 @@
 
 A run directory belongs to one procedure and one set of flags. Running the same command
 again resumes (or, when ``result.json`` exists, reports the finished result); running a
-different command on it is refused unless ``--overwrite`` is given.
+different command on it is refused unless ``--overwrite`` is given. ``--overwrite`` only ever
+deletes a directory zskd_tf recognises as a run (it holds ``flags.cfg`` or the marker file
+``.zskd_tf_run``); a non-empty directory of anything else is refused, with or without it.
+
+One process writes a run directory at a time: it holds an advisory ``fcntl.flock`` on the
+marker file (which records its PID) from the moment it accepts the directory until it exits;
+the operating system releases the lock when the process dies, even by SIGKILL.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -14,11 +21,59 @@ from absl import flags
 
 from zskd_tf import cli_flags
 from zskd_tf.errors import UserError
-from zskd_tf.runtime import atomic
+from zskd_tf.runtime import atomic, guarded, integrity
 
 FLAGS_FILE = "flags.cfg"
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
+MARKER_FILE = ".zskd_tf_run"  # marks a directory as a zskd_tf run
+INTEGRITY_KEY = "integrity"  # result.json: digests of the products and inputs (runtime.integrity)
+_UNREAD = object()
+
+
+def _is_temporary(name: str) -> bool:
+    """An atomic writer's temporary ``.NAME.XXXX.tmp`` (see runtime.atomic)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _is_own_leftover(name: str) -> bool:
+    return name == MARKER_FILE or _is_temporary(name)
+
+
+_LOCKS: dict[str, int] = {}  # run directory -> descriptor of its locked marker (this process)
+
+
+def _lock(path: str) -> None:
+    """Takes the run directory's lock for the rest of this process (re-entrant).
+
+    Raises UserError naming the holder's PID when another process holds it."""
+    if path in _LOCKS:
+        return
+    fd = os.open(os.path.join(path, MARKER_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(f"--run_dir={path} is in use by another zskd_tf process (PID "
+                        f"{holder}); wait for it to end (or stop it), then run the command "
+                        "again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _LOCKS[path] = fd
+
+
+def release_locks() -> None:
+    """Releases every run-directory lock this process holds (for callers that run several
+    procedures in one process; a process that exits releases them anyway)."""
+    for path in list(_LOCKS):
+        os.close(_LOCKS.pop(path))  # closing the descriptor releases its flock
+
+
+def is_run_directory(path: str) -> bool:
+    """Whether ``path`` is a directory zskd_tf made for a run (flags.cfg or the marker)."""
+    return (os.path.isfile(os.path.join(path, FLAGS_FILE))
+            or os.path.isfile(os.path.join(path, MARKER_FILE)))
 
 
 def _flag_line(name: str, value) -> str | None:
@@ -48,7 +103,7 @@ def _default_line(name: str) -> str | None:
 
 def _read_flagfile(path: str) -> dict[str, str]:
     lines = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # damaged bytes: a mismatch
         for line in f:
             line = line.strip()
             if line.startswith("--"):
@@ -65,6 +120,8 @@ class RunDir:
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
         self._stale = None  # why the directory's content is another run (set by check)
+        self._result = _UNREAD  # result() read and verified once
+        self._inputs = None  # digests of the input paths (set by check/claim)
 
     def file(self, *names: str) -> str:
         return os.path.join(self.path, *names)
@@ -73,9 +130,11 @@ class RunDir:
     def check(self, cfg) -> bool:
         """Whether this directory holds this same run (to resume or report).
 
-        Raises UserError when it holds something else and ``--overwrite`` is not given, or
-        cannot be written. Writes nothing: call ``claim`` once the inputs are validated, so
-        that a command refused for bad input leaves the directory as it was.
+        Raises UserError when it holds something else and ``--overwrite`` is not given, when
+        it is not a zskd_tf run, when another process holds it, or when it cannot be written.
+        Writes nothing but the lock of a run directory it accepts: call ``claim`` once the
+        inputs are validated, so that a command refused for bad input leaves the directory
+        as it was.
         """
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UserError(f"--run_dir={self.path} is a file, not a directory")
@@ -86,16 +145,28 @@ class RunDir:
             raise UserError(f"cannot write to --run_dir={self.path} ({existing} is not "
                             "writable)")
         self._stale = None
-        if not (os.path.isdir(self.path) and os.listdir(self.path)):
+        if not (os.path.isdir(self.path)
+                and any(not _is_own_leftover(name) for name in os.listdir(self.path))):
             return False
+        if not is_run_directory(self.path):
+            raise UserError(f"--run_dir={self.path} holds files that zskd_tf did not write (no "
+                            f"{FLAGS_FILE}); it is never deleted, not even with --overwrite: "
+                            "choose another --run_dir")
         saved_path = self.file(FLAGS_FILE)
-        if not os.path.exists(saved_path):
-            self._stale = "holds files that are not a zskd_tf run"
+        saved = _read_flagfile(saved_path) if os.path.exists(saved_path) else {}
+        if "procedure" not in saved:
+            self._stale = f"holds a run whose {FLAGS_FILE} is missing or damaged"
         else:
-            self._stale = self._difference(_read_flagfile(saved_path), flag_lines(cfg))
+            self._stale = self._difference(saved, flag_lines(cfg))
         if self._stale and not cfg.overwrite:
             raise UserError(f"--run_dir={self.path} {self._stale}; use a new --run_dir, or "
                             "--overwrite to replace it")
+        _lock(self.path)  # before anything is read back or replaced
+        if not self._stale:
+            self._stale = self._changed_inputs(cfg)
+            if self._stale and not cfg.overwrite:
+                raise UserError(f"--run_dir={self.path} {self._stale}; use --overwrite to "
+                                "redo it, or a new --run_dir")
         return not self._stale
 
     def claim(self, cfg) -> None:
@@ -105,12 +176,51 @@ class RunDir:
             if self._stale:
                 self._wipe()
             os.makedirs(self.path, exist_ok=True)
+            _lock(self.path)
+            self._remove_leftovers()
+            self._inputs = self._input_digests(cfg)
             current = flag_lines(cfg)
             atomic.write_text(self.file(FLAGS_FILE),
                               "\n".join(current[n] for n in sorted(current)) + "\n")
         except OSError as e:
             raise UserError(f"cannot write to --run_dir={self.path}: {e.strerror or e}") from None
         self._stale = None
+
+    def _input_digests(self, cfg) -> dict[str, str]:
+        """{flag: SHA-256} of the input paths the command names (teacher, stats, ...)."""
+        if self._inputs is None:
+            self._inputs = {}
+            for name in cli_flags.INPUT_PATH_FLAGS:
+                value = getattr(cfg, name, None)
+                if (isinstance(value, str) and value and os.path.exists(value)
+                        and (name != "dataset" or value.lower().endswith(".npz"))):
+                    self._inputs[name] = integrity.path_sha256(
+                        value, frozenset({RESULT_FILE, FLAGS_FILE}), is_run_directory)
+        return self._inputs
+
+    def _changed_inputs(self, cfg) -> str | None:
+        """Why a finished run is stale: an input it recorded has changed since, or None."""
+        result = self.result()
+        recorded = ((result or {}).get(INTEGRITY_KEY) or {}).get("inputs") or {}
+        current = self._input_digests(cfg) if recorded else {}
+        changed = [name for name, digest in sorted(recorded.items())
+                   if current.get(name) != digest]
+        if not changed:
+            return None
+        shown = ", ".join(f"--{name}={getattr(cfg, name, '?')}" for name in changed)
+        return (f"holds a finished run whose input {shown} has changed (or is gone) since "
+                "it finished: the run is stale")
+
+    def _remove_leftovers(self) -> None:
+        """Deletes what killed atomic writes left behind (``.NAME.XXXX.tmp``, ``NAME.old``)."""
+        for root, dirs, _ in os.walk(self.path):
+            for name in list(dirs):
+                full = os.path.join(root, name)
+                if _is_temporary(name) or name.endswith(".old"):
+                    shutil.rmtree(full, ignore_errors=True)
+                    dirs.remove(name)
+                elif is_run_directory(full):  # another run (pipeline steps): its own business
+                    dirs.remove(name)
 
     @staticmethod
     def _difference(saved: dict, current: dict) -> str | None:
@@ -128,21 +238,60 @@ class RunDir:
         return f"holds a run made with different flags: {shown}"
 
     def _wipe(self) -> None:
+        """Empties this run directory (a recognised zskd_tf run), keeping only its marker."""
+        if not is_run_directory(self.path):  # check() refuses this; never delete foreign files
+            raise UserError(f"--run_dir={self.path} is not a zskd_tf run: not deleting it")
         for entry in os.listdir(self.path):
+            if entry == MARKER_FILE:
+                continue
             full = os.path.join(self.path, entry)
             if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full)
             else:
                 os.remove(full)
+        self._result = _UNREAD
 
     # -- results and metrics --------------------------------------------------------------
     def result(self) -> dict | None:
-        """The finished run's result, or None if the run has not finished."""
+        """The finished run's result, or None if the run has not finished.
+
+        A damaged ``result.json``, or one whose recorded products are now missing or differ,
+        is deleted with a warning: the run counts as unfinished, so the same command
+        completes it again."""
+        if self._result is _UNREAD:
+            self._result = self._verified_result()
+        return self._result
+
+    def _verified_result(self) -> dict | None:
         path = self.file(RESULT_FILE)
-        return atomic.read_json(path) if os.path.exists(path) else None
+        if not os.path.exists(path):
+            return None
+        redo = "the run is taken as unfinished and completed again"
+        try:
+            result = guarded.read_json(path)
+        except guarded.DamagedFile as e:
+            guarded.discard(path, e.reason, redo)
+            return None
+        if not isinstance(result, dict):
+            guarded.discard(path, "not a JSON object", redo)
+            return None
+        recorded = (result.get(INTEGRITY_KEY) or {}).get("products") or {}
+        changed = integrity.changed(self.path, recorded)
+        if changed:
+            guarded.discard(path, f"its products {', '.join(changed)} are missing or differ "
+                                  "from when the run finished", redo)
+            return None
+        return result
 
     def write_result(self, result: dict) -> None:
-        atomic.write_json(self.file(RESULT_FILE), result)
+        """Writes result.json (last: it marks the run finished) with the digests of every
+        product and of the inputs (see runtime.integrity)."""
+        record = {"products": integrity.digests(self.path, frozenset({RESULT_FILE, FLAGS_FILE}),
+                                                is_run_directory)}
+        if self._inputs is not None:
+            record["inputs"] = self._inputs
+        atomic.write_json(self.file(RESULT_FILE), {**result, INTEGRITY_KEY: record})
+        self._result = _UNREAD
 
     def append_metrics(self, record: dict) -> None:
         with open(self.file(METRICS_FILE), "a", encoding="utf-8") as f:
@@ -155,12 +304,12 @@ class RunDir:
         if not os.path.exists(path):
             return
         kept = []
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill
-                if record.get("step", 0) <= last_step:
+                if isinstance(record, dict) and record.get("step", 0) <= last_step:
                     kept.append(json.dumps(record, sort_keys=True))
         atomic.write_text(path, "".join(k + "\n" for k in kept))

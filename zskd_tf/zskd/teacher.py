@@ -48,6 +48,7 @@ class ImpressionTeacher:
     spec: pp.InputSpec            # raw images -> model inputs
     dataset: str
     class_names: tuple[str, ...]
+    fingerprint: dict = dataclasses.field(default_factory=dict)  # model_io.fingerprint
 
     @property
     def num_classes(self) -> int:
@@ -133,7 +134,8 @@ def _load_teacher(path, dataset, dataset_given, final_layer, input_range) -> Imp
     if kernel.shape[1] != num_classes:
         raise UserError(f"the teacher has {kernel.shape[1]} outputs but {dataset} has "
                         f"{num_classes} classes: use --dataset for the classes it predicts")
-    return ImpressionTeacher(logits_model, kernel, name, how, spec, dataset, names)
+    return ImpressionTeacher(logits_model, kernel, name, how, spec, dataset, names,
+                             model_io.fingerprint(loaded))
 
 
 # --- Keras models ------------------------------------------------------------------------------
