@@ -4,9 +4,11 @@
 # on all 60,000 training images (trained here when absent). One line per seed and recipe.
 #
 #   bench/zskd_recipe_test.sh                        # the new recipe, seeds 0 and 1; the paper's, seed 0
-# Measured (2026-12-03, teacher 91.10 %): new 50.24 % and 56.23 %, paper 34.48 % (docs/zskd_recipe_study.md).
 #   SEEDS="0 1 2" RECIPES=new bench/zskd_recipe_test.sh
 #   NUM=48000 STEPS=400 bench/zskd_recipe_test.sh    # the paper's scale (hours on a CPU)
+#
+# Measured 2026-12-03 (teacher 91.10 %, 3,000 impressions): new 50.24 % and 56.23 %, paper
+# 34.48 % (docs/zskd_recipe_study.md).
 #
 # Recipes (impression flags | student flags, added to flags/zskd/fashion_mnist_*.cfg):
 #   paper: the flagfiles before this study: uniform start, Adam lr 1e-3; student 20 epochs on the
