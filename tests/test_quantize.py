@@ -145,11 +145,16 @@ def bad_calibration(tmp_path_factory):
     x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 1)).astype(np.float32)
     y = np.zeros(8, np.int64)
     small = pp.input_spec_for("fashion_mnist", "lenet", (28, 28, 1))
-    for name, images, spec in (("wrong_shape", x[:, :28, :28], small),
-                               ("empty", x[:0], SPEC)):
-        files[name] = str(d / f"{name}.npz")
-        synthetic.save_synthetic(files[name], images, y[:len(images)], input_spec=spec,
-                                 dataset="fashion_mnist", method="test")
+    files["wrong_shape"] = str(d / "wrong_shape.npz")
+    synthetic.save_synthetic(files["wrong_shape"], x[:, :28, :28], y, input_spec=small,
+                             dataset="fashion_mnist", method="test")
+    # save_synthetic refuses to write an empty set: write one, then empty its arrays.
+    files["empty"] = str(d / "empty.npz")
+    synthetic.save_synthetic(files["empty"], x, y, input_spec=SPEC, dataset="fashion_mnist",
+                             method="test")
+    with np.load(files["empty"]) as npz:
+        meta = npz["meta"]
+    np.savez(files["empty"], x=x[:0], y=y[:0], meta=meta)
     files["out_of_range"] = str(d / "out_of_range.npz")
     synthetic.save_synthetic(files["out_of_range"], x * 40 - 20, y, input_spec=SPEC,
                              dataset="fashion_mnist", method="test")
@@ -164,7 +169,7 @@ def bad_calibration(tmp_path_factory):
 
 @pytest.mark.parametrize("case, fragments", [
     ("wrong_shape", ("(28, 28, 1)", "(32, 32, 1)")),
-    ("empty", ("no images",)),
+    ("empty", ("no examples",)),
     ("out_of_range", ("values in", "[0, 1]")),
 ])
 def test_bad_calibration_files(case, fragments, bad_calibration, lenet5_teacher, tmp_path):
