@@ -135,5 +135,8 @@ def test_lenet5_bfloat16_input_gradient_synthesis_follows_float32():
                                                       tf.constant(targets)))
     moved = np.abs(images[False] - x0).mean()
     assert moved > 0.05
-    assert np.abs(images[True] - images[False]).mean() < 0.05 * moved
+    # bfloat16 gradients flip Adam's step on pixels whose gradient is near 0, so the paths part
+    # a little: 5.4 % of the distance moved on an AMD Zen 5 (native AVX512-BF16), under 5 % on
+    # the Xeon this bound was first set on. A wrong gradient would part them by ~100 %.
+    assert np.abs(images[True] - images[False]).mean() < 0.1 * moved
     assert losses[True] == pytest.approx(losses[False], rel=1e-3)
