@@ -227,7 +227,7 @@ class ZeroShotTrainer(keras.Model):
         s_logits = self.student(images, training=True)
         if self.config.generator_bn_weight:
             t_logits, bn_inputs = self.teacher_with_bn_inputs(images, training=False)
-        else:  # no stop_gradient: the generator learns through the teacher (zskt.md §9.2)
+        else:  # no stop_gradient: the generator learns through the frozen teacher
             t_logits, bn_inputs = self.teacher(images, training=False), []
         disagreement, kl = self.matching(t_logits, s_logits)
         loss, extra = -disagreement, {}
