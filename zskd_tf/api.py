@@ -223,11 +223,11 @@ def quantize_model(teacher, *, run_dir=None, **options) -> dict:
 
 def model_fingerprint(model) -> str:
     """A hex digest of a Keras model's architecture and weights (not of its optimizer)."""
+    from zskd_tf import model_io
+
     digest = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True,
                                        default=str).encode())
-    for weight in model.get_weights():
-        digest.update(str((weight.shape, weight.dtype)).encode())
-        digest.update(weight.tobytes())
+    digest.update(model_io.weights_sha256(model).encode())  # the config fixes the shapes
     return digest.hexdigest()[:20]
 
 
