@@ -217,3 +217,24 @@ def test_locks_are_released_when_an_in_process_procedure_returns(tmp_path):
     run_dir_lib.release_locks()
     with open(marker, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.parametrize("line, outcome", [
+    ("--verbose=epoch", "warned"),  # an operational flag: the run is still known
+    ("--seed=3", "refused"),  # a flag that defines the run: what it was is unknown
+])
+def test_a_damaged_flags_cfg_is_never_taken_silently(line, outcome, tmp_path, capsys):
+    cfg = types.SimpleNamespace(procedure="evaluate", overwrite=False, seed=3, verbose="epoch")
+    run = RunDir(str(tmp_path / "r"))
+    run.claim(cfg)
+    saved = open(run.file("flags.cfg"), "rb").read()
+    assert line.encode() in saved
+    damaged = line.encode()[:3] + bytes(b ^ 0xFF for b in line.encode()[3:])
+    open(run.file("flags.cfg"), "wb").write(saved.replace(line.encode(), damaged))
+    capsys.readouterr()
+    if outcome == "warned":
+        assert RunDir(run.path).check(cfg) is True
+        assert "flags.cfg is damaged" in capsys.readouterr().err
+    else:
+        with pytest.raises(Exception, match="flags.cfg is damaged"):
+            RunDir(run.path).check(cfg)

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 
 from absl import flags
 
@@ -101,17 +102,25 @@ def _default_line(name: str) -> str | None:
     return _flag_line(name, flags.FLAGS[name].default) if name in known else None
 
 
-def _read_flagfile(path: str) -> dict[str, str]:
-    lines = {}
-    with open(path, encoding="utf-8", errors="replace") as f:  # damaged bytes: a mismatch
+def _read_flagfile(path: str) -> tuple[dict[str, str], bool]:
+    """Flag name -> line of a saved flags.cfg, and whether the file is damaged (a line that is
+    not a flag of ours, or bytes that are not printable text)."""
+    lines, damaged = {}, False
+    known = cli_flags.our_flag_names()
+    with open(path, encoding="utf-8", errors="replace") as f:  # damaged bytes: U+FFFD
         for line in f:
             line = line.strip()
-            if line.startswith("--"):
-                name = line[2:].split("=", 1)[0]
-                if "=" not in line and name.startswith("no") and name[2:] in cli_flags.our_flag_names():
-                    name = name[2:]
-                lines[name] = line
-    return lines
+            if not line or line.startswith("#"):
+                continue
+            if not line.startswith("--") or not line.isprintable():
+                damaged = True
+                continue
+            name = line[2:].split("=", 1)[0]
+            if "=" not in line and name.startswith("no") and name[2:] in known:
+                name = name[2:]
+            damaged = damaged or name not in known
+            lines[name] = line
+    return lines, damaged
 
 
 class RunDir:
@@ -153,11 +162,19 @@ class RunDir:
                             f"{FLAGS_FILE}); it is never deleted, not even with --overwrite: "
                             "choose another --run_dir")
         saved_path = self.file(FLAGS_FILE)
-        saved = _read_flagfile(saved_path) if os.path.exists(saved_path) else {}
+        saved, damaged = (_read_flagfile(saved_path) if os.path.exists(saved_path)
+                          else ({}, False))
         if "procedure" not in saved:
             self._stale = f"holds a run whose {FLAGS_FILE} is missing or damaged"
         else:
             self._stale = self._difference(saved, flag_lines(cfg))
+            if damaged and self._stale:
+                self._stale = (f"holds a run whose {FLAGS_FILE} is damaged: what the run was "
+                               "is unknown")
+            elif damaged:  # only lines that do not define the run: claim() rewrites it
+                print(f"warning: {saved_path} is damaged; every flag that defines the run "
+                      "still matches, so it is rewritten and the run goes on",
+                      file=sys.stderr, flush=True)
         if self._stale and not cfg.overwrite:
             raise UserError(f"--run_dir={self.path} {self._stale}; use a new --run_dir, or "
                             "--overwrite to replace it")
