@@ -1,6 +1,6 @@
 """Run-directory safety: ``--overwrite`` deletes only zskd_tf runs and only after the new
 command's inputs are valid; one writer per run directory; finished runs whose inputs changed
-are reported stale (README "Reliability")."""
+are reported stale (docs/reliability.md, "Run directories")."""
 import fcntl
 import json
 import os
