@@ -65,7 +65,8 @@ class LoadedClassifier:
     spec: pp.InputSpec | None
     info: dict
     _serve: object = None
-    _keep_alive: object = None  # a loaded SavedModel must stay referenced (ecosystem §0.11)
+    # A loaded SavedModel must stay referenced (docs/methods/keras_notes.md §4).
+    _keep_alive: object = None
     tflite: object = None
 
     @property
