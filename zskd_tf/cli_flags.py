@@ -11,7 +11,7 @@ import types
 
 from absl import flags
 
-from zskd_tf.data.preprocess import AUGMENTATIONS
+from zskd_tf.constants import AUGMENTATIONS
 from zskd_tf.errors import UserError
 
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
@@ -20,6 +20,8 @@ PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
                    "compute_stats", "optimize_dataset", "zero_shot", "transition_curves",
                    "pipeline", "quantize")
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
+for _module in (synthesis, zskd, lopes, zskt):
+    flags.adopt_module_key_flags(_module)  # key flags of this module: main's --help lists them
 
 # Flags that say *how* a run is executed, not *what* it computes: they may change between a
 # run and its resumption without the run directory being refused.
