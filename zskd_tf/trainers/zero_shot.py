@@ -36,12 +36,12 @@ import math
 import keras
 import tensorflow as tf
 
-from zskd_tf import losses
+from zskd_tf import constants, losses
 from zskd_tf.errors import UserError
 from zskd_tf.models import taps as taps_lib
 
-VARIANTS = ("original", "modified")
-MATCHING_LOSSES = ("kl", "l1")  # the paper's KL; DFAD's mean absolute logit difference
+VARIANTS = constants.ZSKT_VARIANTS
+MATCHING_LOSSES = constants.ZSKT_MATCHING_LOSSES
 WRN_TAPS = ("group1", "group2", "group3")
 
 

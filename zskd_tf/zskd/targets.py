@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from zskd_tf import constants
 from zskd_tf.errors import UserError
 
 PAPER_BETAS = (1.0, 0.1)
@@ -64,9 +65,7 @@ def step_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-# --impression_init choices and how each is described in an impressions file's meta.
-INITS = {"uniform": "uniform over the teacher's input range",
-         "normal": "N(0, 1) scaled to the teacher's input range, clipped to it"}
+INITS = constants.IMPRESSION_INITS
 
 
 def initial_images(seed: int, index: int, shape, low, high, init: str = "uniform") -> np.ndarray:
