@@ -24,7 +24,6 @@ from helpers import REPO
 SCANNED_DIRS = ("zskd_tf", "bench", "flags", "tools", "tests", os.path.join("docs", "methods"))
 TEXT_SUFFIXES = (".py", ".sh", ".cfg", ".md", ".txt", ".toml", ".json", ".yaml", ".yml")
 # Pages of issue 23 that another engineer writes in parallel; cited before they are merged.
-PENDING_PAGES = ("docs/architecture.md",)
 
 # A Markdown file name, optionally with folders, then any section numbers cited right after it:
 # "docs/methods/zskt.md §3", "docs/methods/lopes.md §6, §7", "docs/methods/zskd.md §1-3".
@@ -107,8 +106,6 @@ def find_problems(path: str) -> list[str]:
             problems.append(f"{where}:{number}: path outside the repository: {text.strip()}")
         for match in _MD_REFERENCE.finditer(text):
             reference, sections = match.group(1), match.group(2)
-            if reference in PENDING_PAGES:
-                continue
             target = _resolve(reference, path)
             if target is None:
                 problems.append(f"{where}:{number}: {reference} is not in the repository")
