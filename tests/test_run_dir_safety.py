@@ -222,18 +222,21 @@ def test_locks_are_released_when_an_in_process_procedure_returns(tmp_path):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-@pytest.mark.parametrize("line, outcome", [
-    ("--verbose=epoch", "warned"),  # an operational flag: the run is still known
-    ("--seed=3", "refused"),  # a flag that defines the run: what it was is unknown
+@pytest.mark.parametrize("line, outcome, valid_text", [
+    ("--verbose=epoch", "warned", False),  # an operational flag: the run is still known
+    ("--verbose=epoch", "warned", True),  # damage that still reads as printable UTF-8
+    ("--seed=3", "refused", False),  # a flag that defines the run: what it was is unknown
 ])
-def test_a_damaged_flags_cfg_is_never_taken_silently(line, outcome, tmp_path, capsys):
+def test_a_damaged_flags_cfg_is_never_taken_silently(line, outcome, valid_text, tmp_path,
+                                                     capsys):
     cfg = types.SimpleNamespace(flag_schema=cli_flags.flag_schema(), procedure="evaluate",
                                 overwrite=False, seed=3, verbose="epoch")
     run = RunDir(str(tmp_path / "r"))
     run.claim(cfg)
     saved = open(run.file("flags.cfg"), "rb").read()
     assert line.encode() in saved
-    damaged = line.encode()[:3] + bytes(b ^ 0xFF for b in line.encode()[3:])
+    damaged = (line[:-1] + "\u041e").encode() if valid_text else (  # a Cyrillic O
+        line.encode()[:3] + bytes(b ^ 0xFF for b in line.encode()[3:]))
     open(run.file("flags.cfg"), "wb").write(saved.replace(line.encode(), damaged))
     capsys.readouterr()
     if outcome == "warned":

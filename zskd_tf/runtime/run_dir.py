@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -136,23 +137,41 @@ def flag_lines(cfg) -> dict[str, str]:
     return lines
 
 
+DIGEST_PREFIX = "# sha256 of the lines above: "  # the last line of flags.cfg
+
+
+def flagfile_text(lines: dict[str, str]) -> str:
+    """The text of flags.cfg: one flag per line, sorted, then a comment line with the SHA-256
+    of those lines (absl flagfiles skip comments), so that damage to any byte is detected."""
+    body = "".join(lines[n] + "\n" for n in sorted(lines))
+    return f"{body}{DIGEST_PREFIX}{hashlib.sha256(body.encode()).hexdigest()}\n"
+
+
 def _read_flagfile(path: str, known) -> tuple[dict[str, str], bool]:
-    """Flag name -> line of a saved flags.cfg, and whether the file is damaged (a line that is
-    not a flag of ``known``, or bytes that are not printable text)."""
-    lines, damaged = {}, False
-    with open(path, encoding="utf-8", errors="replace") as f:  # damaged bytes: U+FFFD
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not line.startswith("--") or not line.isprintable():
-                damaged = True
-                continue
-            name = line[2:].split("=", 1)[0]
-            if "=" not in line and name.startswith("no") and name[2:] in known:
-                name = name[2:]
-            damaged = damaged or name not in known
-            lines[name] = line
+    """Flag name -> line of a saved flags.cfg, and whether the file is damaged: its digest line
+    does not match, or (files written before the digest) a line is not a flag of ``known``
+    or not printable ASCII-safe text."""
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data.decode("utf-8", errors="replace")  # damaged bytes: U+FFFD
+    lines, damaged, body = {}, "\ufffd" in text, []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(DIGEST_PREFIX):
+            digest = hashlib.sha256("".join(body).encode()).hexdigest()
+            damaged = damaged or line[len(DIGEST_PREFIX):] != digest
+            continue
+        body.append(raw + "\n")
+        if not line or (line.startswith("#") and line.isascii()):
+            continue
+        if not line.startswith("--") or not line.isprintable():
+            damaged = True
+            continue
+        name = line[2:].split("=", 1)[0]
+        if "=" not in line and name.startswith("no") and name[2:] in known:
+            name = name[2:]
+        damaged = damaged or name not in known
+        lines[name] = line
     return lines, damaged
 
 
@@ -230,8 +249,7 @@ class RunDir:
             self._remove_leftovers()
             self._inputs = self._input_digests(cfg)
             current = flag_lines(cfg)
-            atomic.write_text(self.file(FLAGS_FILE),
-                              "\n".join(current[n] for n in sorted(current)) + "\n")
+            atomic.write_text(self.file(FLAGS_FILE), flagfile_text(current))
         except OSError as e:
             raise UserError(f"cannot write to --run_dir={self.path}: {e.strerror or e}") from None
         self._stale = None
