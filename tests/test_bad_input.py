@@ -63,6 +63,7 @@ def bad_files(tmp_path_factory):
     return files
 
 
+@pytest.mark.slow
 def test_a_synthetic_dataset_that_is_not_one(bad_files, lenet5_teacher, tmp_path):
     expected = {"missing_x": "x", "string_x": "x", "nan_x": "NaN", "float_y": "y",
                 "bad_meta": "meta", "wrong_shape": "(28, 28, 1)", "not_npz": "not a readable"}
@@ -75,6 +76,7 @@ def test_a_synthetic_dataset_that_is_not_one(bad_files, lenet5_teacher, tmp_path
         assert not os.path.exists(run), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("procedure", ["data_impressions", "distill", "zero_shot"])
 def test_a_teacher_whose_output_is_not_a_class_distribution(procedure, bad_files, tmp_path):
     args = {"data_impressions": ["--num_samples=20"],
@@ -109,6 +111,7 @@ def test_a_teacher_whose_output_is_not_a_class_distribution(procedure, bad_files
     (["--procedure=pipeline", "--preset=huge"], "--preset"),
     (["--procedure=train", "unexpected"], "unexpected arguments"),
 ])
+@pytest.mark.slow
 def test_malformed_flags(args, fragment, tmp_path):
     run = str(tmp_path / "r")
     has_run_dir = args != ["--procedure=distill"]
@@ -161,6 +164,7 @@ def _with_full_disk(target, args):
                           cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_keeps_finished_products_and_resumes(lenet5_teacher, tmp_path):
     """The disk "fills" when impressions.npz is assembled: one error line, the finished batches
     stay, and the same command completes once there is room."""
@@ -177,6 +181,7 @@ def test_a_disk_that_fills_keeps_finished_products_and_resumes(lenet5_teacher, t
     assert os.path.exists(os.path.join(run, "impressions.npz"))
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_training(tmp_path):
     run = str(tmp_path / "t")
     args = ["--procedure=train", "--model=lenet5", "--epochs=1", "--max_train_examples=200",
@@ -189,6 +194,7 @@ def test_a_full_disk_while_training(tmp_path):
     assert "test accuracy" in resumed.stdout
 
 
+@pytest.mark.slow
 def test_nan_loss_mid_run_stops_and_keeps_the_last_checkpoint(tmp_path):
     run = str(tmp_path / "t")
     proc = run_cli("--procedure=train", "--model=lenet5", "--epochs=2", "--learning_rate=1e6",
@@ -243,6 +249,7 @@ def test_a_damaged_teacher_is_one_error_line_naming_the_file(damaged, lenet5_tea
     assert not os.path.exists(run)
 
 
+@pytest.mark.slow
 def test_damaged_statistics_are_one_error_line_naming_the_file(lenet5_teacher, tmp_path):
     stats_run = str(tmp_path / "stats")
     run_cli("--procedure=compute_stats", f"--teacher={lenet5_teacher}",

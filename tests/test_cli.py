@@ -33,10 +33,12 @@ TINY = ["--dataset=fashion_mnist", "--model=lenet5", "--epochs=1", "--batch_size
     (["--procedure=train", "--run_dir=/tmp/x", "--flagfile=/nonexistent.cfg"], ["flag"]),
     (["--procedure=train", "--run_dir=/tmp/x", "stray"], ["stray"]),
 ])
+@pytest.mark.slow
 def test_bad_flags_exit_2_with_one_line(args, fragments):
     assert_user_error(run_cli(*args), *fragments)
 
 
+@pytest.mark.slow
 def test_bad_names_and_paths_exit_2(tmp_path):
     run = str(tmp_path / "r")
     assert_user_error(run_cli("--procedure=train", f"--run_dir={run}", "--model=resnet9000"),
@@ -50,6 +52,7 @@ def test_bad_names_and_paths_exit_2(tmp_path):
     assert_user_error(run_cli("--procedure=train", f"--run_dir={blocker}"), "file")
 
 
+@pytest.mark.slow
 def test_absent_dataset_lists_what_was_tried(tmp_path):
     proc = run_cli("--procedure=train", f"--run_dir={tmp_path}/r", "--dataset=cifar10",
                    f"--data_dir={tmp_path}/empty", "--model=wrn-16-1")
@@ -57,6 +60,7 @@ def test_absent_dataset_lists_what_was_tried(tmp_path):
     assert "data_dir" in line or str(tmp_path) in line
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_train_evaluate_export_end_to_end(tmp_path):
     run = str(tmp_path / "teacher")
@@ -124,6 +128,7 @@ def test_train_evaluate_export_end_to_end(tmp_path):
     assert (tflite_probs.argmax(1) == keras_probs.argmax(1)).mean() >= 0.99
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_overwrite_replaces_a_run(tmp_path):
     run = str(tmp_path / "r")
@@ -133,6 +138,7 @@ def test_overwrite_replaces_a_run(tmp_path):
     assert "--seed=1" in open(os.path.join(run, "flags.cfg")).read()
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_killed_training_resumes_to_the_same_weights(tmp_path):
     """SIGKILL mid-run, run again: it resumes, and (deterministic) ends where an
@@ -172,6 +178,7 @@ def _tool(*args):
                           env=cli_env(), timeout=600)
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 @pytest.mark.parametrize("student", ["lenet5_teacher", "wrn-16-1_G8B2"])
 def test_export_tool_tflite_agrees_with_keras_on_real_images(student, tmp_path, request):

@@ -100,6 +100,7 @@ TINY = ["--dataset=fashion_mnist", "--epochs=1", "--batch_size=50", "--max_test_
         "--verbose=quiet"]
 
 
+@pytest.mark.slow
 def test_cli_kd_student(lenet5_teacher, tmp_path):
     run = str(tmp_path / "kd")
     run_cli("--procedure=distill", f"--run_dir={run}", f"--teacher={lenet5_teacher}",
@@ -114,6 +115,7 @@ def test_cli_kd_student(lenet5_teacher, tmp_path):
     assert info["input_spec"] == teacher_info["input_spec"]
 
 
+@pytest.mark.slow
 def test_cli_few_shot_and_no_teacher(lenet5_teacher, tmp_path):
     run = str(tmp_path / "fs")
     run_cli("--procedure=distill", f"--run_dir={run}", f"--teacher={lenet5_teacher}",
@@ -140,6 +142,7 @@ def test_iteration_matching_follows_the_fewshot_table():
     assert _few_shot_epochs(100, 73257, 10, 100, "svhn") == 7325
 
 
+@pytest.mark.slow
 def test_cli_synthetic_stored_targets_and_fine_tuning(lenet5_teacher, tmp_path):
     raw = datasets.load_dataset("fashion_mnist")
     spec = pp.InputSpec.from_dict(read_json(os.path.join(lenet5_teacher,
@@ -162,6 +165,7 @@ def test_cli_synthetic_stored_targets_and_fine_tuning(lenet5_teacher, tmp_path):
     assert read_json(os.path.join(tuned, "model_info.json"))["model"] == "lenet5_half"
 
 
+@pytest.mark.slow
 def test_cli_distill_bad_input(lenet5_teacher, tmp_path):
     r = str(tmp_path / "r")
     assert_user_error(run_cli("--procedure=distill", f"--run_dir={r}", "--student=lenet5_half",

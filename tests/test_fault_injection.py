@@ -78,6 +78,24 @@ PROCEDURES = {
                    ("seed_0/result.json", False), ("result.json", False),
                    ("seed_0/checkpoints/ckpt-*.index", True),
                    ("seed_0/checkpoints/ckpt-*.data-*", True)]),
+    "transition_curves": (["--procedure=transition_curves", "--teacher={teacher}",
+                           "--student_run={zero_shot}/seed_0", "--dataset=fashion_mnist",
+                           "--num_images=4", "--adversarial_steps=3"],
+                          ["curves.npz"],
+                          [("curves.npz", False), ("result.json", False), ("flags.cfg", False)]),
+    "evaluate": (["--procedure=evaluate", "--model_path={teacher}", "--max_test_examples=100"],
+                 [],
+                 [("result.json", False), ("flags.cfg", False)]),
+    "export": (["--procedure=export", "--model_path={teacher}", "--tflite"],
+               ["model.tflite"],
+               [("model.tflite", False), ("saved_model/saved_model.pb", False),
+                ("result.json", False, ("truncate",))]),
+    "quantize": (["--procedure=quantize", "--teacher={teacher}", "--calibration_samples=20",
+                  "--synthesis_batch_size=10", "--synthesis_steps=3"],
+                 ["model_int8.tflite", "impressions/impressions.npz"],
+                 [("model_int8.tflite", False), ("result.json", False),
+                  ("impressions/impressions.npz", True, ("truncate",)),
+                  ("impressions/batches/batch_000001.npz", True, ("corrupt",))]),
 }
 
 
@@ -141,6 +159,9 @@ def _same_product(reference: str, other: str) -> None:
         b = keras.saving.load_model(other, compile=False).get_weights()
         for wa, wb in zip(a, b, strict=True):
             np.testing.assert_array_equal(wa, wb)
+    elif not reference.endswith(".npz"):  # e.g. .tflite: the converter is deterministic
+        with open(reference, "rb") as first, open(other, "rb") as second:
+            assert first.read() == second.read(), other
     else:
         with np.load(reference) as first, np.load(other) as second:
             assert sorted(first.files) == sorted(second.files)
@@ -156,7 +177,8 @@ def references(lenet5_teacher, tmp_path_factory):
     done = {}
     for name, (args, _, _) in PROCEDURES.items():
         stats = os.path.join(done["compute_stats"][1], "stats.npz") if "compute_stats" in done else ""
-        full = [a.format(teacher=lenet5_teacher, stats=stats) for a in args]
+        zero_shot = done["zero_shot"][1] if "zero_shot" in done else ""
+        full = [a.format(teacher=lenet5_teacher, stats=stats, zero_shot=zero_shot) for a in args]
         full += ["--deterministic", "--verbose=quiet", "--checkpoint_every_secs=1000"]
         run = str(root / name)
         assert _run([*full, f"--run_dir={run}"]) is None

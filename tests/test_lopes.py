@@ -222,6 +222,7 @@ def test_each_objective_loss_decreases(tiny, name):
     assert after < 0.75 * before, (before, after)  # (the rest cannot be matched by 4x4 inputs)
 
 
+@pytest.mark.slow
 def test_two_replicas_match_one_for_a_batch(tiny):
     model, _, _, meta = tiny
     objective = objectives.build("spectral_layer_pairs", meta, model, "tiny")
@@ -261,6 +262,7 @@ def optimized_run(lenet5_teacher, stats_run):
     return run
 
 
+@pytest.mark.slow
 def test_compute_stats_products(lenet5_teacher, stats_run):
     path = os.path.join(stats_run, "stats.npz")
     meta = stats_file.read_meta(path)
@@ -281,6 +283,7 @@ def test_compute_stats_products(lenet5_teacher, stats_run):
     assert result["stats_file_bytes"] == os.path.getsize(path)
 
 
+@pytest.mark.slow
 def test_optimize_dataset_products_and_distill(lenet5_teacher, optimized_run, tmp_path):
     data = synthetic.load_synthetic(os.path.join(optimized_run, "spectral_layer_pairs.npz"))
     assert data.x.shape == (40, 32, 32, 1) and data.dataset == "fashion_mnist"
@@ -302,6 +305,7 @@ def test_optimize_dataset_products_and_distill(lenet5_teacher, optimized_run, tm
     assert 0 <= read_json(f"{tmp_path}/student/result.json")["test_accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_dataset(lenet5_teacher, stats_run, optimized_run,
                                                 tmp_path):
     run = str(tmp_path / "killed")
@@ -344,6 +348,7 @@ def _strip_spectral(stats_run, destination):
     return str(destination)
 
 
+@pytest.mark.slow
 def test_bad_inputs_exit_2(lenet5_teacher, stats_run, tmp_path):
     base = [*OPTIMIZE, f"--run_dir={tmp_path}/run"]
     other = _copy_teacher(lenet5_teacher, tmp_path / "other", perturb=True)

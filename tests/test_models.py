@@ -62,6 +62,7 @@ MOONSHINE_WRN_40_2 = [  # docs/methods/kd_at_moonshine.md §5: conv, block, trai
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conv, block, params, macs", MOONSHINE_WRN_40_2)
 def test_moonshine_params_and_macs(conv, block, params, macs):
     model = _model("wrn-40-2", conv, block)
@@ -206,6 +207,7 @@ def test_wrn_initialisation():
         assert (gamma == 1).all() and not beta.any() and not mean.any() and (var == 1).all()
 
 
+@pytest.mark.slow
 def test_cheap_conv_initialisation_uses_pytorch_fan_out():
     depthwise = _model("wrn-40-2", "DConv").get_layer("group3_block2_conv1")
     assert isinstance(depthwise, keras.layers.DepthwiseConv2D)
@@ -262,6 +264,7 @@ def _train_step(model, x, y):
     return loss, tf.linalg.global_norm(grads)
 
 
+@pytest.mark.slow
 def test_grouped_wrn_trains_eagerly_in_tf_function_and_mirrored():
     x = tf.random.stateless_normal((4, 16, 16, 3), seed=(1, 2))
     y = tf.constant([0, 1, 2, 3])
@@ -300,6 +303,7 @@ def _count_params(*args):
                           env=cli_env(), capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_count_params_tool_prints_a_row_per_combination():
     proc = _count_params("--model=wrn-40-2,wrn-16-1", "--conv=conv,G8B2", "--block=bottle")
     assert proc.returncode == 0, proc.stderr
@@ -311,6 +315,7 @@ def test_count_params_tool_prints_a_row_per_combination():
                                              ["wrn-16-1", "G8B2", "bottle"]]
 
 
+@pytest.mark.slow
 def test_count_params_tool_rejects_a_bad_conv_in_one_line():
     proc = _count_params("--model=wrn-40-2", "--conv=Conv,G3B2")
     assert_user_error(proc, "unknown conv 'G3B2'", "G{2,4,8,16}B{2,4}")

@@ -22,6 +22,7 @@ def pipeline_run(tmp_path_factory):
     return run, proc
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_step_and_writes_the_report(pipeline_run):
     run, proc = pipeline_run
     plan = steps_lib.plan(steps_lib.PRESETS["smoke"], run, None)
@@ -54,6 +55,7 @@ def test_pipeline_runs_every_step_and_writes_the_report(pipeline_run):
         assert f"{100 * row['test_accuracy']:.2f} %" in html
 
 
+@pytest.mark.slow
 def test_pipeline_rerun_reuses_finished_steps(pipeline_run):
     run, _ = pipeline_run
     model = os.path.join(run, "zskd_student", "model.keras")
@@ -68,6 +70,7 @@ def test_pipeline_rerun_reuses_finished_steps(pipeline_run):
     assert "run already finished" in again.stdout and "[pipeline" not in again.stdout
 
 
+@pytest.mark.slow
 def test_pipeline_bad_input(tmp_path, pipeline_run):
     run, _ = pipeline_run
     out = str(tmp_path / "p")

@@ -172,6 +172,7 @@ def bad_calibration(tmp_path_factory):
     ("empty", ("no examples",)),
     ("out_of_range", ("values in", "[0, 1]")),
 ])
+@pytest.mark.slow
 def test_bad_calibration_files(case, fragments, bad_calibration, lenet5_teacher, tmp_path):
     run = str(tmp_path / "r")
     proc = run_cli("--procedure=export", f"--model_path={lenet5_teacher}", f"--run_dir={run}",
@@ -239,6 +240,7 @@ def test_quantize_procedure_calibrates_on_impressions_of_the_model(lenet5_teache
     assert "already finished" in run_cli(*args, check=True).stdout
 
 
+@pytest.mark.slow
 def test_quantize_procedure_refuses_a_model_it_cannot_make_int8_before_synthesis(
         bad_calibration, tmp_path):
     run = str(tmp_path / "q")

@@ -125,6 +125,7 @@ CASES = {  # procedure -> (flags, products compared with the reference)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("procedure", list(CASES))
 def test_sigkill_at_random_points_loses_nothing(procedure, lenet5_teacher, tmp_path, request):
     flags, products = CASES[procedure]

@@ -34,6 +34,7 @@ def _snapshot(directory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_foreign_directory_is_never_deleted(overwrite, tmp_path):
     own = tmp_path / "my_files"
@@ -49,6 +50,7 @@ def test_a_foreign_directory_is_never_deleted(overwrite, tmp_path):
     assert _snapshot(own) == before
 
 
+@pytest.mark.slow
 def test_overwrite_keeps_a_finished_run_when_the_new_input_is_bad(lenet5_teacher, tmp_path):
     """distill --overwrite with an empty .npz is refused before the finished run is touched."""
     finished = str(tmp_path / "finished")
@@ -77,6 +79,7 @@ def _wait_for(predicate, seconds, proc):
     return False
 
 
+@pytest.mark.slow
 def test_one_writer_per_run_directory(tmp_path):
     """A second command on a directory another process writes exits 2 naming that PID; the
     lock dies with its holder (SIGKILL included)."""
@@ -139,6 +142,7 @@ def _synthetic_set(path, teacher_dir, *, spec=None, dataset="fashion_mnist", wei
     ("input_mapping", "another input mapping"),
     ("dataset", "names the dataset mnist"),
 ])
+@pytest.mark.slow
 def test_distill_refuses_a_synthetic_set_of_another_teacher(kind, fragment, lenet5_teacher,
                                                            tmp_path):
     options = {"teacher": {"weights": "0" * 64},
@@ -152,6 +156,7 @@ def test_distill_refuses_a_synthetic_set_of_another_teacher(kind, fragment, lene
     assert not os.path.exists(run)
 
 
+@pytest.mark.slow
 def test_distill_on_a_foreign_synthetic_set_on_purpose(lenet5_teacher, tmp_path):
     npz = _synthetic_set(tmp_path / "foreign.npz", lenet5_teacher, weights="0" * 64)
     own = _synthetic_set(tmp_path / "own.npz", lenet5_teacher)
@@ -164,6 +169,7 @@ def test_distill_on_a_foreign_synthetic_set_on_purpose(lenet5_teacher, tmp_path)
     assert "warning" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_finished_run_whose_teacher_changed_is_stale(lenet5_teacher, tmp_path):
     import keras
     teacher = str(tmp_path / "teacher")

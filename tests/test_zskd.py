@@ -292,6 +292,7 @@ def impressions_run(lenet5_teacher, tmp_path_factory):
     return run, proc
 
 
+@pytest.mark.slow
 def test_cli_data_impressions_products(impressions_run, lenet5_teacher):
     run, proc = impressions_run
     assert "batch 1/2: loss" in proc.stdout and "batch 2/2: loss" in proc.stdout
@@ -321,6 +322,7 @@ def test_cli_data_impressions_products(impressions_run, lenet5_teacher):
     assert "already finished" in again.stdout
 
 
+@pytest.mark.slow
 def test_cli_sseung_start_and_image_l2_darken_the_impressions(impressions_run, lenet5_teacher,
                                                               tmp_path):
     """--impression_init=normal --impression_l2: half-black start, pixels pulled to 0, and the
@@ -338,6 +340,7 @@ def test_cli_sseung_start_and_image_l2_darken_the_impressions(impressions_run, l
     assert meta["extra"]["image_l2"] == 0.1 and meta["extra"]["init"].startswith("N(0, 1)")
 
 
+@pytest.mark.slow
 def test_cli_bfloat16_input_gradient_is_recorded_and_close_to_float32(impressions_run,
                                                                       lenet5_teacher, tmp_path):
     run = str(tmp_path / "bf16")
@@ -355,6 +358,7 @@ def test_cli_bfloat16_input_gradient_is_recorded_and_close_to_float32(impression
     np.testing.assert_allclose(data.x.mean(), default.x.mean(), atol=0.01)
 
 
+@pytest.mark.slow
 def test_cli_resume_makes_the_same_impressions(impressions_run, lenet5_teacher, tmp_path):
     run, _ = impressions_run
     resumed = str(tmp_path / "resumed")
@@ -373,6 +377,7 @@ def test_cli_resume_makes_the_same_impressions(impressions_run, lenet5_teacher, 
     np.testing.assert_array_equal(a.soft_targets, b.soft_targets)
 
 
+@pytest.mark.slow
 def test_cli_distill_on_impressions(impressions_run, lenet5_teacher, tmp_path):
     run, _ = impressions_run
     student = str(tmp_path / "student")
@@ -409,6 +414,7 @@ def test_nan_stops_with_the_batch_named_and_keeps_finished_ones(lenet5_teacher, 
 
 
 # --- foreign teachers and bad input ------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_foreign_keras_and_savedmodel_teachers(tmp_path):
     keras.utils.set_random_seed(0)
     model = _cnn(keras.layers.Dense(10, activation="softmax", name="head"))
@@ -437,6 +443,7 @@ def test_cli_foreign_keras_and_savedmodel_teachers(tmp_path):
                                                                abs=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_bad_input_exits_2_and_writes_nothing(lenet5_teacher, tmp_path):
     no_dense = str(tmp_path / "no_dense.keras")
     _cnn(None).save(no_dense)
@@ -462,6 +469,7 @@ def _tool(name, *args):
                           env=cli_env(), capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_tools_draw_pngs_and_refuse_bad_input(impressions_run, tmp_path):
     run, _ = impressions_run
     heat, grid = str(tmp_path / "c.png"), str(tmp_path / "s.png")

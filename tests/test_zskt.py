@@ -445,6 +445,7 @@ def _fit_one_iteration(strategy, z):
             {k: v[0] for k, v in logs.items()})
 
 
+@pytest.mark.slow
 def test_two_replicas_take_the_same_iteration_as_one():
     # BN (generator and student) normalises with per-replica statistics, so two replicas only
     # match one device when each replica's half of the batch has the one device's statistics:
@@ -553,6 +554,7 @@ def _weights(path):
     return keras.saving.load_model(path, compile=False).get_weights()
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_path):
     args = [*ZERO_SHOT, f"--teacher={wrn_teacher}"]
@@ -621,6 +623,7 @@ def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_
     assert image.shape[0] > 100 and len(np.unique(image.reshape(-1, 3), axis=0)) > 10
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_cli_zero_shot_bad_input(wrn_teacher, tmp_path):
     r = str(tmp_path / "r")
@@ -638,6 +641,7 @@ def test_cli_zero_shot_bad_input(wrn_teacher, tmp_path):
     assert_user_error(plot, "curves.npz")
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_cli_mixed_bfloat16_trains_in_bfloat16_and_saves_a_float32_student(wrn_teacher,
                                                                            tmp_path):

@@ -137,31 +137,33 @@ def flag_lines(cfg) -> dict[str, str]:
     return lines
 
 
-DIGEST_PREFIX = "# sha256 of the lines above: "  # the last line of flags.cfg
+DIGEST_PREFIX = "# sha256 of the lines below: "  # the first line of flags.cfg
 
 
 def flagfile_text(lines: dict[str, str]) -> str:
-    """The text of flags.cfg: one flag per line, sorted, then a comment line with the SHA-256
-    of those lines (absl flagfiles skip comments), so that damage to any byte is detected."""
+    """The text of flags.cfg: a comment line with the SHA-256 of the lines below it (absl
+    flagfiles skip comments), then one flag per line, sorted. Damage to any byte, a cut
+    included, no longer matches the digest."""
     body = "".join(lines[n] + "\n" for n in sorted(lines))
-    return f"{body}{DIGEST_PREFIX}{hashlib.sha256(body.encode()).hexdigest()}\n"
+    return f"{DIGEST_PREFIX}{hashlib.sha256(body.encode()).hexdigest()}\n{body}"
 
 
 def _read_flagfile(path: str, known) -> tuple[dict[str, str], bool]:
-    """Flag name -> line of a saved flags.cfg, and whether the file is damaged: its digest line
-    does not match, or (files written before the digest) a line is not a flag of ``known``
-    or not printable ASCII-safe text."""
+    """Flag name -> line of a saved flags.cfg, and whether the file is damaged: it does not
+    match its digest line, or (files written before the digest) a line is not a flag of
+    ``known`` or not printable text."""
     with open(path, "rb") as f:
         data = f.read()
     text = data.decode("utf-8", errors="replace")  # damaged bytes: U+FFFD
-    lines, damaged, body = {}, "\ufffd" in text, []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith(DIGEST_PREFIX):
-            digest = hashlib.sha256("".join(body).encode()).hexdigest()
-            damaged = damaged or line[len(DIGEST_PREFIX):] != digest
-            continue
-        body.append(raw + "\n")
+    first, _, rest = text.partition("\n")
+    digest = first[len(DIGEST_PREFIX):] if first.startswith(DIGEST_PREFIX) else None
+    if digest is not None:
+        text = rest
+    lines = {}
+    damaged = "\ufffd" in text or (
+        digest is not None and hashlib.sha256(text.encode()).hexdigest() != digest)
+    for line in text.splitlines():
+        line = line.strip()
         if not line or (line.startswith("#") and line.isascii()):
             continue
         if not line.startswith("--") or not line.isprintable():
