@@ -40,7 +40,7 @@ from zskd_tf import cli_flags
 from zskd_tf.errors import UserError
 
 CACHE_ENV = "ZSKD_TF_CACHE"
-_MODEL_OPTIONS = ("teacher", "model_path", "init_from", "student_run")
+_MODEL_OPTIONS = ("teacher", "model_path", "init_from", "student_run", "student")
 
 
 def run(procedure: str, run_dir: str | os.PathLike | None = None, **options) -> dict:
@@ -49,8 +49,9 @@ def run(procedure: str, run_dir: str | os.PathLike | None = None, **options) -> 
     Args:
         procedure: a procedure name, as ``--procedure`` (e.g. ``"data_impressions"``).
         run_dir: the run directory; a new temporary one when None.
-        **options: flags without ``--``; ``teacher``, ``model_path``, ``init_from`` and
-            ``student_run`` also take ``keras.Model`` objects.
+        **options: flags without ``--``; ``teacher``, ``model_path``, ``init_from``,
+            ``student_run`` and ``student`` (an untrained architecture) also take
+            ``keras.Model`` objects, e.g. ``run("pipeline", teacher=model, quick=True)``.
 
     Returns:
         The procedure's result (``result.json``), with ``run_dir`` added.
