@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from zskd_tf.pipeline import any_teacher
-from zskd_tf.pipeline.report import REPORT_DIR, _deployment, _int8, _mb, _params, _read
+from zskd_tf.pipeline.report import (HTML_HEAD, REPORT_DIR, _deployment, _int8, _mb, _params,
+                                     _read)
 from zskd_tf.runtime import atomic
 from zskd_tf.zskd import figures
 
@@ -137,16 +138,7 @@ def _html(report: dict, drawn) -> str:
     left = "".join(f"<li><b>{e(m)}</b>: {e(why)}</li>" for m, why in report["left_out"].items())
     figs = "".join(f'<figure><img src="{REPORT_DIR}/{e(name)}" alt="{e(name)}">'
                    f"<figcaption>{e(caption)}</figcaption></figure>" for name, caption in drawn)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>zskd_tf pipeline report</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 0.4em 0.7em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-th {{ background: #f0f0f0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
-small {{ color: #666; }}
-</style></head><body>
+    return f"""{HTML_HEAD}
 <h1>Data-free students of {e(os.path.basename(report['teacher']))}</h1>
 <p>Teacher {e(report['teacher'])}: {len(report['class_names'])} classes
 ({e(', '.join(report['class_names']))}), dataset {e(report['dataset'])}. Student

@@ -101,6 +101,8 @@ def inspect(path: str, cfg) -> tuple[Teacher, object]:
     Returns:
         (the :class:`Teacher`, the loaded classifier).
     """
+    import keras
+
     from zskd_tf import model_io, teacher_task
 
     if not os.path.exists(path):
@@ -116,7 +118,7 @@ def inspect(path: str, cfg) -> tuple[Teacher, object]:
                                         description=teacher_task.description_of(cfg))
     keras_model = loaded.model
     has_bn = keras_model is not None and any(
-        type(layer).__name__ == "BatchNormalization" for layer in keras_model.layers)
+        isinstance(layer, keras.layers.BatchNormalization) for layer in keras_model.layers)
     ours = "input_spec" in model_io.read_info(path)
     flags = () if ours else _task_flags(cfg, named)
     return Teacher(os.path.abspath(path), task.dataset, task.class_names, tuple(task.spec.shape),
