@@ -157,7 +157,7 @@ def resolve(path: str, *, dataset: str | None = None, description: Description =
                         "run directory it came from")
     if description.input_range is not None:
         loaded.spec = spec_with_range(loaded.spec, *description.input_range)
-    outputs = _output_count(loaded)
+    outputs = _output_count(loaded, f"{flag}={path}")
     if dataset is not None and dataset != datasets.CUSTOM:
         if loaded.spec.channels != shape[-1]:
             raise UserError(f"{flag}={path} takes {loaded.spec.channels}-channel images but "
@@ -185,12 +185,12 @@ def _load(path, raw_shape, flag, differentiable) -> model_io.LoadedClassifier:
                         f"{str(e).splitlines()[0][:120]}") from None
 
 
-def _output_count(loaded: model_io.LoadedClassifier) -> int:
+def _output_count(loaded: model_io.LoadedClassifier, named: str) -> int:
     if loaded.model is not None:
         shape = loaded.model.output_shape
     else:
         shape = loaded.probabilities(np.zeros((1, *loaded.spec.raw_shape), np.float32)).shape
     if len(shape) != 2 or shape[-1] is None or shape[-1] < 2:
-        raise UserError(f"the classifier's output has shape {tuple(shape)}; it must be one "
+        raise UserError(f"{named} outputs shape {tuple(shape)}; a classifier outputs one "
                         "vector of class scores per image (N, K) with K >= 2")
     return int(shape[-1])
