@@ -233,6 +233,8 @@ def run(cfg) -> dict:
         teacher, task = teacher_task.resolve(
             cfg.teacher, dataset=cfg.dataset if "dataset" in cfg.present else None,
             description=teacher_task.description_of(cfg), differentiable=True)
+    if "dataset" in cfg.present:  # the test set asked for, also for a zskd_tf teacher
+        task = dataclasses.replace(task, dataset=cfg.dataset)
     if cfg.mixed_bfloat16:  # the generator step's gradient through the frozen teacher
         input_gradients.accelerate_input_gradients(teacher.model, block_form=False,
                                                    gradient_dtype="bfloat16")
