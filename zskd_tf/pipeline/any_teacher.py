@@ -116,6 +116,9 @@ def inspect(path: str, cfg) -> tuple[Teacher, object]:
     named = cfg.dataset if "dataset" in cfg.present else None
     loaded, task = teacher_task.resolve(path, dataset=named,
                                         description=teacher_task.description_of(cfg))
+    if loaded.model is None and loaded.spec is None:
+        raise UserError(f"--teacher={path} is {loaded.kind} exported by zskd_tf (raw images in): "
+                        "give the run directory it came from")
     keras_model = loaded.model
     has_bn = keras_model is not None and any(
         isinstance(layer, keras.layers.BatchNormalization) for layer in keras_model.layers)
