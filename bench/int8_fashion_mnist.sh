@@ -7,18 +7,13 @@
 # About 25 min on 2 shared CPU cores, most of it training; finished runs are reused.
 #
 #   bench/int8_fashion_mnist.sh             # products in runs/int8/ (BENCH_DIR to change)
-#   WRN=1 bench/int8_fashion_mnist.sh       # also a WRN-16-2 teacher (2 epochs; not yet run)
+#   LENET=0 WRN=1 bench/int8_fashion_mnist.sh  # the WRN part alone
+#   WRN=1 bench/int8_fashion_mnist.sh       # also a WRN-16-2 teacher (2 epochs) and a WRN-16-1
+#                                           # KD + AT student of it (2 epochs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BENCH_DIR:-runs/int8}
 main() { python -m zskd_tf.main --verbose=epoch "$@"; }
-
-T=$B/lenet5_teacher
-main --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --run_dir="$T"
-main --procedure=data_impressions --teacher="$T" --num_samples=500 --synthesis_batch_size=500 \
-     --run_dir="$B/lenet5_impressions"
-main --procedure=distill --teacher="$T" --student=lenet5_half --dataset=fashion_mnist \
-     --epochs=10 --run_dir="$B/lenet5_half_kd"
 
 rows=()
 export_int8() {  # NAME RUN_DIR LABEL SOURCE SAMPLES
@@ -26,11 +21,20 @@ export_int8() {  # NAME RUN_DIR LABEL SOURCE SAMPLES
        --calibration_samples="$5" --run_dir="$B/export_$1_$3"
   rows+=("$1:$2:$B/export_$1_$3:$3")
 }
-for model in lenet5:"$T" lenet5_half_kd:"$B/lenet5_half_kd"; do
-  export_int8 "${model%%:*}" "${model#*:}" real real 500
-  export_int8 "${model%%:*}" "${model#*:}" impressions "$B/lenet5_impressions/impressions.npz" 500
-  export_int8 "${model%%:*}" "${model#*:}" noise noise 500
-done
+if [ "${LENET:-1}" = 1 ]; then
+  T=$B/lenet5_teacher
+  main --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --run_dir="$T"
+  main --procedure=data_impressions --teacher="$T" --num_samples=500 --synthesis_batch_size=500 \
+       --run_dir="$B/lenet5_impressions"
+  main --procedure=distill --teacher="$T" --student=lenet5_half --dataset=fashion_mnist \
+       --epochs=10 --run_dir="$B/lenet5_half_kd"
+
+  for model in lenet5:"$T" lenet5_half_kd:"$B/lenet5_half_kd"; do
+    export_int8 "${model%%:*}" "${model#*:}" real real 500
+    export_int8 "${model%%:*}" "${model#*:}" impressions "$B/lenet5_impressions/impressions.npz" 500
+    export_int8 "${model%%:*}" "${model#*:}" noise noise 500
+  done
+fi
 
 if [ "${WRN:-0}" = 1 ]; then
   # WRN-16-2 (BatchNorm; 100 M MACs per image): 128 calibration images everywhere; impressions
@@ -46,6 +50,15 @@ if [ "${WRN:-0}" = 1 ]; then
        --run_dir="$B/quantize_wrn"
   rows+=("wrn-16-2:$W:$B/quantize_wrn:impressions+BN prior (quantize)")
   export_int8 wrn-16-2 "$W" noise noise 128
+  S=$B/wrn-16-1_kd
+  main --procedure=distill --teacher="$W" --student=wrn-16-1 --dataset=fashion_mnist --epochs=2 \
+       --run_dir="$S"
+  export_int8 wrn-16-1_kd "$S" real real 128
+  export_int8 wrn-16-1_kd "$S" impressions "$B/wrn_impressions/impressions.npz" 128
+  export_int8 wrn-16-1_kd "$S" noise noise 128
+  main --procedure=quantize --teacher="$S" --tflite --calibration_samples=128 "${SYNTH[@]:1}" \
+       --run_dir="$B/quantize_wrn-16-1_kd"
+  rows+=("wrn-16-1_kd:$S:$B/quantize_wrn-16-1_kd:impressions+BN prior (quantize)")
 fi
 
 python bench/int8_table.py --model="$(IFS=,; echo "${rows[*]}")" --out="$B/int8_table.json"

@@ -1,8 +1,8 @@
 """Bad input, across the procedures: one ``error:`` line naming the problem, exit status 2, no
-traceback, and finished products left as they were (README "Reliability", bad-input table).
+traceback, and finished products left as they were (docs/reliability.md, "Bad input").
 
 Cases already covered next to their method (stats from another teacher, spectral parts missing,
-NaN impressions, foreign teachers, ...) are listed in the README table with their test.
+NaN impressions, foreign teachers, ...) are listed in that table with their test.
 """
 import json
 import os

@@ -1,6 +1,6 @@
 """Run-directory safety: ``--overwrite`` deletes only zskd_tf runs and only after the new
 command's inputs are valid; one writer per run directory; finished runs whose inputs changed
-are reported stale (README "Reliability")."""
+are reported stale (docs/reliability.md, "Run directories")."""
 import fcntl
 import json
 import os
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO, assert_user_error, cli_env, run_cli
+from zskd_tf import cli_flags
 from zskd_tf.data import preprocess as pp
 from zskd_tf.data import synthetic
 from zskd_tf.runtime.run_dir import RunDir
@@ -101,7 +102,8 @@ def test_one_writer_per_run_directory(tmp_path):
 
 
 def test_leftovers_of_killed_atomic_writes_are_removed_on_the_next_start(tmp_path):
-    cfg = types.SimpleNamespace(procedure="evaluate", overwrite=False)
+    cfg = types.SimpleNamespace(flag_schema=cli_flags.flag_schema(), procedure="evaluate",
+                                overwrite=False)
     run = RunDir(str(tmp_path / "r"))
     run.claim(cfg)
     leftovers = [run.file(".stats.npz.k2j4_x.tmp"), run.file("seed_0", ".model.keras.a1b2.tmp"),
@@ -208,7 +210,8 @@ def test_digests_ignore_save_times_but_not_content(tmp_path):
 
 def test_locks_are_released_when_an_in_process_procedure_returns(tmp_path):
     from zskd_tf.runtime import run_dir as run_dir_lib
-    cfg = types.SimpleNamespace(procedure="evaluate", overwrite=False)
+    cfg = types.SimpleNamespace(flag_schema=cli_flags.flag_schema(), procedure="evaluate",
+                                overwrite=False)
     run = RunDir(str(tmp_path / "r"))
     run.claim(cfg)
     marker = run.file(".zskd_tf_run")
@@ -219,17 +222,21 @@ def test_locks_are_released_when_an_in_process_procedure_returns(tmp_path):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-@pytest.mark.parametrize("line, outcome", [
-    ("--verbose=epoch", "warned"),  # an operational flag: the run is still known
-    ("--seed=3", "refused"),  # a flag that defines the run: what it was is unknown
+@pytest.mark.parametrize("line, outcome, valid_text", [
+    ("--verbose=epoch", "warned", False),  # an operational flag: the run is still known
+    ("--verbose=epoch", "warned", True),  # damage that still reads as printable UTF-8
+    ("--seed=3", "refused", False),  # a flag that defines the run: what it was is unknown
 ])
-def test_a_damaged_flags_cfg_is_never_taken_silently(line, outcome, tmp_path, capsys):
-    cfg = types.SimpleNamespace(procedure="evaluate", overwrite=False, seed=3, verbose="epoch")
+def test_a_damaged_flags_cfg_is_never_taken_silently(line, outcome, valid_text, tmp_path,
+                                                     capsys):
+    cfg = types.SimpleNamespace(flag_schema=cli_flags.flag_schema(), procedure="evaluate",
+                                overwrite=False, seed=3, verbose="epoch")
     run = RunDir(str(tmp_path / "r"))
     run.claim(cfg)
     saved = open(run.file("flags.cfg"), "rb").read()
     assert line.encode() in saved
-    damaged = line.encode()[:3] + bytes(b ^ 0xFF for b in line.encode()[3:])
+    damaged = (line[:-1] + "\u041e").encode() if valid_text else (  # a Cyrillic O
+        line.encode()[:3] + bytes(b ^ 0xFF for b in line.encode()[3:]))
     open(run.file("flags.cfg"), "wb").write(saved.replace(line.encode(), damaged))
     capsys.readouterr()
     if outcome == "warned":

@@ -44,7 +44,7 @@ Z_DIM = 8
 
 def test_generator_has_the_reference_size_and_init():
     g = generator_lib.generator((32, 32, 3), z_dim=100)
-    assert complexity.count_trainable_params(g) == 1_051_145  # zskt.md §2.2
+    assert complexity.count_trainable_params(g) == 1_051_145  # docs/methods/zskt.md §1
     assert g.output_shape == (None, 32, 32, 3)
     assert generator_lib.generator((32, 32, 1), z_dim=100).output_shape == (None, 32, 32, 1)
     for layer, fan_in in (("linear", 100), ("conv1", 9 * 128), ("conv2", 9 * 128),
@@ -105,7 +105,7 @@ def test_cosine_is_per_outer_iteration():
     got = [float(schedule(step)) for step in range(12)]
     want = [2e-3 * (1 + math.cos(math.pi * (step // 3) / 4)) / 2 for step in range(12)]
     np.testing.assert_allclose(got, want, rtol=1e-6)
-    # The reference's logged student lr after 800 of 80k iterations (zskt.md §3.4).
+    # The reference's logged student lr after 800 of 80k iterations (docs/methods/zskt.md §4).
     reference = zs.IterationCosine(2e-3, 80_000, 10)
     assert float(reference(8000)) == pytest.approx(0.0019995066, rel=1e-6)
     # stop_iteration: the same rates before it, exactly 0 from it on.
@@ -332,11 +332,13 @@ def test_gradients_flow_where_the_reference_says():
     trainer = _trainer()
     g_vars = trainer.generator.trainable_variables
     z = _z()[:, 0]
-    with tf.GradientTape(persistent=True) as tape:  # student loss: never reaches G (§9.7)
+    # docs/methods/zskt.md §2: the student loss never reaches G; the generator loss goes through
+    # the teacher's softmax too.
+    with tf.GradientTape(persistent=True) as tape:  # student loss
         loss = trainer.student_loss(*trainer.student_targets(z))[0]
     assert all(g is None for g in tape.gradient(loss, g_vars))
     assert all(g is not None for g in tape.gradient(loss, trainer.student.trainable_variables))
-    with tf.GradientTape() as tape:  # generator loss: through the teacher's softmax too (§9.2)
+    with tf.GradientTape() as tape:  # generator loss
         g_loss, kl, _ = trainer.generator_loss(z)
     full = tape.gradient(g_loss, g_vars)
     with tf.GradientTape() as tape:

@@ -2,7 +2,7 @@
 
     python tools/count_params.py --model=wrn-40-2 --conv=Conv,G8B2 --block=basic,bottle
 
-MACs follow moonshine.md §5.1 (see zskd_tf/models/complexity.py).
+MACs follow docs/methods/kd_at_moonshine.md §5 (see zskd_tf/models/complexity.py).
 """
 import contextlib
 import itertools

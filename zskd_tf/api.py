@@ -82,6 +82,7 @@ def config(procedure: str, run_dir=None, **options) -> types.SimpleNamespace:
     values.update(procedure=procedure, run_dir=os.path.abspath(run_dir))
     cfg = types.SimpleNamespace(**values)
     cfg.present = set(options) | {"procedure", "run_dir"}
+    cfg.flag_schema = cli_flags.flag_schema()
     cli_flags.validate(cfg)
     return cfg
 

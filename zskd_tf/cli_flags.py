@@ -11,8 +11,9 @@ import types
 
 from absl import flags
 
-from zskd_tf.data.preprocess import AUGMENTATIONS
+from zskd_tf.constants import AUGMENTATIONS
 from zskd_tf.errors import UserError
+from zskd_tf.runtime.run_dir import FlagSchema
 
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
 
@@ -20,6 +21,8 @@ PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
                    "compute_stats", "optimize_dataset", "zero_shot", "transition_curves",
                    "pipeline", "quantize")
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
+for _module in (synthesis, zskd, lopes, zskt):
+    flags.adopt_module_key_flags(_module)  # key flags of this module: main's --help lists them
 
 # Flags that say *how* a run is executed, not *what* it computes: they may change between a
 # run and its resumption without the run directory being refused.
@@ -208,11 +211,22 @@ def our_flag_names() -> list[str]:
                    for f in flags.FLAGS.get_flags_for_module(module)})
 
 
+def flag_schema() -> FlagSchema:
+    """What a run directory needs to know of these flags (carried as ``cfg.flag_schema``).
+
+    Returns:
+        The flags' defaults, the operational flags and the input-path flags.
+    """
+    return FlagSchema(defaults={name: flags.FLAGS[name].default for name in our_flag_names()},
+                      operational=OPERATIONAL_FLAGS, input_paths=INPUT_PATH_FLAGS)
+
+
 def config_from_flags() -> types.SimpleNamespace:
     """Validates the parsed flags and returns them as a plain namespace."""
     values = {name: flags.FLAGS[name].value for name in our_flag_names()}
     cfg = types.SimpleNamespace(**values)
     cfg.present = {n for n in our_flag_names() if flags.FLAGS[n].present}
+    cfg.flag_schema = flag_schema()
     validate(cfg)
     return cfg
 

@@ -9,10 +9,9 @@ import os
 import keras
 import tensorflow as tf
 
+from zskd_tf import model_io
 from zskd_tf.data import preprocess as pp
 from zskd_tf.runtime import atomic
-
-EXPORT_INFO_FILE = "zskd_info.json"  # beside saved_model.pb: marks a zskd_tf export
 
 
 def export_savedmodel(model: keras.Model, spec: pp.InputSpec, path: str, info: dict) -> None:
@@ -34,7 +33,7 @@ def export_savedmodel(model: keras.Model, spec: pp.InputSpec, path: str, info: d
     archive.add_endpoint("serve", serve, input_signature=[signature])
     with atomic.atomic_path(path) as tmp:
         archive.write_out(tmp, verbose=False)
-        with open(os.path.join(tmp, EXPORT_INFO_FILE), "w", encoding="utf-8") as f:
+        with open(os.path.join(tmp, model_io.EXPORT_INFO_FILE), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2, sort_keys=True)
 
 
@@ -94,8 +93,6 @@ def export_classifier(classifier, out_dir: str, tflite: bool, seed: int = 0,
     calibration source and the top-1 agreement with Keras on the calibration images.
     """
     import numpy as np
-
-    from zskd_tf import model_io
 
     spec = classifier.spec
     saved_model = os.path.join(out_dir, "saved_model")

@@ -1,7 +1,7 @@
 """Losses, each with the reduction the original papers' code used.
 
 All functions return the mean over the examples they are given (per replica); trainers
-divide by the number of replicas before taking gradients (see ecosystem.md §0.3).
+divide by the number of replicas before taking gradients (see docs/methods/keras_notes.md §1).
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def logit_l1(teacher_logits, student_logits):
 
 
 def kd(labels, student_logits, teacher_logits, alpha, temperature):
-    """FewShot/Moonshine KD: ``(1-alpha)*CE + 2*alpha*T^2*KL_elementmean`` (zskt.md §4)."""
+    """FewShot/Moonshine KD: ``(1-alpha)*CE + 2*alpha*T^2*KL_elementmean``
+    (docs/methods/kd_at_moonshine.md §1)."""
     loss = 2.0 * alpha * temperature ** 2 * kl_element_mean(teacher_logits, student_logits,
                                                            temperature)
     if alpha < 1.0:
@@ -93,6 +94,6 @@ def class_imbalance(logits):
 
 
 def l1_anchor(variables, anchors):
-    """Sum over tensors of mean |w - w0| (repro.md §6: the fine-tuning pull to the zero-shot
-    weights)."""
+    """Sum over tensors of mean |w - w0|: the pull of ZSKT fine-tuning to the zero-shot weights
+    (docs/methods/zskt.md §9.3)."""
     return tf.add_n([tf.reduce_mean(tf.abs(v - a)) for v, a in zip(variables, anchors)])

@@ -12,6 +12,8 @@ from absl import flags, logging  # noqa: E402
 
 from zskd_tf import cli_flags, cli_runner  # noqa: E402  (cli_flags defines the flags)
 
+flags.adopt_module_key_flags(cli_flags)  # --help lists them
+
 
 def main():
     if not flags.FLAGS["verbosity"].present:

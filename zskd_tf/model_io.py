@@ -17,13 +17,13 @@ import numpy as np
 import tensorflow as tf
 
 import zskd_tf.models.layers  # noqa: F401  (registers custom layers for .keras loading)
-from zskd_tf import export
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.runtime import atomic, guarded, integrity
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model_info.json"
+EXPORT_INFO_FILE = "zskd_info.json"  # beside saved_model.pb: marks a zskd_tf export
 # raw_shape of a foreign model described by itself: its own input size (no resize).
 NATIVE = "native"
 
@@ -67,7 +67,8 @@ class LoadedClassifier:
     spec: pp.InputSpec | None
     info: dict
     _serve: object = None
-    _keep_alive: object = None  # a loaded SavedModel must stay referenced (ecosystem §0.11)
+    # A loaded SavedModel must stay referenced (docs/methods/keras_notes.md §4).
+    _keep_alive: object = None
     tflite: object = None
 
     @property
@@ -182,7 +183,7 @@ def init_weights_from(model: keras.Model, path: str, name: str) -> None:
 
 
 def _read_info(directory: str) -> dict:
-    for name in (INFO_FILE, export.EXPORT_INFO_FILE):
+    for name in (INFO_FILE, EXPORT_INFO_FILE):
         info_path = os.path.join(directory, name)
         if os.path.exists(info_path):
             return _read_json(info_path)
@@ -229,7 +230,7 @@ def _from_savedmodel(path: str, raw_shape) -> LoadedClassifier:
         loaded = tf.saved_model.load(path)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"cannot load the SavedModel {path}: {str(e).splitlines()[0][:200]}") from None
-    info_path = os.path.join(path, export.EXPORT_INFO_FILE)
+    info_path = os.path.join(path, EXPORT_INFO_FILE)
     if os.path.exists(info_path):  # a zskd_tf export: raw images in
         result = LoadedClassifier(path, None, None, _read_json(info_path), loaded.serve)
     else:

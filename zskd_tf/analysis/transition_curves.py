@@ -1,4 +1,4 @@
-"""Transition curves and the mean transition error (MTE) of ZSKT (zskt.md §5, §9.16).
+"""Transition curves and the mean transition error (MTE) of ZSKT (docs/methods/zskt.md §7).
 
 For an image x with dataset label y on which network A (the attacked student) and network B
 (the teacher) predict the same class, and for each of the C-1 target classes

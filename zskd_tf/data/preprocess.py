@@ -12,11 +12,11 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from zskd_tf.constants import AUGMENTATIONS
 from zskd_tf.data.datasets import IMAGE_SHAPES, check_dataset_name
 from zskd_tf.errors import UserError
 
 RESIZE_MODES = ("none", "bilinear", "pad")
-AUGMENTATIONS = ("none", "crop_flip", "affine", "affine_wide")
 CROP_PADDING = 4
 # Random affine augmentations, per image: (largest zoom-in as the fraction of the image kept,
 # largest shift as a fraction of the side, largest rotation in degrees); then a left-right flip

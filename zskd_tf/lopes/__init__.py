@@ -6,5 +6,5 @@
 ``metadata``: the passes over the training data that compute both (``compute_stats``);
 ``stats_file``: the ``stats.npz`` format, the teacher fingerprint and its checks;
 ``objectives``: the four reconstruction objectives (targets and loss).
-Spec: /work/shared/specs/lopes.md; user documentation: README.md, Lopes section.
+Method notes: docs/methods/lopes.md; user documentation: README.md, Lopes section.
 """

@@ -1,4 +1,4 @@
-"""Computing the "metadata" of a teacher from its training data (lopes.md §3, §4.4).
+"""Computing the "metadata" of a teacher from its training data (docs/methods/lopes.md §3, §7).
 
 Two passes of the frozen teacher over the data:
 

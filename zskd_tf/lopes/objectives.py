@@ -1,4 +1,4 @@
-"""The four reconstruction objectives of Lopes et al. (lopes.md §4.3, §4.4).
+"""The four reconstruction objectives of Lopes et al. (docs/methods/lopes.md §6, §7).
 
 An objective is a list of *segments*: (recorded layer, weight) pairs whose targets sit side
 by side in one (batch, total units) target array, drawn once per batch. The loss of every

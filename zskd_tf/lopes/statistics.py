@@ -1,4 +1,6 @@
-"""Per-class Gaussian statistics of a vector, and sampling from them (lopes.md §3, §4.2).
+"""Per-class Gaussian statistics of a vector, and sampling from them.
+
+See docs/methods/lopes.md §3 (the metadata) and §5 (sampling).
 
 Moments are streamed in float64: per class the count, the sum and either the full
 co-moment matrix (sum of x xᵀ) or, for wide vectors, the per-unit sum of squares. The
@@ -6,9 +8,9 @@ covariance is the population one, Σ = E[x xᵀ] − μ μᵀ; the standard devi
 sqrt(max(E[x²] − μ², 0)) (clamped: the public code could take the root of a tiny negative).
 
 Sampling is N(μ, Σ) exactly: ``μ + Z Lᵀ`` with ``L = chol(Σ + εI)`` and rows ``Z ~ N(0, I)``
-(not the public code's ``Z·L`` or ``Z·Σ``, lopes.md §4.2). ε is ``JITTER`` times the mean
-variance, which makes rank-deficient covariances (e.g. a linear map of fewer inputs than
-units) factorisable. If the factorisation still fails for some class, the vector falls back to
+(not the public code's ``Z·L`` or ``Z·Σ``). ε is ``JITTER`` times the mean variance, which
+makes rank-deficient covariances (e.g. a linear map of fewer inputs than units)
+factorisable. If the factorisation still fails for some class, the vector falls back to
 the diagonal ``μ + Z ⊙ σ`` for every class, as the paper-era code did.
 """
 from __future__ import annotations

@@ -4,6 +4,6 @@ from absl import flags
 flags.DEFINE_string("stats", None, "stats.npz made by compute_stats, or its run directory.")
 flags.DEFINE_enum("objective", "top_layer",
                   ("top_layer", "all_layers", "spectral_all_layers", "spectral_layer_pairs"),
-                  "Reconstruction objective (lopes.md §4.3-4.4).")
+                  "Reconstruction objective (docs/methods/lopes.md §6, §7).")
 flags.DEFINE_float("spectral_keep", 0.1,
                    "Fraction of spectral coefficients kept by the spectral objectives.")

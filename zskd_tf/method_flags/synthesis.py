@@ -12,10 +12,10 @@ flags.DEFINE_boolean(
     "fast_input_gradient", True,
     "Differentiate the teacher's first few-channel valid convolutions with respect to the "
     "images through their 2x2 space-to-depth form: the same gradient up to float rounding, "
-    "about 1.4x faster for LeNet-5 on CPU (zskd_tf/trainers/input_gradients.py).")
+    "computed faster on CPU (zskd_tf/trainers/input_gradients.py).")
 flags.DEFINE_boolean(
     "bfloat16_input_gradient", False,
     "Compute the teacher's convolution input gradients in bfloat16 (the forward pass, the loss "
-    "and Adam stay float32): 1.3-1.9x more LeNet-5 image-steps/s on a CPU with AMX or "
-    "AVX512-BF16, a gradient equal to float32's up to bfloat16 rounding; slower without such "
-    "hardware (README, ZSKD Cost).")
+    "and Adam stay float32): a gradient equal to float32's up to bfloat16 rounding, faster only "
+    "on hardware with bfloat16 units (e.g. CPUs with AMX or AVX512-BF16) and slower without "
+    "them (docs/methods/extensions.md §7).")

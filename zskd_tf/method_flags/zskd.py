@@ -1,7 +1,7 @@
 """Flags of ZSKD (``--procedure=data_impressions``)."""
 from absl import flags
 
-from zskd_tf.zskd.targets import INITS
+from zskd_tf.constants import IMPRESSION_INITS
 
 flags.DEFINE_list("betas", ["1.0", "0.1"],
                   "Dirichlet concentration scales; the impressions are split equally among "
@@ -11,7 +11,7 @@ flags.DEFINE_string("final_layer", None,
 flags.DEFINE_list("input_range", None,
                   "Foreign teachers without model_info.json: LOW,HIGH of their input values "
                   "(default 0,1).")
-flags.DEFINE_enum("impression_init", "uniform", tuple(INITS),
+flags.DEFINE_enum("impression_init", "uniform", tuple(IMPRESSION_INITS),
                   "Starting images: uniform over the teacher's input range (the authors' "
                   "official code) or N(0, 1) scaled to it (sseung0703's MNIST port, whose "
                   "clipped impressions are half black like real digits).")

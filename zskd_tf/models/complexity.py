@@ -1,4 +1,4 @@
-"""Analytic model size and cost per sample (convention of moonshine.md §5.1).
+"""Analytic model size and cost per sample (convention of docs/methods/kd_at_moonshine.md §5).
 
 MACs are counted for Conv2D, DepthwiseConv2D and Dense layers: the layer's weights (a grouped
 conv's real kernel, plus one per bias) times its output positions. This is Moonshine's

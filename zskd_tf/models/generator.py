@@ -1,4 +1,6 @@
-"""The ZSKT generator (zskt.md §2.2): noise z -> images in the teacher's normalised input space.
+"""The ZSKT generator: noise z -> images in the teacher's normalised input space.
+
+See docs/methods/zskt.md §1.
 
 Linear(z_dim -> 128 x H/4 x W/4) -> reshape -> BN (no activation) -> nearest x2 -> conv3x3 128
 -> BN -> LeakyReLU(0.2) -> nearest x2 -> conv3x3 64 -> BN -> LeakyReLU(0.2) -> conv3x3 C ->
@@ -95,7 +97,8 @@ def generator(output_shape=(32, 32, 3), z_dim: int = 100, name: str = "generator
     ``output_range``: None (the paper: the final BN's output as is) or per-channel
     ``(low, high)`` sequences to squash the output into. ``width``: channels of the seed and of
     the first convolution, the second has half as many (the paper: 128, i.e. 128 and 64); a
-    narrower generator matches a small student's capacity (zskt.md §2.2) and costs less."""
+    narrower generator matches a small student's capacity (docs/methods/zskt.md §1) and costs
+    less."""
     height, image_width, channels = (int(d) for d in output_shape)
     if width < 2:
         raise UserError(f"the generator's width must be at least 2, got {width}")

@@ -26,7 +26,7 @@ from zskd_tf.runtime import atomic
 from zskd_tf.zskd import figures
 
 REPORT_DIR = "report"
-# Published Fashion-MNIST figures (LeNet-5 teacher, LeNet-5-half student), zskd.md §1.7.
+# Published Fashion-MNIST figures (LeNet-5 teacher, LeNet-5-half student), docs/methods/zskd.md §8.
 PAPER = {"teacher": ("90.84 %", "Nayak et al. 2019, LeNet-5 teacher"),
          "ZSKD (Nayak et al. 2019)": ("79.62 %", "48,000 DIs, with augmentation")}
 NO_PAPER_FIGURE = ("-", "no Fashion-MNIST figure published")
@@ -65,7 +65,8 @@ def _deployment(model_dir: str, export_dir: str, images, repeats: int) -> dict:
     saved_model = os.path.join(export_dir, "saved_model")
     row = {"keras_bytes": _size(os.path.join(model_dir, model_io.MODEL_FILE)),
            "saved_model_bytes": _size(saved_model)}
-    loaded = tf.saved_model.load(saved_model)  # keep it referenced while serving (§0.11)
+    # Keep the loaded object referenced while serving (docs/methods/keras_notes.md §4).
+    loaded = tf.saved_model.load(saved_model)
     row["saved_model_ms"] = _median_ms(lambda x: loaded.serve(tf.constant(x)), images, repeats)
     tflite = os.path.join(export_dir, "model.tflite")
     if os.path.exists(tflite):

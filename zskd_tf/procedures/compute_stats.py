@@ -1,4 +1,4 @@
-"""``--procedure=compute_stats``: the metadata of Lopes et al. (lopes.md §3, §4.4).
+"""``--procedure=compute_stats``: the metadata of Lopes et al. (docs/methods/lopes.md §3, §7).
 
 From ``--teacher`` and its training data (``--dataset``, default: the dataset the teacher
 was trained on; ``--holdout_first`` and ``--max_train_examples`` select the images), per

@@ -1,10 +1,10 @@
 """``--procedure=data_impressions``: ZSKD data impressions of a teacher (Nayak et al. 2019).
 
-Recipe (zskd.md §4.4): concentration matrix of the teacher's final Dense layer; for every
-impression a Dirichlet target ``Dir(beta * alpha^k)`` (``--betas``, default 1.0 and 0.1, equal
-shares per class and beta); starting from uniform noise over the teacher's input range, Adam
-(``--synthesis_lr``, default 0.001 as the authors' code; TF1's epsilon 1e-8) minimises
-``CE(y, softmax(teacher(x) / T))`` (plus, if asked, sseung0703's image L2
+Recipe (docs/methods/zskd.md §1-3): concentration matrix of the teacher's final Dense layer;
+for every impression a Dirichlet target ``Dir(beta * alpha^k)`` (``--betas``, default 1.0 and
+0.1, equal shares per class and beta); starting from uniform noise over the teacher's input
+range, Adam (``--synthesis_lr``, default 0.001 as the authors' code; TF1's epsilon 1e-8)
+minimises ``CE(y, softmax(teacher(x) / T))`` (plus, if asked, sseung0703's image L2
 ``--impression_l2``, a smoothness prior ``--impression_tv``, and DeepInversion's BatchNorm
 feature-statistics prior ``--impression_bn_weight``; ``--impression_init=normal``
 starts from his N(0, 1)) for ``--synthesis_steps`` (1500) steps per batch of
@@ -41,7 +41,8 @@ from zskd_tf.zskd import concentration as concentration_lib
 from zskd_tf.zskd import targets as targets_lib
 from zskd_tf.zskd.teacher import load_teacher
 
-# Transfer-set sizes of the paper (zskd.md §1.7): 40 % of MNIST, 80 % of Fashion-MNIST/CIFAR-10.
+# Transfer-set sizes of the paper (docs/methods/zskd.md §5): 40 % of MNIST, 80 % of
+# Fashion-MNIST/CIFAR-10.
 PAPER_NUM_SAMPLES = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
 DEFAULTS = {"temperature": PAPER_TEMPERATURE, "synthesis_steps": 1500,
             "synthesis_batch_size": 100, "synthesis_lr": 1e-3}

@@ -1,7 +1,7 @@
 """``--procedure=optimize_dataset``: reconstructs a synthetic training set from ``stats.npz``
-and the teacher alone (Lopes et al., lopes.md §4).
+and the teacher alone (Lopes et al., docs/methods/lopes.md §4).
 
-Defaults (§4.1, paper-era code): ``--synthesis_batch_size=64`` images per batch, 100 batches
+Defaults (paper-era code): ``--synthesis_batch_size=64`` images per batch, 100 batches
 per class (``--num_samples`` = 100 x classes x batch size), ``--synthesis_steps=1000`` Adam
 steps per batch at ``--synthesis_lr=0.07`` (epsilon 1e-8 as TF1, fresh moments per batch),
 images initialised i.i.d. N(0.15, 0.1) per pixel in [0, 1] units (mapped through the

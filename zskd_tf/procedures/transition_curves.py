@@ -1,4 +1,6 @@
-"""``--procedure=transition_curves``: belief matching of a student and its teacher (zskt.md §5).
+"""``--procedure=transition_curves``: belief matching of a student and its teacher.
+
+See docs/methods/zskt.md §7.
 
 Attacks ``--student_run`` (network A) towards each wrong class on ``--num_images`` test images
 where A and ``--teacher`` (network B) agree, for ``--adversarial_steps`` steps of size

@@ -1,10 +1,10 @@
 """``--procedure=zero_shot``: ZSKT, a student taught by a teacher without any real training
-image, through a generator trained adversarially against the student (zskt.md §3).
+image, through a generator trained adversarially against the student (docs/methods/zskt.md §2).
 
-Defaults (zskt.md §10): ``--iterations`` 80,000 (50,000 on SVHN), ``--n_generator_steps`` 1,
-``--n_student_steps`` 10, ``--batch_size`` 128, ``--z_dim`` 100, ``--student_lr`` 2e-3,
-``--generator_lr`` 1e-3, ``--beta`` 250 (attention transfer on the WRN group outputs; other
-models need ``--beta=0``), ``--temperature`` 1, ``--variant=original``.
+Defaults (docs/methods/zskt.md §5): ``--iterations`` 80,000 (50,000 on SVHN),
+``--n_generator_steps`` 1, ``--n_student_steps`` 10, ``--batch_size`` 128, ``--z_dim`` 100,
+``--student_lr`` 2e-3, ``--generator_lr`` 1e-3, ``--beta`` 250 (attention transfer on the WRN
+group outputs; other models need ``--beta=0``), ``--temperature`` 1, ``--variant=original``.
 
 The student is evaluated on the real test set of ``--dataset`` (or on ``--eval_data``) every
 N/100 iterations (metrics.jsonl); the reported accuracy is the last one. A foreign teacher

@@ -9,18 +9,22 @@ deletes a directory zskd_tf recognises as a run (it holds ``flags.cfg`` or the m
 One process writes a run directory at a time: it holds an advisory ``fcntl.flock`` on the
 marker file (which records its PID) from the moment it accepts the directory until it exits;
 the operating system releases the lock when the process dies, even by SIGKILL.
+
+What the directory knows of the command line's flags (their names and defaults, which are
+operational, which name input files) comes with the config, as ``cfg.flag_schema``: a
+:class:`FlagSchema` built by the command-line layer, which this module does not import.
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 
-from absl import flags
-
-from zskd_tf import cli_flags
 from zskd_tf.errors import UserError
 from zskd_tf.runtime import atomic, guarded, integrity
 
@@ -30,6 +34,35 @@ METRICS_FILE = "metrics.jsonl"
 MARKER_FILE = ".zskd_tf_run"  # marks a directory as a zskd_tf run
 INTEGRITY_KEY = "integrity"  # result.json: digests of the products and inputs (runtime.integrity)
 _UNREAD = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagSchema:
+    """What a run directory needs to know of the command line's flags.
+
+    Built by the command-line layer (``cli_flags.flag_schema()``) and carried by every config
+    as ``cfg.flag_schema``.
+
+    Attributes:
+        defaults: every flag of zskd_tf (not absl's own) -> its default value. flags.cfg holds
+            these flags; one missing from an older flags.cfg had its default.
+        operational: flags that say how a run is executed, not what it computes: they may
+            change between a run and its resumption.
+        input_paths: flags naming files or run directories a command reads: a finished run
+            records their digests and is stale when one changes.
+    """
+    defaults: Mapping[str, object]
+    operational: frozenset[str] = frozenset()
+    input_paths: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        """The flag names, sorted."""
+        return sorted(self.defaults)
+
+    def default_line(self, name: str) -> str | None:
+        """The flags.cfg line of ``name`` at its default (None: not a flag, or no default)."""
+        return _flag_line(name, self.defaults[name]) if name in self.defaults else None
 
 
 def _is_temporary(name: str) -> bool:
@@ -88,38 +121,57 @@ def _flag_line(name: str, value) -> str | None:
 
 
 def flag_lines(cfg) -> dict[str, str]:
-    """Flag name -> the flagfile line that sets it (flags left at None are omitted)."""
+    """Flag name -> the flagfile line that sets it (flags left at None are omitted).
+
+    Args:
+        cfg: a config carrying its ``flag_schema`` (:class:`FlagSchema`).
+
+    Returns:
+        {flag name: line}, ``--overwrite`` left out.
+    """
     lines = {}
-    for name in cli_flags.our_flag_names():
+    for name in cfg.flag_schema.names:
         line = _flag_line(name, getattr(cfg, name, None))
         if line is not None and name != "overwrite":
             lines[name] = line
     return lines
 
 
-def _default_line(name: str) -> str | None:
-    known = cli_flags.our_flag_names()
-    return _flag_line(name, flags.FLAGS[name].default) if name in known else None
+DIGEST_PREFIX = "# sha256 of the lines above: "  # the last line of flags.cfg
 
 
-def _read_flagfile(path: str) -> tuple[dict[str, str], bool]:
-    """Flag name -> line of a saved flags.cfg, and whether the file is damaged (a line that is
-    not a flag of ours, or bytes that are not printable text)."""
-    lines, damaged = {}, False
-    known = cli_flags.our_flag_names()
-    with open(path, encoding="utf-8", errors="replace") as f:  # damaged bytes: U+FFFD
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not line.startswith("--") or not line.isprintable():
-                damaged = True
-                continue
-            name = line[2:].split("=", 1)[0]
-            if "=" not in line and name.startswith("no") and name[2:] in known:
-                name = name[2:]
-            damaged = damaged or name not in known
-            lines[name] = line
+def flagfile_text(lines: dict[str, str]) -> str:
+    """The text of flags.cfg: one flag per line, sorted, then a comment line with the SHA-256
+    of those lines (absl flagfiles skip comments), so that damage to any byte is detected."""
+    body = "".join(lines[n] + "\n" for n in sorted(lines))
+    return f"{body}{DIGEST_PREFIX}{hashlib.sha256(body.encode()).hexdigest()}\n"
+
+
+def _read_flagfile(path: str, known) -> tuple[dict[str, str], bool]:
+    """Flag name -> line of a saved flags.cfg, and whether the file is damaged: its digest line
+    does not match, or (files written before the digest) a line is not a flag of ``known``
+    or not printable ASCII-safe text."""
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data.decode("utf-8", errors="replace")  # damaged bytes: U+FFFD
+    lines, damaged, body = {}, "\ufffd" in text, []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(DIGEST_PREFIX):
+            digest = hashlib.sha256("".join(body).encode()).hexdigest()
+            damaged = damaged or line[len(DIGEST_PREFIX):] != digest
+            continue
+        body.append(raw + "\n")
+        if not line or (line.startswith("#") and line.isascii()):
+            continue
+        if not line.startswith("--") or not line.isprintable():
+            damaged = True
+            continue
+        name = line[2:].split("=", 1)[0]
+        if "=" not in line and name.startswith("no") and name[2:] in known:
+            name = name[2:]
+        damaged = damaged or name not in known
+        lines[name] = line
     return lines, damaged
 
 
@@ -162,12 +214,12 @@ class RunDir:
                             f"{FLAGS_FILE}); it is never deleted, not even with --overwrite: "
                             "choose another --run_dir")
         saved_path = self.file(FLAGS_FILE)
-        saved, damaged = (_read_flagfile(saved_path) if os.path.exists(saved_path)
-                          else ({}, False))
+        saved, damaged = (_read_flagfile(saved_path, cfg.flag_schema.defaults)
+                          if os.path.exists(saved_path) else ({}, False))
         if "procedure" not in saved:
             self._stale = f"holds a run whose {FLAGS_FILE} is missing or damaged"
         else:
-            self._stale = self._difference(saved, flag_lines(cfg))
+            self._stale = self._difference(saved, flag_lines(cfg), cfg.flag_schema)
             if damaged and self._stale:
                 self._stale = (f"holds a run whose {FLAGS_FILE} is damaged: what the run was "
                                "is unknown")
@@ -197,8 +249,7 @@ class RunDir:
             self._remove_leftovers()
             self._inputs = self._input_digests(cfg)
             current = flag_lines(cfg)
-            atomic.write_text(self.file(FLAGS_FILE),
-                              "\n".join(current[n] for n in sorted(current)) + "\n")
+            atomic.write_text(self.file(FLAGS_FILE), flagfile_text(current))
         except OSError as e:
             raise UserError(f"cannot write to --run_dir={self.path}: {e.strerror or e}") from None
         self._stale = None
@@ -207,7 +258,7 @@ class RunDir:
         """{flag: SHA-256} of the input paths the command names (teacher, stats, ...)."""
         if self._inputs is None:
             self._inputs = {}
-            for name in cli_flags.INPUT_PATH_FLAGS:
+            for name in cfg.flag_schema.input_paths:
                 value = getattr(cfg, name, None)
                 if (isinstance(value, str) and value and os.path.exists(value)
                         and (name != "dataset" or value.lower().endswith(".npz"))):
@@ -240,10 +291,10 @@ class RunDir:
                     dirs.remove(name)
 
     @staticmethod
-    def _difference(saved: dict, current: dict) -> str | None:
-        significant = sorted((set(saved) | set(current)) - cli_flags.OPERATIONAL_FLAGS)
+    def _difference(saved: dict, current: dict, schema: FlagSchema) -> str | None:
+        significant = sorted((set(saved) | set(current)) - schema.operational)
         # A flag absent from an older flags.cfg had its default value (flags added later).
-        saved = {n: saved.get(n, _default_line(n)) for n in significant}
+        saved = {n: saved.get(n, schema.default_line(n)) for n in significant}
         diffs = [n for n in significant if saved.get(n) != current.get(n)]
         if not diffs:
             return None

@@ -59,7 +59,7 @@ class ClassifierTrainer(keras.Model):
         self.perturbation = perturbation
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.built = True  # the classifier is built; see ecosystem.md §0.8
+        self.built = True  # the classifier is built; see docs/methods/keras_notes.md §3
 
     def call(self, x, training=False):
         return self.classifier(x, training=training)

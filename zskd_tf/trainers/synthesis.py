@@ -2,7 +2,7 @@
 
 ``ImageSynthesizer`` is a Keras model whose only trainable variable is the image batch. One
 ``fit`` optimises one batch: ``start_batch`` loads its initial images, resets the optimizer
-(fresh Adam moments for every batch, zskd.md §3 pitfall 6), and ``fit`` runs ``steps``
+(fresh Adam moments for every batch, docs/methods/zskd.md §3), and ``fit`` runs ``steps``
 steps over a dataset that repeats the batch's targets. Subclasses define
 ``synthesis_loss``. With ``fast_input_gradient`` (the default) the teacher's first
 few-channel convolutions differentiate through their space-to-depth form

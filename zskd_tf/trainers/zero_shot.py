@@ -1,4 +1,4 @@
-"""Zero-shot knowledge transfer by adversarial belief matching (ZSKT, zskt.md §3).
+"""Zero-shot knowledge transfer by adversarial belief matching (ZSKT, docs/methods/zskt.md §2).
 
 One ``fit`` step of :class:`ZeroShotTrainer` is one *outer iteration* of the paper:
 
@@ -9,12 +9,12 @@ One ``fit`` step of :class:`ZeroShotTrainer` is one *outer iteration* of the pap
 2. ``original`` variant: the images are regenerated from the same z by the updated generator
    (under stop-gradient), the teacher's logits and attention maps are computed once, and the
    student takes ``n_student_steps`` steps on ``KL + beta * AT`` of that one batch.
-   ``modified`` variant (repro.md §7.5): every student step draws new noise, so it gets new
-   images and new teacher outputs.
+   ``modified`` variant (docs/methods/zskt.md §9.2): every student step draws new noise, so it
+   gets new images and new teacher outputs.
 
 The KL is PyTorch's element mean over B x C (``losses.kl_element_mean``), the AT term
 Zagoruyko's attention maps summed over the taps. Both networks use Adam (eps 1e-8) with a
-cosine schedule over the *outer* iterations (constant within one, zskt.md §3.4) and
+cosine schedule over the *outer* iterations (constant within one, docs/methods/zskt.md §4) and
 global-norm gradient clipping at 5.
 
 Noise: the step is given its noise as data (``noise_dataset``): iteration t's z is a pure
@@ -36,18 +36,18 @@ import math
 import keras
 import tensorflow as tf
 
-from zskd_tf import losses
+from zskd_tf import constants, losses
 from zskd_tf.errors import UserError
 from zskd_tf.models import taps as taps_lib
 
-VARIANTS = ("original", "modified")
-MATCHING_LOSSES = ("kl", "l1")  # the paper's KL; DFAD's mean absolute logit difference
+VARIANTS = constants.ZSKT_VARIANTS
+MATCHING_LOSSES = constants.ZSKT_MATCHING_LOSSES
 WRN_TAPS = ("group1", "group2", "group3")
 
 
 @dataclasses.dataclass(frozen=True)
 class ZeroShotConfig:
-    """One ZSKT run's hyper-parameters (defaults: zskt.md §10)."""
+    """One ZSKT run's hyper-parameters (defaults: docs/methods/zskt.md §5)."""
     iterations: int = 80_000
     n_generator_steps: int = 1
     n_student_steps: int = 10
@@ -126,7 +126,7 @@ class IterationCosine(keras.optimizers.schedules.LearningRateSchedule):
 def make_optimizers(config: ZeroShotConfig):
     """(generator Adam, student Adam) with their per-iteration cosine schedules.
 
-    Create them inside the strategy scope (ecosystem.md §0.7).
+    Create them inside the strategy scope (docs/methods/keras_notes.md §2).
     """
     def adam(lr, steps, stop=None):
         return keras.optimizers.Adam(IterationCosine(lr, config.iterations, steps, stop),
@@ -173,14 +173,15 @@ class ZeroShotTrainer(keras.Model):
             names += ("generator_balance",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.built = True  # every sub-model is built (ecosystem.md §0.8)
+        self.built = True  # every sub-model is built (docs/methods/keras_notes.md §3)
 
     @property
     def metrics(self):
         return [*self.trackers.values(), self.accuracy]
 
     def compile(self, generator_optimizer, student_optimizer, **kwargs):
-        """Both optimizers are built here, inside the caller's strategy scope (§0.1, §0.9)."""
+        """Both optimizers are built here, inside the caller's strategy scope
+        (docs/methods/keras_notes.md §2)."""
         super().compile(optimizer=None, **kwargs)
         self.generator_optimizer = generator_optimizer
         self.student_optimizer = student_optimizer

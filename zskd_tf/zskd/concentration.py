@@ -1,4 +1,4 @@
-"""The class-similarity (concentration) matrix of ZSKD (zskd.md §1, §3, §4.4).
+"""The class-similarity (concentration) matrix of ZSKD (docs/methods/zskd.md §1).
 
 Each class's column of the final Dense kernel (Keras ``Dense.kernel`` is (features, K)) is a
 class template. ``C = cosine(w_i, w_j)``; each ROW is min-max normalised to [0, 1] (the row
@@ -7,7 +7,7 @@ added so that every Dirichlet concentration is positive. Row k is alpha^k, the c
 of class k (scaled by beta when sampling, see :mod:`zskd_tf.zskd.targets`).
 
 Not copied from the public ports: da2so's column-wise normalisation (a broadcasting bug) and
-the global min-max of the official ``dirichmat.py`` / Sharpiless (zskd.md §3, §9.1).
+the global min-max of the official ``dirichmat.py`` / Sharpiless (docs/methods/zskd.md §1).
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 
 from zskd_tf.errors import UserError
 
-EPSILON = 1e-4  # official code (zskd.md §3); keeps alpha > 0 where the row minimum sits
+# The official code's epsilon (docs/methods/zskd.md §1): keeps alpha > 0 at the row minimum.
+EPSILON = 1e-4
 
 
 def class_similarity(kernel) -> np.ndarray:

@@ -1,18 +1,18 @@
-"""Which Dirichlet target each data impression gets, batch by batch (zskd.md §1, §3, §4.4).
+"""Which Dirichlet target each data impression gets, batch by batch (docs/methods/zskd.md §2).
 
 Impressions are split equally among the classes and, within a class, among the betas
 (default 1.0 and 0.1: half of all impressions each). Impression ``j`` belongs to group
 ``j // per_group``; groups run class-major, beta-minor, as in sseung0703's loop (class k, then
 each beta). Its target is a draw from ``Dir(beta * alpha^k)``, alpha^k being row k of the
 concentration matrix: beta scales alpha and nothing re-normalises it afterwards (the official
-code's re-normalisation cancels beta, zskd.md §3).
+code's re-normalisation cancels beta, docs/methods/zskd.md §2).
 
 Everything a batch needs is a function of ``(seed, batch index)`` only, so a resumed run makes
 the same batches as an uninterrupted one. Sampling is float64 numpy; a draw containing NaN
 (all gamma variates underflowing for tiny alphas) is redrawn.
 
-Note (zskd.md §3): the argmax of a target drawn for class k is k only 40-65 % of the time, so
-k is not a label of the impression.
+Note (docs/methods/zskd.md §2): the argmax of a target drawn for class k is k only 40-65 % of
+the time, so k is not a label of the impression.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from zskd_tf import constants
 from zskd_tf.errors import UserError
 
 PAPER_BETAS = (1.0, 0.1)
@@ -64,18 +65,16 @@ def step_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-# --impression_init choices and how each is described in an impressions file's meta.
-INITS = {"uniform": "uniform over the teacher's input range",
-         "normal": "N(0, 1) scaled to the teacher's input range, clipped to it"}
+INITS = constants.IMPRESSION_INITS
 
 
 def initial_images(seed: int, index: int, shape, low, high, init: str = "uniform") -> np.ndarray:
     """Batch ``index``'s starting images, float32, per channel of the range [low, high].
 
     ``uniform``: U[low, high]; for a teacher fed x/255 this is U[0, 1], the official
-    initialisation (zskd.md §4.3-4.4). ``normal``: sseung0703's N(0, 1) around ``low`` scaled
-    by the range's width (zskd.md §4.1), i.e. N(0, 1) for [0, 1], clipped to the range: about
-    half the pixels start at ``low``, as dark as a real MNIST background.
+    initialisation (docs/methods/zskd.md §3). ``normal``: sseung0703's N(0, 1) around ``low``
+    scaled by the range's width, i.e. N(0, 1) for [0, 1], clipped to the range: about half the
+    pixels start at ``low``, as dark as a real MNIST background.
     """
     rng = batch_rng(seed, index, _IMAGE_STREAM)
     if init not in INITS:

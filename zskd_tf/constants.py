@@ -1,0 +1,18 @@
+"""Named choices shared by the command line and the code that implements them.
+
+Plain values, no imports: the flags are defined from these without loading TensorFlow, and
+the module that implements each choice takes it from here (docs/architecture.md).
+"""
+
+# Training augmentations (zskd_tf.data.preprocess); --augment adds "auto".
+AUGMENTATIONS = ("none", "crop_flip", "affine", "affine_wide")
+
+# ZSKT (zskd_tf.trainers.zero_shot): the loop variant (--variant), and what generator and
+# student fight over (--matching_loss: the paper's KL; DFAD's mean absolute logit difference).
+ZSKT_VARIANTS = ("original", "modified")
+ZSKT_MATCHING_LOSSES = ("kl", "l1")
+
+# ZSKD (zskd_tf.zskd.targets): --impression_init choices and how each is described in an
+# impressions file's meta.
+IMPRESSION_INITS = {"uniform": "uniform over the teacher's input range",
+                    "normal": "N(0, 1) scaled to the teacher's input range, clipped to it"}
