@@ -25,7 +25,7 @@ LAYERS = (
     ("building blocks", ("zskd_tf.data", "zskd_tf.models", "zskd_tf.losses",
                          "zskd_tf.evaluation", "zskd_tf.analysis", "zskd_tf.tflite_runtime")),
     ("model files", ("zskd_tf.model_io", "zskd_tf.export", "zskd_tf.calibration",
-                     "zskd_tf.quantize")),
+                     "zskd_tf.quantize", "zskd_tf.teacher_task")),
     ("methods", ("zskd_tf.trainers", "zskd_tf.zskd", "zskd_tf.lopes",
                  "zskd_tf.keras_distillation")),
     ("procedures", ("zskd_tf.procedures", "zskd_tf.pipeline")),

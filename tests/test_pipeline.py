@@ -77,8 +77,14 @@ def test_pipeline_bad_input(tmp_path, pipeline_run):
     assert_user_error(run_cli("--procedure=pipeline", "--quick", "--full", f"--run_dir={out}"),
                       "give one preset")
     assert_user_error(run_cli(*SMOKE, f"--run_dir={out}", f"--teacher={tmp_path}/none"),
-                      "not a finished zskd_tf training run")
-    assert_user_error(run_cli(*SMOKE, f"--run_dir={out}",
-                              f"--teacher={run}/zskd_student"),
-                      "lenet5_half on fashion_mnist", "needs a lenet5")
+                      "does not exist")
+    assert_user_error(run_cli(*SMOKE, f"--run_dir={out}", "--student=lenet5_half"),
+                      "--student need --teacher")
+    finished = os.path.join(run, "zskd_student", "result.json")
+    os.rename(finished, finished + ".bak")  # as if still training
+    try:
+        assert_user_error(run_cli(*SMOKE, f"--run_dir={out}", f"--teacher={run}/zskd_student"),
+                          "not a finished zskd_tf training run")
+    finally:
+        os.rename(finished + ".bak", finished)
     assert not os.path.exists(out)

@@ -40,7 +40,7 @@ from zskd_tf import cli_flags
 from zskd_tf.errors import UserError
 
 CACHE_ENV = "ZSKD_TF_CACHE"
-_MODEL_OPTIONS = ("teacher", "model_path", "init_from", "student_run")
+_MODEL_OPTIONS = ("teacher", "model_path", "init_from", "student_run", "student")
 
 
 def run(procedure: str, run_dir: str | os.PathLike | None = None, **options) -> dict:
@@ -49,8 +49,9 @@ def run(procedure: str, run_dir: str | os.PathLike | None = None, **options) -> 
     Args:
         procedure: a procedure name, as ``--procedure`` (e.g. ``"data_impressions"``).
         run_dir: the run directory; a new temporary one when None.
-        **options: flags without ``--``; ``teacher``, ``model_path``, ``init_from`` and
-            ``student_run`` also take ``keras.Model`` objects.
+        **options: flags without ``--``; ``teacher``, ``model_path``, ``init_from``,
+            ``student_run`` and ``student`` (an untrained architecture) also take
+            ``keras.Model`` objects, e.g. ``run("pipeline", teacher=model, quick=True)``.
 
     Returns:
         The procedure's result (``result.json``), with ``run_dir`` added.
@@ -111,7 +112,8 @@ def data_impressions(teacher, num_samples: int | None = None, *, run_dir=None, *
         run_dir: see :func:`run`.
         **options: flags of ``--procedure=data_impressions`` (``synthesis_steps``,
             ``synthesis_lr``, ``betas``, ``dataset`` for a teacher without
-            ``model_info.json``, ...).
+            ``model_info.json``, or ``class_names``/``num_classes``/``input_range`` to
+            describe such a teacher by itself, ...).
 
     Returns:
         A :class:`zskd_tf.data.synthetic.SyntheticDataset`: arrays ``x``, ``y``,
@@ -129,7 +131,8 @@ def distill(teacher, student: str, data, *, run_dir=None, **options):
 
     Args:
         teacher: a ``keras.Model`` or a path; None for the no-teacher baseline.
-        student: an architecture name (``lenet5_half``, ``wrn-16-1``, ...).
+        student: an architecture name (``lenet5_half``, ``wrn-16-1``, ``small_cnn``, ...), or
+            an untrained ``keras.Model`` (or ``.keras`` file) taking the teacher's inputs.
         data: a dataset name, a synthetic ``.npz`` path, or a ``SyntheticDataset`` returned
             by :func:`data_impressions` (or loaded with ``load_synthetic``).
         run_dir: see :func:`run`.
@@ -151,7 +154,8 @@ def zero_shot(teacher, student: str, *, run_dir=None, **options):
 
     Args:
         teacher: a ``keras.Model`` or a path (a SavedModel cannot be differentiated through).
-        student: an architecture name.
+        student: an architecture name, or an untrained ``keras.Model`` (or ``.keras`` file)
+            taking the teacher's inputs.
         run_dir: see :func:`run`.
         **options: flags of ``--procedure=zero_shot`` (``iterations``, ``beta``,
             ``generator_bn_weight``, ``seeds``, ``dataset`` for the test set, ...).

@@ -33,7 +33,8 @@ OPERATIONAL_FLAGS = frozenset({
 
 # Flags naming files or run directories a command reads: a finished run records their digests
 # and is reported stale when one changes (runtime/run_dir.py).
-INPUT_PATH_FLAGS = ("teacher", "stats", "init_from", "student_run", "model_path", "dataset")
+INPUT_PATH_FLAGS = ("teacher", "stats", "init_from", "student_run", "model_path", "dataset",
+                    "eval_data", "student")
 
 # --- what to run ---------------------------------------------------------------------------
 flags.DEFINE_enum("procedure", None, PROCEDURE_NAMES, "What to run.")
@@ -44,6 +45,18 @@ flags.DEFINE_boolean("overwrite", False,
 # --- data ----------------------------------------------------------------------------------
 flags.DEFINE_string("dataset", "fashion_mnist",
                     "mnist, fashion_mnist, cifar10, cifar100 or svhn.")
+flags.DEFINE_integer("num_classes", None,
+                     "A foreign teacher described by itself (no --dataset): its class count, "
+                     "checked against its output (default: the output count).")
+flags.DEFINE_list("class_names", None,
+                  "A foreign teacher described by itself (no --dataset): its class names, in "
+                  "output order (default 0,1,...,K-1).")
+flags.DEFINE_string("eval_data", None,
+                    "Real labelled images to evaluate on instead of a named dataset's test "
+                    "split: a directory with one sub-folder per class (named as the classes, "
+                    "or in sorted order when the classes have no names), or an .npz with x "
+                    "(N, H, W[, C]) raw pixels in [0, 255] and y (N,) labels. Images are "
+                    "resized to the teacher's raw input size.")
 flags.DEFINE_string("data_dir", None,
                     "Where to look for tfds-prepared data or raw files (IDX, CIFAR pickles, "
                     "SVHN .mat) before the Debian copy and a tfds download.")
@@ -86,7 +99,9 @@ flags.DEFINE_integer("seed", 0, "Seed for weights, data order, subsets and augme
 
 # --- distill --------------------------------------------------------------------------------
 flags.DEFINE_string("teacher", None, "The teacher: a run directory or a .keras file.")
-flags.DEFINE_string("student", None, "Student architecture (e.g. lenet5_half, wrn-16-1).")
+flags.DEFINE_string("student", None,
+                    "Student architecture (e.g. lenet5_half, wrn-16-1, small_cnn), or a .keras "
+                    "file holding an untrained architecture; pipeline: also auto (default).")
 flags.DEFINE_enum("loss", "kd", ("kd", "soft_ce"),
                   "kd: (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (FewShot/Moonshine); "
                   "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) (Lopes, ZSKD).")
@@ -145,6 +160,10 @@ flags.DEFINE_boolean("quick", False, "pipeline: the quick preset (the default; m
 flags.DEFINE_boolean("full", False, "pipeline: the benchmark preset (hours on a CPU).")
 flags.DEFINE_enum("preset", None, ("quick", "full", "smoke"),
                   "pipeline: the preset by name (--quick / --full are shortcuts).")
+flags.DEFINE_list("methods", None,
+                  "pipeline with --teacher: the data-free methods to run, among zskd, zskd_bn "
+                  "(with the teacher-BatchNorm prior), lopes, zskt, zskt_bn (default: every "
+                  "one that applies to the teacher; docs/any_teacher.md).")
 
 # --- execution -----------------------------------------------------------------------------
 flags.DEFINE_enum("strategy", "auto", ("auto", "mirrored", "default"),

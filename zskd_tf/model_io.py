@@ -24,6 +24,8 @@ from zskd_tf.runtime import atomic, guarded, integrity
 MODEL_FILE = "model.keras"
 INFO_FILE = "model_info.json"
 EXPORT_INFO_FILE = "zskd_info.json"  # beside saved_model.pb: marks a zskd_tf export
+# raw_shape of a foreign model described by itself: its own input size (no resize).
+NATIVE = "native"
 
 
 def weights_sha256(model: keras.Model) -> str:
@@ -103,8 +105,14 @@ class LoadedClassifier:
 
 
 def _plain_spec(input_shape, raw_shape) -> pp.InputSpec:
-    """For models without model_info.json: raw/255, bilinear resize to the model's input."""
+    """For models without model_info.json: raw/255, bilinear resize to the model's input
+    (``raw_shape`` :data:`NATIVE`: raw images of the model's own input size)."""
+    if len(input_shape) != 4 or any(d is None for d in input_shape[1:]):
+        raise UserError(f"the model takes inputs of shape {tuple(input_shape)}; it must take "
+                        "images (N, height, width, channels) of a fixed size")
     height, width, channels = (int(d) for d in input_shape[-3:])
+    if raw_shape == NATIVE:
+        raw_shape = (height, width, channels)
     resize = "none" if (height, width) == tuple(raw_shape[:2]) else "bilinear"
     return pp.InputSpec(height=height, width=width, channels=channels, resize=resize,
                         mean=(0.0,) * channels, std=(1.0,) * channels,

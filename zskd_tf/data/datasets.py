@@ -25,6 +25,9 @@ from zskd_tf.data import raw_formats
 from zskd_tf.errors import UserError
 
 DATASET_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
+# The dataset name recorded for a teacher described by itself (zskd_tf/teacher_task.py): its
+# class names and input spec are recorded beside it; there are no images to load.
+CUSTOM = "custom"
 
 # Where the Debian package dataset-fashion-mnist puts the gzipped IDX files.
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"

@@ -39,7 +39,8 @@ MEAN_STD = {
 # Model family -> (resize mode used when the raw and model sizes differ, normalise with MEAN_STD?).
 # LeNet: 28 -> 32 bilinear stretch, [0, 1] (ZSKD 6.4, Lopes 2.1). WRN: zero-pad, mean/std.
 FAMILIES = {"lenet": ("bilinear", False), "mlp": ("bilinear", False),
-            "alexnet": ("bilinear", False), "wrn": ("pad", True)}
+            "alexnet": ("bilinear", False), "wrn": ("pad", True),
+            "small_cnn": ("bilinear", False)}
 
 
 @dataclasses.dataclass(frozen=True)

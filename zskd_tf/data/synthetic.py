@@ -2,7 +2,8 @@
 
 Entries: ``x`` float32 (N, H, W, C) in the teacher's input space (already preprocessed: feed it
 to the model as is), ``y`` int64 (N,) labels, optional ``soft_targets`` float32 (N, K)
-probabilities, and ``meta``: a JSON string with the dataset name, class count, method,
+probabilities, and ``meta``: a JSON string with the dataset name (a named dataset, or
+``custom`` for a teacher described by itself), class count, class names, method,
 ``input_spec`` (see :class:`InputSpec`), creation time, method-specific ``extra`` and, when a
 teacher made it, ``teacher``: its architecture and a SHA-256 of its weights (files written
 before zskd_tf recorded it have none).
@@ -16,7 +17,8 @@ import os
 
 import numpy as np
 
-from zskd_tf.data.datasets import NUM_CLASSES, check_dataset_name
+from zskd_tf.data.datasets import CUSTOM, NUM_CLASSES, check_dataset_name
+from zskd_tf.data.datasets import class_names as dataset_class_names
 from zskd_tf.data.preprocess import InputSpec
 from zskd_tf.errors import UserError
 from zskd_tf.runtime import guarded
@@ -43,6 +45,16 @@ class SyntheticDataset:
     def dataset(self) -> str:
         return self.meta["dataset"]
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The recorded class names; a named dataset's, or "0".."K-1" when none are recorded."""
+        names = self.meta.get("class_names")
+        if isinstance(names, list) and len(names) == self.num_classes:
+            return tuple(str(n) for n in names)
+        if self.dataset != CUSTOM and self.dataset in NUM_CLASSES:
+            return dataset_class_names(self.dataset)
+        return tuple(str(i) for i in range(self.num_classes))
+
     def to_tf_dataset(self, batch_size: int | None = None, soft: bool = True):
         """A ``tf.data.Dataset`` of ``(x, target)`` pairs: the stored soft targets when
         ``soft`` and present, else the labels ``y``; batched when ``batch_size`` is given.
@@ -66,8 +78,12 @@ def is_synthetic_path(s) -> bool:
 
 
 def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, dataset: str,
-                   method: str, extra: dict | None = None, teacher: dict | None = None) -> None:
+                   method: str, extra: dict | None = None, teacher: dict | None = None,
+                   class_names=None) -> None:
     """Validates and writes the dataset atomically (a killed run leaves no partial file).
+
+    ``dataset`` is a named dataset or ``custom``, which needs ``class_names`` (the teacher's
+    classes); ``class_names`` are recorded when given.
 
     ``teacher`` (``{"model", "weights_sha256"}``, see ``model_io.fingerprint``) records the
     teacher the images were made from, which ``distill`` checks against its ``--teacher``.
@@ -75,11 +91,20 @@ def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, data
     path = os.fspath(path)
     if not is_synthetic_path(path):
         raise UserError(f"synthetic dataset path {path} must end with .npz")
-    meta = {"format": FORMAT, "dataset": check_dataset_name(dataset),
-            "num_classes": NUM_CLASSES[dataset], "method": method,
+    if dataset == CUSTOM:
+        if not class_names:
+            raise UserError(f"synthetic dataset {path}: a custom teacher's set needs its "
+                            "class names")
+        num_classes = len(class_names)
+    else:
+        num_classes = NUM_CLASSES[check_dataset_name(dataset)]
+    meta = {"format": FORMAT, "dataset": dataset, "num_classes": num_classes,
+            "method": method,
             "input_spec": input_spec.to_dict(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "extra": extra or {}}
+    if class_names:
+        meta["class_names"] = [str(n) for n in class_names]
     if teacher is not None:
         meta["teacher"] = {"model": teacher["model"], "weights_sha256": teacher["weights_sha256"]}
     arrays = _validated(f"synthetic dataset for {path}", input_spec, meta["num_classes"],
@@ -91,12 +116,22 @@ def save_synthetic(path, x, y, soft_targets=None, *, input_spec: InputSpec, data
         os.fsync(f.fileno())
 
 
+def read_meta(path) -> dict | None:
+    """The meta a synthetic file records, read without its arrays (None when the file cannot
+    say: :func:`load_synthetic` then reports why)."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+        return meta if isinstance(meta, dict) else None
+    except Exception:  # noqa: BLE001 - load_synthetic names the problem
+        return None
+
+
 def read_input_spec(path) -> InputSpec | None:
     """The input mapping a synthetic file records, read without its arrays (None when the
     file cannot say: :func:`load_synthetic` then reports why)."""
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as npz:
-            return InputSpec.from_dict(json.loads(str(npz["meta"]))["input_spec"])
+        return InputSpec.from_dict(read_meta(path)["input_spec"])
     except Exception:  # noqa: BLE001 - load_synthetic names the problem
         return None
 

@@ -9,7 +9,7 @@ import re
 import keras
 
 from zskd_tf.errors import UserError
-from zskd_tf.models import alexnet, lenet, mlp, wrn
+from zskd_tf.models import alexnet, lenet, mlp, small_cnn, wrn
 
 _FIXED = {  # name -> (family, builder)
     "lenet5": ("lenet", lenet.lenet5),
@@ -20,10 +20,16 @@ _FIXED = {  # name -> (family, builder)
     "hinton800": ("mlp", mlp.hinton800),
     "alexnet": ("alexnet", alexnet.alexnet),
     "alexnet_half": ("alexnet", alexnet.alexnet_half),
+    "small_cnn": ("small_cnn", small_cnn.small_cnn),  # the default student outside the zoo
 }
 MODEL_NAMES = (*_FIXED, "wrn-D-K (D = 6n+4, K >= 1: wrn-16-1, wrn-16-2, wrn-40-1, wrn-40-2, ...)")
-_INPUT_SIZE = {"lenet": (32, 32), "mlp": (28, 28), "wrn": (32, 32), "alexnet": (32, 32)}
-_CHANNELS = {"lenet": 1, "mlp": 1, "wrn": 3, "alexnet": 3}
+_INPUT_SIZE = {"lenet": (32, 32), "mlp": (28, 28), "wrn": (32, 32), "alexnet": (32, 32),
+               "small_cnn": (32, 32)}
+_CHANNELS = {"lenet": 1, "mlp": 1, "wrn": 3, "alexnet": 3, "small_cnn": 3}
+# A zoo teacher's narrower sibling: the student --student=auto picks for it.
+_NARROWER = {"lenet5": "lenet5_half", "lenet": "lenet_half", "hinton1200": "hinton800",
+             "alexnet": "alexnet_half"}
+DEFAULT_STUDENT = "small_cnn"  # --student=auto for a teacher outside the zoo
 
 
 def _resolve(name: str):
@@ -73,3 +79,62 @@ def build_model(name: str, *, num_classes: int = 10, input_shape=None, conv: str
     except ValueError as err:  # Keras: e.g. an input too small for the convs and pools
         raise UserError(f"cannot build {canonical} on inputs of shape {input_shape}: "
                         f"{str(err).splitlines()[0]}") from err
+
+
+def is_model_file(name: str) -> bool:
+    """Whether a student is given as a ``.keras`` file rather than an architecture name."""
+    return str(name).lower().endswith(".keras")
+
+
+def auto_student(teacher_model_name: str | None) -> str:
+    """``--student=auto``: the narrower zoo sibling of a zoo teacher, else ``small_cnn``.
+
+    Args:
+        teacher_model_name: the teacher's architecture (model_info.json), None if foreign.
+
+    Returns:
+        An architecture name.
+    """
+    key = (teacher_model_name or "").strip().lower()
+    if key in _NARROWER:
+        return _NARROWER[key]
+    match = re.fullmatch(r"wrn-(\d+)-(\d+)", key)
+    if match:
+        depth, width = map(int, match.groups())
+        return f"wrn-{depth}-{width // 2}" if width > 1 else f"wrn-{max(16, depth - 24)}-1"
+    return DEFAULT_STUDENT
+
+
+def build_student(name: str, *, num_classes: int, input_shape, conv: str = "Conv",
+                  block: str = "basic") -> keras.Model:
+    """A student to train: ``build_model(name)``, or the model in the ``.keras`` file ``name``
+    (its weights are the starting point), checked against the classes and input shape.
+
+    Args:
+        name: an architecture name or a ``.keras`` file path.
+        num_classes: the teacher's class count.
+        input_shape: the teacher's input shape (H, W, C).
+        conv, block: WRN options (architecture names only).
+
+    Returns:
+        The student ``keras.Model``.
+    """
+    if not is_model_file(name):
+        return build_model(name, num_classes=num_classes, input_shape=input_shape, conv=conv,
+                           block=block)
+    try:
+        model = keras.saving.load_model(name, compile=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read the file is the user's input
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"--student={name} is not a Keras model file ({reason})") from None
+    if not isinstance(model, keras.Model) or len(model.inputs or ()) != 1:
+        raise UserError(f"--student={name} must be a Keras model with one image input")
+    outputs = model.output_shape
+    if len(outputs) != 2 or outputs[-1] != num_classes:
+        raise UserError(f"--student={name} outputs {tuple(outputs)} but the teacher has "
+                        f"{num_classes} classes: the student needs one score per class")
+    if tuple(model.input_shape[1:]) != tuple(input_shape):
+        raise UserError(f"--student={name} takes inputs of shape {tuple(model.input_shape[1:])} "
+                        f"but the teacher's are {tuple(input_shape)}: build the student for "
+                        "the teacher's input shape")
+    return model

@@ -221,6 +221,19 @@ def _int8_cells(r: dict) -> list[str]:
             f"{r['int8_ms']:.3f}"]
 
 
+HTML_HEAD = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>zskd_tf pipeline report</title>
+<style>
+body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border: 1px solid #ccc; padding: 0.4em 0.7em; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+th { background: #f0f0f0; }
+figure { margin: 1.5em 0; } img { max-width: 100%; border: 1px solid #ddd; }
+small { color: #666; }
+</style></head><body>"""  # the reports' page head (shared with any_report.py)
+
+
 def _html(report: dict, drawn) -> str:
     e = html.escape
     head = ["model", "test accuracy", "paper", "parameters", "model.keras", "SavedModel",
@@ -242,17 +255,7 @@ def _html(report: dict, drawn) -> str:
     settings = ", ".join(f"{k} {v}" for k, v in report["settings"].items())
     figs = "".join(f'<figure><img src="{REPORT_DIR}/{e(name)}" alt="{e(name)}">'
                    f"<figcaption>{e(caption)}</figcaption></figure>" for name, caption in drawn)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>zskd_tf pipeline report</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 0.4em 0.7em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-th {{ background: #f0f0f0; }}
-figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; border: 1px solid #ddd; }}
-small {{ color: #666; }}
-</style></head><body>
+    return f"""{HTML_HEAD}
 <h1>Data-free students of a LeNet-5 Fashion-MNIST teacher</h1>
 <p>Preset <b>{e(report['preset'])}</b> ({e(settings)}). Accuracies are on the real
 Fashion-MNIST test set with the final weights (no selection on the test set); no training image

@@ -29,6 +29,7 @@ import time
 import keras
 import numpy as np
 
+from zskd_tf import teacher_task
 from zskd_tf.data import synthetic
 from zskd_tf.errors import UserError
 from zskd_tf.procedures.common import finished_result, with_defaults
@@ -38,7 +39,7 @@ from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers.impressions import PAPER_TEMPERATURE, ImpressionSynthesizer
 from zskd_tf.zskd import concentration as concentration_lib
 from zskd_tf.zskd import targets as targets_lib
-from zskd_tf.zskd.teacher import load_teacher, parse_input_range
+from zskd_tf.zskd.teacher import load_teacher
 
 # Transfer-set sizes of the paper (docs/methods/zskd.md §5): 40 % of MNIST, 80 % of
 # Fashion-MNIST/CIFAR-10.
@@ -61,8 +62,8 @@ def _num_samples(cfg, dataset: str) -> int:
 def run(cfg) -> dict:
     cfg = with_defaults(cfg, **DEFAULTS)
     betas = targets_lib.parse_betas(cfg.betas)
-    # --input_range (foreign teachers only; default [0, 1])
-    input_range = parse_input_range(cfg.input_range)
+    # --num_classes, --class_names, --input_range: foreign teachers only (zskd_tf/teacher_task.py)
+    description = teacher_task.description_of(cfg)
     targets_lib.check_seed(cfg.seed)
     for name in ("impression_l2", "impression_tv", "impression_bn_weight"):
         value = getattr(cfg, name)
@@ -76,8 +77,9 @@ def run(cfg) -> dict:
         return finished
     strategy = devices.make_strategy(cfg.strategy)
     teacher = load_teacher(cfg.teacher, dataset=cfg.dataset, dataset_given="dataset" in cfg.present,
-                           final_layer=cfg.final_layer, input_range=input_range,
-                           strategy=strategy)
+                           final_layer=cfg.final_layer, input_range=description.input_range,
+                           strategy=strategy, num_classes=description.num_classes,
+                           class_names=description.class_names)
     num_samples = _num_samples(cfg, teacher.dataset)
     plan = targets_lib.ImpressionPlan(num_samples, teacher.num_classes, betas,
                                       min(cfg.synthesis_batch_size, num_samples))
@@ -184,7 +186,8 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
     synthetic.save_synthetic(run_dir.file(IMPRESSIONS_FILE), parts["x"], parts["y"],
                              parts["soft_targets"], input_spec=teacher.spec,
                              dataset=teacher.dataset, method="zskd_data_impressions",
-                             extra=extra, teacher=teacher.fingerprint)
+                             extra=extra, teacher=teacher.fingerprint,
+                             class_names=teacher.class_names)
     targets, soft = parts["targets"], parts["soft_targets"]
     entropy = -(targets * np.log(np.maximum(targets, 1e-30))).sum(axis=1)
     return {"teacher": cfg.teacher, "dataset": teacher.dataset,

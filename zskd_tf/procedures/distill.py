@@ -1,9 +1,12 @@
 """``--procedure=distill``: trains a student from a frozen teacher.
 
 Data: a named dataset (all of it, ``--max_train_examples``, or ``--samples_per_class=M``
-few-shot), or a synthetic ``.npz`` made by a data-free procedure. The student always takes
-the teacher's inputs (same resize and normalisation), so its export serves raw images like
-the teacher's. ``--alpha=0 --beta=0`` needs no teacher: the no-teacher baseline.
+few-shot), or a synthetic ``.npz`` made by a data-free procedure (also of a teacher described by
+itself, dataset ``custom``: see :mod:`zskd_tf.teacher_task`). The student is an architecture
+name or a ``.keras`` file holding an untrained model; it always takes the teacher's inputs
+(same resize and normalisation), so its export serves raw images like the teacher's.
+``--alpha=0 --beta=0`` needs no teacher: the no-teacher baseline. ``--eval_data`` replaces
+the real test set the student is scored on.
 """
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import dataclasses
 
 import numpy as np
 
-from zskd_tf import model_io
+from zskd_tf import model_io, teacher_task
 from zskd_tf.data import datasets, pipeline, sampling, synthetic
+from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry
@@ -55,7 +59,19 @@ def _load_teacher(cfg):
             raise UserError("--teacher is required (or --alpha=0 --beta=0 for the no-teacher "
                             "baseline, or --loss=soft_ce --targets=stored on a synthetic set)")
         return None
-    return model_io.load_keras_classifier(cfg.teacher, "--teacher", _raw_shape(cfg))
+    loaded, _ = teacher_task.resolve(cfg.teacher, dataset=_teacher_dataset(cfg),
+                                     description=teacher_task.description_of(cfg),
+                                     raw_shape=_raw_shape(cfg), differentiable=True)
+    return loaded
+
+
+def _teacher_dataset(cfg) -> str | None:
+    """The named dataset a foreign teacher classifies: --dataset's, or the synthetic set's
+    (None: a teacher described by itself)."""
+    if not synthetic.is_synthetic_path(cfg.dataset):
+        return cfg.dataset
+    dataset = (synthetic.read_meta(cfg.dataset) or {}).get("dataset")
+    return dataset if dataset in datasets.DATASET_NAMES else None
 
 
 def _raw_shape(cfg):
@@ -86,17 +102,29 @@ def _synthetic_data(cfg, teacher) -> DistillData:
                         f"takes {tuple(teacher.spec.shape)}: was it made from another teacher?")
     if teacher is not None:
         _check_provenance(cfg, syn, teacher)
-    test, class_names, full = None, [str(i) for i in range(syn.num_classes)], len(syn.x)
-    try:
-        raw = datasets.load_dataset(syn.dataset, cfg.data_dir)
-        test = Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed),
-                     syn.input_spec)
-        class_names = list(raw.class_names)
-    except UserError as e:
-        print(f"warning: no real test set to evaluate on ({e})", flush=True)
+    test, class_names, full = None, list(syn.class_names), len(syn.x)
+    if cfg.eval_data:
+        test = _eval_split(cfg, class_names, syn.input_spec)
+    elif syn.dataset == datasets.CUSTOM:
+        print(f"no real test set to evaluate on ({cfg.dataset} is of a teacher described by "
+              "itself: give --eval_data for an accuracy)", flush=True)
+    else:
+        try:
+            raw = datasets.load_dataset(syn.dataset, cfg.data_dir)
+            test = Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed),
+                         syn.input_spec)
+            class_names = list(raw.class_names)
+        except UserError as e:
+            print(f"warning: no real test set to evaluate on ({e})", flush=True)
     x, y = limit(syn.x, y, cfg.max_train_examples, cfg.seed)
     return DistillData(Split(x, y, None), test, syn.input_spec, syn.dataset, class_names,
                        cfg.dataset, full)
+
+
+def _eval_split(cfg, class_names, spec) -> Split:
+    """``--eval_data`` as the test split of a student taking ``spec``'s inputs."""
+    x, y = load_eval_data(cfg.eval_data, class_names, spec.raw_shape)
+    return Split(*limit(x, y, cfg.max_test_examples, cfg.seed), spec)
 
 
 def _check_provenance(cfg, syn, teacher) -> None:
@@ -139,7 +167,8 @@ def _real_data(cfg, teacher) -> DistillData:
         x, y = x[indices], y[indices]
         indices = indices + cfg.holdout_first  # true dataset indices
     train = Split(*limit(x, y, cfg.max_train_examples, cfg.seed), spec)
-    test = Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed), spec)
+    test = (_eval_split(cfg, raw.class_names, spec) if cfg.eval_data else
+            Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed), spec))
     return DistillData(train, test, spec, cfg.dataset, list(raw.class_names), raw.source,
                        len(raw.train_x), indices)
 
@@ -167,8 +196,8 @@ def _few_shot_epochs(epochs: int, n_full: int, num_classes: int, m: int, dataset
 
 
 def _build_student(cfg, name, spec, num_classes):
-    model = registry.build_model(name, num_classes=num_classes, input_shape=spec.shape,
-                                 conv=cfg.conv, block=cfg.block)
+    model = registry.build_student(name, num_classes=num_classes, input_shape=spec.shape,
+                                   conv=cfg.conv, block=cfg.block)
     if cfg.init_from:
         model_io.init_weights_from(model, cfg.init_from, name)
     return model
@@ -196,6 +225,8 @@ def run(cfg) -> dict:
     if cfg.augment != "auto":
         augment = cfg.augment
     elif data.train.spec is None:  # synthetic inputs: the papers distil without augmentation
+        augment = "none"
+    elif registry.is_model_file(name):
         augment = "none"
     else:
         augment = pp.default_augmentation(data.dataset, registry.model_family(name))

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 
 from zskd_tf import calibration as calibration_lib
-from zskd_tf import export, model_io
+from zskd_tf import export, model_io, teacher_task
 from zskd_tf.data import datasets
 from zskd_tf.errors import UserError
 from zskd_tf.procedures.common import finished_result
@@ -82,11 +82,17 @@ def _move_products(result: dict, staging: str, run_dir: RunDir) -> dict:
 def load_exportable(cfg, model_path: str):
     """(the Keras classifier at ``model_path``, the dataset it classifies); UserError for a
     SavedModel or TFLite file, which cannot be exported again."""
-    dataset = dataset_for(cfg, model_path)
-    raw_shape = None
-    if "input_spec" not in model_io.read_info(model_path):
-        raw_shape = datasets.load_dataset(dataset, cfg.data_dir).image_shape
-    classifier = model_io.load_classifier(model_path, raw_shape)
+    info = model_io.read_info(model_path)
+    if "input_spec" in info or "dataset" in cfg.present:  # a named dataset's raw image size
+        dataset = dataset_for(cfg, model_path)
+        raw_shape = None
+        if "input_spec" not in info:
+            raw_shape = datasets.load_dataset(dataset, cfg.data_dir).image_shape
+        classifier = model_io.load_classifier(model_path, raw_shape)
+    else:  # a foreign model described by itself (zskd_tf/teacher_task.py)
+        classifier, task = teacher_task.resolve(model_path, flag="--model_path",
+                                                description=teacher_task.description_of(cfg))
+        dataset = task.dataset
     if classifier.model is None:
         raise UserError(f"{model_path} is {classifier.kind}; export needs the Keras model "
                         "(a run directory or a .keras file)")

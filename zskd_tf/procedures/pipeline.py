@@ -6,6 +6,11 @@ under ``--run_dir`` (see :mod:`zskd_tf.pipeline.steps`), with its output shown a
 finished step is reused, an interrupted one resumes, a step refused for bad input stops the
 pipeline with that step's error and exit status. ``--teacher=RUN`` reuses a LeNet-5 Fashion-MNIST teacher instead of
 training one. The report (``report.html``, ``report.json``, ``report/*.png``) is written last.
+
+Any other teacher (``--teacher=`` a zskd_tf run, a ``.keras`` file or a SavedModel), or any of
+``--student``, ``--methods``, ``--eval_data``, runs the plan of
+:mod:`zskd_tf.pipeline.any_teacher` (docs/any_teacher.md); every input is checked before
+anything is written.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import sys
 import time
 
 from zskd_tf.errors import UserError
+from zskd_tf.pipeline import any_report, any_teacher
 from zskd_tf.pipeline import report as report_lib
 from zskd_tf.pipeline import steps as steps_lib
 from zskd_tf.procedures.common import finished_result
@@ -23,6 +29,9 @@ from zskd_tf.runtime.run_dir import RunDir
 # Flags handed on to every step when the user gave them.
 PASSED_ON = ("data_dir", "seed", "deterministic", "strategy", "logical_cpus",
              "checkpoint_every_secs")
+# Flags that ask for the plan of any teacher (zskd_tf/pipeline/any_teacher.py).
+ANY_TEACHER_FLAGS = ("student", "methods", "eval_data", "num_classes", "class_names",
+                     "input_range", "stats")
 
 
 def preset_of(cfg) -> steps_lib.Preset:
@@ -32,6 +41,23 @@ def preset_of(cfg) -> steps_lib.Preset:
     if len(chosen) > 1:
         raise UserError(f"give one preset, not {' and '.join(sorted(chosen))}")
     return steps_lib.PRESETS[chosen.pop() if chosen else "quick"]
+
+
+def _is_demo(cfg) -> bool:
+    """Whether to run the LeNet-5 Fashion-MNIST demo: no --teacher, or a LeNet-5 Fashion-MNIST
+    run with none of the flags of the any-teacher plan."""
+    asked = [f"--{name}" for name in ANY_TEACHER_FLAGS if name in cfg.present]
+    if not cfg.teacher:
+        if asked:
+            raise UserError(f"{', '.join(asked)} need --teacher (without it the pipeline runs "
+                            "its LeNet-5 Fashion-MNIST demo)")
+        return True
+    if asked or "dataset" in cfg.present:
+        return False
+    from zskd_tf import model_io
+    meta = model_io.read_info(cfg.teacher)
+    return (meta.get("model"), meta.get("dataset")) == (steps_lib.TEACHER_MODEL,
+                                                        steps_lib.DATASET)
 
 
 def _check_teacher(path: str) -> str:
@@ -48,7 +74,9 @@ def _check_teacher(path: str) -> str:
 
 
 def _command(step: steps_lib.Step, root: str, cfg) -> list[str]:
-    passed = [f"--{name}={getattr(cfg, name)}" for name in PASSED_ON if name in cfg.present]
+    own = {arg.split("=")[0] for arg in step.args}  # a step's own value wins
+    passed = [f"--{name}={getattr(cfg, name)}" for name in PASSED_ON
+              if name in cfg.present and f"--{name}" not in own]
     return [sys.executable, "-m", "zskd_tf.main", *step.args, f"--run_dir={step.run_dir(root)}",
             "--verbose=epoch", *passed]
 
@@ -69,12 +97,73 @@ def _run_step(index: int, total: int, step: steps_lib.Step, root: str, cfg) -> f
     return seconds
 
 
+def _run_steps(plan, root, cfg) -> dict:
+    """Runs every step; returns {step name: seconds}."""
+    return {step.name: round(_run_step(i, len(plan) + 1, step, root, cfg), 1)
+            for i, step in enumerate(plan, 1)}
+
+
+def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
+    """The plan of zskd_tf/pipeline/any_teacher.py; every input checked before the claim."""
+    from zskd_tf.data.eval_data import load_eval_data
+    from zskd_tf.models import registry
+    from zskd_tf.models import taps as taps_lib
+
+    teacher, loaded = any_teacher.inspect(cfg.teacher, cfg)
+    methods, left_out = any_teacher.choose_methods(cfg.methods, teacher, cfg.stats)
+    if cfg.stats and not os.path.exists(cfg.stats):
+        raise UserError(f"--stats={cfg.stats} does not exist")
+    student = any_teacher.choose_student(cfg.student, teacher)
+    built = registry.build_student(student, num_classes=len(teacher.class_names),
+                                   input_shape=teacher.input_shape, conv=cfg.conv,
+                                   block=cfg.block)
+    at_taps = taps_lib.common_spatial_taps(loaded.model, built) if teacher.keras else ()
+    if not at_taps and any(m.startswith("zskt") for m in methods):
+        left_out["attention transfer"] = ("no feature taps of equal size shared by teacher and "
+                                          "student (ZSKT runs with --beta=0)")
+    eval_data = None
+    if cfg.eval_data:
+        eval_data = load_eval_data(cfg.eval_data, teacher.class_names, loaded.spec.raw_shape)
+    preset = any_teacher.scale(any_teacher.ANY_PRESETS[preset_name], teacher.input_shape)
+    run_dir.claim(cfg)
+    root = run_dir.path
+    plan = any_teacher.plan(preset, root, teacher, student, methods, eval_data=cfg.eval_data,
+                            stats=cfg.stats, at_taps=at_taps, seed=cfg.seed)
+    print(f"pipeline ({preset.name}) for {teacher.path} ({len(teacher.class_names)} classes, "
+          f"inputs {teacher.input_shape}): student {student}, methods {', '.join(methods)}"
+          + "".join(f"\n  left out {m}: {why}" for m, why in left_out.items())
+          + f"\n{len(plan)} steps in {root}", flush=True)
+    started = time.monotonic()
+    seconds = _run_steps(plan, root, cfg)
+    print(f"\n[pipeline {len(plan) + 1}/{len(plan) + 1}] report: accuracies or agreement, "
+          "sizes, CPU latencies", flush=True)
+    report = any_report.write(root, preset.name, teacher, student, methods, left_out, eval_data)
+    result = {"preset": preset.name, "teacher": teacher.path, "student": student,
+              "methods": methods, "left_out": left_out, "step_seconds_this_session": seconds,
+              "seconds_this_session": round(time.monotonic() - started, 1),
+              "report": os.path.join(root, "report.html"), "best": report["best"],
+              "test_accuracies": {r["name"]: r["test_accuracy"] for r in report["rows"]},
+              "teacher_agreements": {r["name"]: r["teacher_agreement"] for r in report["rows"]
+                                     if "teacher_agreement" in r}}
+    run_dir.write_result(result)
+    for row in report["rows"]:
+        score = (f"{100 * row['test_accuracy']:.2f} %" if row["test_accuracy"] is not None
+                 else "no real-data accuracy")
+        if "teacher_agreement" in row:
+            score += f", {100 * row['teacher_agreement']:.1f} % agreement with the teacher"
+        print(f"{row['name']:>34}: {score}", flush=True)
+    print(f"report: {result['report']}", flush=True)
+    return result
+
+
 def run(cfg) -> dict:
     preset = preset_of(cfg)
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
     if finished:
         return finished
+    if not _is_demo(cfg):
+        return _run_any_teacher(cfg, preset.name, run_dir)
     teacher = _check_teacher(cfg.teacher) if cfg.teacher else None
     run_dir.claim(cfg)
     root = run_dir.path
@@ -82,8 +171,7 @@ def run(cfg) -> dict:
     teacher = teacher or plan[0].run_dir(root)
     print(f"pipeline ({preset.name}): {len(plan)} steps in {root}", flush=True)
     started = time.monotonic()
-    seconds = {step.name: round(_run_step(i, len(plan) + 1, step, root, cfg), 1)
-               for i, step in enumerate(plan, 1)}
+    seconds = _run_steps(plan, root, cfg)
     print(f"\n[pipeline {len(plan) + 1}/{len(plan) + 1}] report: accuracies, sizes, CPU "
           "latencies and figures", flush=True)
     report = report_lib.write(root, preset, teacher)

@@ -6,8 +6,11 @@ Defaults (docs/methods/zskt.md §5): ``--iterations`` 80,000 (50,000 on SVHN),
 ``--student_lr`` 2e-3, ``--generator_lr`` 1e-3, ``--beta`` 250 (attention transfer on the WRN
 group outputs; other models need ``--beta=0``), ``--temperature`` 1, ``--variant=original``.
 
-The student is evaluated on the real test set of ``--dataset`` every N/100 iterations
-(metrics.jsonl); the reported accuracy is the last one. ``--seeds=0,1,2`` trains one student
+The student is evaluated on the real test set of ``--dataset`` (or on ``--eval_data``) every
+N/100 iterations (metrics.jsonl); the reported accuracy is the last one. A foreign teacher
+without ``--dataset`` is described by itself (:mod:`zskd_tf.teacher_task`); without
+``--eval_data`` its students then have no accuracy. ``--student`` may be a ``.keras`` file
+holding an untrained model. ``--seeds=0,1,2`` trains one student
 per seed in ``seed_<s>/`` (each: checkpoints/, metrics.jsonl, model.keras, model_info.json,
 saved_model/, generator.keras, result.json) and reports the mean and population std of
 the final accuracies in the top-level result.json. Without ``--seeds`` the one seed is
@@ -27,8 +30,9 @@ import time
 import keras
 import numpy as np
 
-from zskd_tf import export, model_io
+from zskd_tf import export, model_io, teacher_task
 from zskd_tf.data import datasets, pipeline
+from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity, registry
@@ -58,13 +62,22 @@ def _seeds(cfg) -> list[int]:
     return seeds
 
 
-def _test_split(cfg, teacher) -> tuple[Split, list]:
-    raw = datasets.load_dataset(cfg.dataset, cfg.data_dir)
+def _test_split(cfg, teacher, task) -> tuple[Split | None, list]:
+    """The images the student is scored on (None: none) and the class names."""
+    if cfg.eval_data:
+        x, y = load_eval_data(cfg.eval_data, task.class_names, teacher.spec.raw_shape)
+        x, y = limit(x, y, cfg.max_test_examples, cfg.seed)
+        return Split(x, y, teacher.spec), list(task.class_names)
+    if not task.is_named:
+        print("no real test set to evaluate on (a teacher described by itself: give "
+              "--eval_data for an accuracy)", flush=True)
+        return None, list(task.class_names)
+    raw = datasets.load_dataset(task.dataset, cfg.data_dir)
     if tuple(raw.image_shape) != tuple(teacher.spec.raw_shape):
         raise UserError(f"--dataset={cfg.dataset} has {tuple(raw.image_shape)} images but the "
                         f"teacher takes {tuple(teacher.spec.raw_shape)} raw images: give the "
                         "teacher's dataset")
-    model_io.check_class_count(teacher, cfg.teacher, raw.num_classes, cfg.dataset)
+    model_io.check_class_count(teacher, cfg.teacher, raw.num_classes, task.dataset)
     x, y = limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed)
     return Split(x, y, teacher.spec), list(raw.class_names)
 
@@ -101,8 +114,8 @@ def _policy(cfg) -> str:
 
 def _build_student(cfg, spec, num_classes, policy="float32"):
     with devices.dtype_policy(policy):
-        return registry.build_model(cfg.student, num_classes=num_classes,
-                                    input_shape=spec.shape, conv=cfg.conv, block=cfg.block)
+        return registry.build_student(cfg.student, num_classes=num_classes,
+                                      input_shape=spec.shape, conv=cfg.conv, block=cfg.block)
 
 
 def _build_networks(cfg, spec, num_classes):
@@ -134,7 +147,7 @@ class _Setup:
     config: zs.ZeroShotConfig
     strategy: object
     teacher: model_io.LoadedClassifier
-    test: Split
+    test: Split | None
     info: dict
 
 
@@ -147,9 +160,10 @@ def _train(trainer, seed_dir: RunDir, checkpointer: Checkpointer, setup: _Setup,
         return zs.noise_dataset(seed, start, start + count, cfg.batch_size,
                                 setup.config.noise_draws, cfg.z_dim)
 
+    test = setup.test
     fit_resumable(trainer, seed_dir, checkpointer, noise, n, max(1, n // EVALUATIONS),
                   cfg.batch_size,
-                  pipeline.eval_batches(setup.test.x, setup.test.y, setup.test.spec, 500),
+                  pipeline.eval_batches(test.x, test.y, test.spec, 500) if test else None,
                   cfg.verbose, eval_every_epochs=1, step_variable=trainer.iteration)
 
 
@@ -158,12 +172,12 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
     seed_dir = RunDir(run_dir.file(f"seed_{seed}"))
     finished = seed_dir.result()
     if finished is not None:
-        print(f"seed {seed}: already finished, test accuracy {finished['test_accuracy']:.4f}",
-              flush=True)
+        print(f"seed {seed}: already finished{_accuracy_text(finished)}", flush=True)
         return finished
     keras.utils.set_random_seed(seed)
     with setup.strategy.scope():
-        student, generator = _build_networks(cfg, setup.test.spec, len(setup.info["class_names"]))
+        student, generator = _build_networks(cfg, setup.teacher.spec,
+                                             len(setup.info["class_names"]))
         trainer = zs.ZeroShotTrainer(setup.teacher.model, student, generator, setup.config)
         trainer.compile(*zs.make_optimizers(setup.config))
     os.makedirs(seed_dir.path, exist_ok=True)
@@ -180,21 +194,29 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
     started = time.monotonic()
     _train(trainer, seed_dir, checkpointer, setup, seed)
     seconds = time.monotonic() - started
-    student = _deployable(cfg, student, setup.test.spec, len(setup.info["class_names"]))
-    scores = model_io.LoadedClassifier(seed_dir.path, student, setup.test.spec,
-                                       setup.info).probabilities(setup.test.x)
-    report = accuracy_report(scores, setup.test.y, setup.info["class_names"])
+    spec = setup.teacher.spec
+    student = _deployable(cfg, student, spec, len(setup.info["class_names"]))
+    result = {"seed": seed, "iterations": setup.config.iterations,
+              "train_seconds_this_session": round(seconds, 1)}
+    if setup.test is not None:
+        scores = model_io.LoadedClassifier(seed_dir.path, student, spec,
+                                           setup.info).probabilities(setup.test.x)
+        report = accuracy_report(scores, setup.test.y, setup.info["class_names"])
+        result.update(test_accuracy=report["accuracy"],
+                      per_class_accuracy=report["per_class_accuracy"],
+                      num_test_examples=report["num_examples"])
     model_io.save_classifier(seed_dir.path, student, setup.info)
-    export.export_savedmodel(student, setup.test.spec, seed_dir.file("saved_model"), setup.info)
+    export.export_savedmodel(student, spec, seed_dir.file("saved_model"), setup.info)
     with atomic.atomic_path(seed_dir.file(GENERATOR_FILE), suffix=".keras") as tmp:
         generator.save(tmp)
-    result = {"seed": seed, "test_accuracy": report["accuracy"],
-              "per_class_accuracy": report["per_class_accuracy"],
-              "num_test_examples": report["num_examples"], "iterations": setup.config.iterations,
-              "train_seconds_this_session": round(seconds, 1)}
     seed_dir.write_result(result)
-    print(f"seed {seed}: test accuracy {result['test_accuracy']:.4f}", flush=True)
+    print(f"seed {seed}: done{_accuracy_text(result)}", flush=True)
     return result
+
+
+def _accuracy_text(result: dict) -> str:
+    accuracy = result.get("test_accuracy")
+    return "" if accuracy is None else f", test accuracy {accuracy:.4f}"
 
 
 def run(cfg) -> dict:
@@ -208,12 +230,15 @@ def run(cfg) -> dict:
     strategy = devices.make_strategy(cfg.strategy)
     devices.check_global_batch(cfg.batch_size, strategy)
     with strategy.scope():  # the teacher's variables must live where the replicas run
-        teacher = model_io.load_keras_classifier(  # the raw size: for foreign teachers
-            cfg.teacher, "--teacher", datasets.IMAGE_SHAPES.get(cfg.dataset))
+        teacher, task = teacher_task.resolve(
+            cfg.teacher, dataset=cfg.dataset if "dataset" in cfg.present else None,
+            description=teacher_task.description_of(cfg), differentiable=True)
+    if "dataset" in cfg.present:  # the test set asked for, also for a zskd_tf teacher
+        task = dataclasses.replace(task, dataset=cfg.dataset)
     if cfg.mixed_bfloat16:  # the generator step's gradient through the frozen teacher
         input_gradients.accelerate_input_gradients(teacher.model, block_form=False,
                                                    gradient_dtype="bfloat16")
-    test, class_names = _test_split(cfg, teacher)
+    test, class_names = _test_split(cfg, teacher, task)
     student, generator = _build_networks(cfg, teacher.spec, len(class_names))  # checks the shapes
     memory.check_batch_fits("batch_size", cfg.batch_size,
                             memory.activations_per_example(student, teacher.model, generator))
@@ -221,26 +246,29 @@ def run(cfg) -> dict:
     if config.generator_bn_weight:  # a UserError now, not after the run directory is claimed
         taps_lib.batchnorm_layers(teacher.model)
     setup = _Setup(cfg, config, strategy, teacher, test,
-                   model_info(cfg.student, cfg, cfg.dataset, class_names, teacher.spec))
+                   model_info(cfg.student, cfg, task.dataset, class_names, teacher.spec))
     t_params = complexity.count_trainable_params(teacher.model)  # before the trainer freezes it
     run_dir.claim(cfg)
-    t_scores = teacher.probabilities(test.x)
     per_seed = [_run_seed(setup, run_dir, seed) for seed in seeds]
-    accuracies = np.array([r["test_accuracy"] for r in per_seed])
-    result = {"test_accuracy": float(accuracies.mean()),
-              "test_accuracy_std": float(accuracies.std()),  # population std, as np.std in main.py
-              "seeds": seeds, "per_seed_test_accuracy": accuracies.tolist(),
-              "teacher": cfg.teacher, "student": cfg.student, "dataset": cfg.dataset,
-              "teacher_test_accuracy": float(np.mean(t_scores.argmax(-1) == test.y)),
-              "num_test_examples": len(test.y),
-              "student_trainable_params": complexity.count_trainable_params(student),
+    result = {"seeds": seeds, "teacher": cfg.teacher, "student": cfg.student,
+              "dataset": task.dataset}
+    if test is not None:
+        accuracies = np.array([r["test_accuracy"] for r in per_seed])
+        t_scores = teacher.probabilities(test.x)
+        result.update(test_accuracy=float(accuracies.mean()),
+                      test_accuracy_std=float(accuracies.std()),  # population std
+                      per_seed_test_accuracy=accuracies.tolist(),
+                      teacher_test_accuracy=float(np.mean(t_scores.argmax(-1) == test.y)),
+                      num_test_examples=len(test.y))
+    result |= {"student_trainable_params": complexity.count_trainable_params(student),
               "generator_trainable_params": complexity.count_trainable_params(generator),
               "teacher_trainable_params": t_params,
               "zero_shot": {**dataclasses.asdict(config), "at_taps": list(config.at_taps),
                             "batch_size": cfg.batch_size, "z_dim": cfg.z_dim,
                             "mixed_bfloat16": cfg.mixed_bfloat16}}
     run_dir.write_result(result)
-    print(f"zero-shot test accuracy {result['test_accuracy']:.4f} +- "
-          f"{result['test_accuracy_std']:.4f} over seeds {','.join(map(str, seeds))}; "
+    accuracy = (f"test accuracy {result['test_accuracy']:.4f} +- "
+                f"{result['test_accuracy_std']:.4f}" if test is not None else "no test set")
+    print(f"zero-shot {accuracy} over seeds {','.join(map(str, seeds))}; "
           f"products in {run_dir.path}", flush=True)
     return result

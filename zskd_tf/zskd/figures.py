@@ -172,10 +172,9 @@ def synthetic_grid(path: str, per_class: int = 8, max_classes: int = 20,
     ``per_class`` images each, titled with the top-2 classes of the stored soft targets."""
     from zskd_tf.data import preprocess as pp  # TensorFlow: only when a grid is drawn
     from zskd_tf.data import synthetic
-    from zskd_tf.data.datasets import class_names as dataset_class_names
 
     data = synthetic.load_synthetic(path)
-    names = data.meta.get("extra", {}).get("class_names") or dataset_class_names(data.dataset)
+    names = data.class_names
     images = pp.unprocess(data.x, data.input_spec).numpy()
     tiles = []
     for c in [c for c in range(data.num_classes) if np.any(data.y == c)][:max_classes]:

@@ -17,9 +17,11 @@
   the unique 2-D variable of shape (features, K) whose name ends in ``kernel`` (Keras names
   them ``<layer>/kernel``), or the one of ``--final_layer``.
 
-Foreign models have no model_info.json: they are taken to classify ``--dataset`` and to be fed
-the dataset's images scaled to [0, 1] (or to ``input_range``) and bilinearly resized to their
-input size, as ``evaluate`` does.
+Foreign models have no model_info.json: with ``--dataset`` they are taken to classify that
+dataset and to be fed its images scaled to [0, 1] (or to ``input_range``) and bilinearly
+resized to their input size, as ``evaluate`` does; without it they are described by
+themselves (``--num_classes``, ``--class_names``, ``--input_range``; see
+:mod:`zskd_tf.teacher_task`).
 """
 from __future__ import annotations
 
@@ -31,10 +33,11 @@ import keras
 import numpy as np
 
 from zskd_tf import model_io
-from zskd_tf.data import datasets
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import taps
+from zskd_tf.teacher_task import (Description, parse_input_range,  # noqa: F401  (re-exported)
+                                  resolve, spec_with_range)
 
 _TINY_PROBABILITY = 1e-30  # floor before the log of a probability output (log = -69)
 
@@ -60,28 +63,13 @@ class ImpressionTeacher:
         return self.spec.value_range
 
 
-def parse_input_range(values) -> tuple[float, float] | None:
-    """``LOW,HIGH`` strings -> floats (None stays None: [0, 1])."""
-    if values is None:
-        return None
-    try:
-        low, high = (float(v) for v in values)
-    except (TypeError, ValueError):
-        raise UserError(f"--input_range must be two numbers LOW,HIGH, got {values!r}") from None
-    if not low < high:
-        raise UserError(f"--input_range needs LOW < HIGH, got {low},{high}")
-    return low, high
-
-
-def spec_with_range(spec: pp.InputSpec, low: float, high: float) -> pp.InputSpec:
-    """``spec`` mapping raw [0, 255] to [low, high] instead of [0, 1]."""
-    mean, std = -low / (high - low), 1.0 / (high - low)
-    return dataclasses.replace(spec, mean=(mean,) * spec.channels, std=(std,) * spec.channels)
-
-
 def load_teacher(path: str, *, dataset: str, dataset_given: bool, final_layer: str | None = None,
-                 input_range=None, strategy=None) -> ImpressionTeacher:
+                 input_range=None, strategy=None, num_classes: int | None = None,
+                 class_names=None) -> ImpressionTeacher:
     """Loads ``--teacher``; UserError when it is unusable.
+
+    A foreign teacher without ``dataset_given`` is described by itself (see
+    :mod:`zskd_tf.teacher_task`): ``num_classes``, ``class_names`` and ``input_range``.
 
     A Keras teacher is built in ``strategy``'s scope, so its variables live where the replicas
     run. A SavedModel is restored outside it: restored under a MirroredStrategy its functions
@@ -92,50 +80,35 @@ def load_teacher(path: str, *, dataset: str, dataset_given: bool, final_layer: s
     keras_in_scope = strategy is not None and not saved_model
     with strategy.scope() if keras_in_scope else contextlib.nullcontext():
         try:
-            return _load_teacher(path, dataset, dataset_given, final_layer, input_range)
+            return _load_teacher(path, dataset if dataset_given else None, final_layer,
+                                 Description(num_classes, class_names, input_range))
         except UserError as e:
             if path in str(e):
                 raise
             raise UserError(f"--teacher={path}: {e}") from None
 
 
-def _load_teacher(path, dataset, dataset_given, final_layer, input_range) -> ImpressionTeacher:
-    raw_shape = datasets.IMAGE_SHAPES[datasets.check_dataset_name(dataset)]
-    try:
-        loaded = model_io.load_classifier(path, raw_shape=raw_shape)
-    except UserError:
-        raise
-    except (ValueError, TypeError) as e:  # e.g. a model whose input is not (N, H, W, C)
-        raise UserError(f"--teacher={path} must take images (N, height, width, channels): "
-                        f"{str(e).splitlines()[0][:120]}") from None
+def _load_teacher(path, dataset, final_layer, description) -> ImpressionTeacher:
+    recorded = model_io.read_info(path).get("dataset")
+    if "input_spec" in model_io.read_info(path) and description.input_range is not None:
+        raise UserError("--input_range is for foreign teachers; this teacher's "
+                        "model_info.json already fixes its input mapping")
+    if recorded and dataset is not None and dataset != recorded:
+        raise UserError(f"--dataset={dataset} but the teacher classifies {recorded}; "
+                        "drop --dataset (it is read from the teacher)")
+    loaded, task = resolve(path, dataset=dataset, description=description)
     if loaded.model is None and loaded.spec is None:
         raise UserError(f"--teacher={path} is {loaded.kind} exported by zskd_tf (raw images in): "
                         "give the run directory it came from, or its model.keras")
-    info = loaded.info
-    if "input_spec" in info:  # made by zskd_tf
-        if input_range is not None:
-            raise UserError("--input_range is for foreign teachers; this teacher's "
-                            "model_info.json already fixes its input mapping")
-        if dataset_given and dataset != info["dataset"]:
-            raise UserError(f"--dataset={dataset} but the teacher classifies {info['dataset']}; "
-                            "drop --dataset (it is read from the teacher)")
-        spec, dataset, names = loaded.spec, info["dataset"], tuple(info["class_names"])
-    else:
-        if loaded.spec.channels != raw_shape[-1]:
-            raise UserError(f"the teacher takes {loaded.spec.channels}-channel images but "
-                            f"{dataset} has {raw_shape[-1]}: give --dataset it classifies")
-        spec = loaded.spec if input_range is None else spec_with_range(loaded.spec, *input_range)
-        names = datasets.class_names(dataset)
     if loaded.model is not None:
-        logits_model, kernel, name, how = _keras_head(loaded.model, final_layer, spec)
+        logits_model, kernel, name, how = _keras_head(loaded.model, final_layer, task.spec)
     else:
-        logits_model, kernel, name, how = _savedmodel_head(path, final_layer, spec)
-    num_classes = datasets.NUM_CLASSES[dataset]
-    if kernel.shape[1] != num_classes:
-        raise UserError(f"the teacher has {kernel.shape[1]} outputs but {dataset} has "
-                        f"{num_classes} classes: use --dataset for the classes it predicts")
-    return ImpressionTeacher(logits_model, kernel, name, how, spec, dataset, names,
-                             model_io.fingerprint(loaded))
+        logits_model, kernel, name, how = _savedmodel_head(path, final_layer, task.spec)
+    if kernel.shape[1] != task.num_classes:
+        raise UserError(f"the teacher has {kernel.shape[1]} outputs but {task.dataset} has "
+                        f"{task.num_classes} classes: use --dataset for the classes it predicts")
+    return ImpressionTeacher(logits_model, kernel, name, how, task.spec, task.dataset,
+                             task.class_names, model_io.fingerprint(loaded))
 
 
 # --- Keras models ------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Any teacher (docs/any_teacher.md): a small BatchNorm CNN trained by plain Keras model.fit on
+# Fashion-MNIST at 28x28 and saved with model.save("teacher.keras"), then
+# `--procedure=pipeline --quick --teacher=teacher.keras` with the real Fashion-MNIST test set as
+# --eval_data (an .npz). Prints the teacher's and every student's accuracy on the test set, the
+# best student and the pipeline's wall time (issue target: best student >= 85 % in <= 30 min on
+# a 2-core CPU). Reads the Debian package dataset-fashion-mnist; resumable (run it again).
+#
+#   bench/any_teacher_quick.sh                       # products in runs/bench/any_teacher
+#   PRESET=smoke TEACHER_EPOCHS=1 BENCH_DIR=/tmp/b bench/any_teacher_quick.sh   # wiring check
+#
+# Settings (environment): BENCH_DIR, PRESET (quick | full | smoke; default quick),
+# TEACHER_EPOCHS (default 5), METHODS (default: every method that applies), STUDENT (auto).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${BENCH_DIR:-runs/bench/any_teacher}
+preset=${PRESET:-quick}
+mkdir -p "$out"
+
+# 1. The teacher, trained as a Keras user would (no zskd_tf), and the test set as an .npz.
+OUT="$out" EPOCHS="${TEACHER_EPOCHS:-5}" python - <<'PY'
+import gzip, os
+import numpy as np
+
+out, epochs = os.environ["OUT"], int(os.environ["EPOCHS"])
+src = "/usr/share/datasets/fashion-mnist"
+def idx(name, offset):
+    with gzip.open(os.path.join(src, name)) as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)
+x_train = idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+y_train = idx("train-labels-idx1-ubyte.gz", 8)
+x_test = idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+y_test = idx("t10k-labels-idx1-ubyte.gz", 8)
+np.savez(os.path.join(out, "fashion_mnist_test.npz"), x=x_test, y=y_test)
+path = os.path.join(out, f"teacher_e{epochs}.keras")
+if not os.path.exists(path):
+    import keras
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(32, 3, padding="same"), keras.layers.BatchNormalization(),
+        keras.layers.ReLU(), keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, padding="same"), keras.layers.BatchNormalization(),
+        keras.layers.ReLU(), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(10)])
+    model.compile(optimizer="adam", metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x_train[..., None] / 255.0, y_train, epochs=epochs, batch_size=128, verbose=2)
+    loss, accuracy = model.evaluate(x_test[..., None] / 255.0, y_test, verbose=0)
+    print(f"teacher test accuracy (Keras): {accuracy:.4f}")
+    model.save(path)
+PY
+
+# 2. The pipeline on it, timed.
+names=T-shirt,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle-boot
+run=$out/pipeline_${preset}_e${TEACHER_EPOCHS:-5}
+extra=()
+[ -z "${METHODS:-}" ] || extra+=(--methods="$METHODS")
+[ -z "${STUDENT:-}" ] || extra+=(--student="$STUDENT")
+start=$(date +%s)
+python -m zskd_tf.main --procedure=pipeline --preset="$preset" \
+  --teacher="$out/teacher_e${TEACHER_EPOCHS:-5}.keras" --class_names="$names" \
+  --eval_data="$out/fashion_mnist_test.npz" --run_dir="$run" ${extra[@]+"${extra[@]}"}
+seconds=$(( $(date +%s) - start ))
+
+# 3. The figures.
+python - "$run/report.json" "$seconds" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+for row in report["rows"]:
+    print(f"{row['name']:>34}: {100 * row['test_accuracy']:.2f} % on the real test set")
+print(f"best student: {report['best']}; pipeline wall time this session: "
+      f"{int(sys.argv[2]) / 60:.1f} min (a rerun of a finished pipeline takes seconds)")
+PY

@@ -1,0 +1,195 @@
+"""Any teacher: a foreign classifier described by itself (teacher_task), --eval_data, the
+default student, and ``--procedure=pipeline --teacher=MODEL`` with its bad inputs."""
+import os
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from helpers import FASHION_MNIST_DIR, assert_user_error, read_json, run_cli
+from zskd_tf import api, teacher_task
+from zskd_tf.data import datasets, synthetic
+from zskd_tf.data.eval_data import load_eval_data
+from zskd_tf.errors import UserError
+from zskd_tf.models import registry, small_cnn
+from zskd_tf.pipeline import any_teacher
+
+CLASSES = (0, 1, 5, 7, 9)  # five Fashion-MNIST classes
+NAMES = ("tshirt", "trouser", "sandal", "sneaker", "boot")
+NAMES_FLAG = "--class_names=" + ",".join(NAMES)
+PER_CLASS = 4  # eval images per class
+
+
+def _five_classes(x, y, n):
+    keep = np.flatnonzero(np.isin(y, CLASSES))[:n]
+    return x[keep], np.searchsorted(CLASSES, y[keep])
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    """A BatchNorm CNN trained a few steps by plain model.fit on 5 Fashion-MNIST classes at
+    28x28, saved as .keras and exported as a SavedModel, and an --eval_data folder of PNGs."""
+    if not os.path.isdir(FASHION_MNIST_DIR):
+        pytest.skip("the Debian package dataset-fashion-mnist is not installed (./setup.sh)")
+    d = tmp_path_factory.mktemp("foreign")
+    data = datasets.load_dataset("fashion_mnist")
+    x, y = _five_classes(data.train_x, data.train_y, 1000)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3), keras.layers.BatchNormalization(),
+        keras.layers.ReLU(), keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+        keras.layers.Dense(5)])
+    model.compile(optimizer="adam", metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x / 255.0, y, epochs=1, batch_size=50, verbose=0)
+    model.save(d / "teacher.keras")
+    model.export(str(d / "teacher_savedmodel"), verbose=False)
+    tx, ty = _five_classes(data.test_x, data.test_y, 200)
+    eval_x, eval_y = [], []
+    for c, name in enumerate(NAMES):
+        os.makedirs(d / "eval" / name)
+        for i in np.flatnonzero(ty == c)[:PER_CLASS]:
+            cv2.imwrite(str(d / "eval" / name / f"{i}.png"), tx[i])
+            eval_x.append(tx[i])
+            eval_y.append(c)
+    expected = np.argmax(model.predict(np.stack(eval_x)[..., None] / 255.0, verbose=0), -1)
+    return {"dir": d, "keras": str(d / "teacher.keras"),
+            "savedmodel": str(d / "teacher_savedmodel"), "eval": str(d / "eval"),
+            "eval_accuracy": float(np.mean(expected == np.array(eval_y)))}
+
+
+# --- the pieces -------------------------------------------------------------------------------
+def test_a_foreign_teacher_is_described_by_itself(foreign):
+    loaded, task = teacher_task.resolve(foreign["keras"])
+    assert task.dataset == datasets.CUSTOM and task.class_names == ("0", "1", "2", "3", "4")
+    assert task.spec.raw_shape == (28, 28, 1) and task.spec.resize == "none"
+    described = teacher_task.Description(class_names=NAMES, input_range=(-1.0, 1.0))
+    _, task = teacher_task.resolve(foreign["savedmodel"], description=described)
+    assert task.class_names == NAMES
+    np.testing.assert_allclose(np.ravel(task.spec.value_range), [-1.0, 1.0], rtol=1e-6)
+    with pytest.raises(UserError, match="has 5 outputs but --num_classes"):
+        teacher_task.resolve(foreign["keras"], description=teacher_task.Description(4))
+    _, task = teacher_task.resolve(foreign["keras"], dataset="fashion_mnist")  # named: as before
+    assert task.dataset == "fashion_mnist" and task.num_classes == 10
+
+
+def test_eval_data_folders_and_npz(foreign, tmp_path):
+    def named_images(class_names):  # {(class name, image bytes)}: independent of file order
+        x, y = load_eval_data(foreign["eval"], class_names, (28, 28, 1))
+        return x, y, sorted((class_names[label], image.tobytes()) for image, label in zip(x, y))
+
+    x, y, by_name = named_images(NAMES)
+    assert x.shape == (5 * PER_CLASS, 28, 28, 1) and np.bincount(y).tolist() == [PER_CLASS] * 5
+    assert named_images(tuple(reversed(NAMES)))[2] == by_name  # matched by name
+    unnamed = [str(i) for i in range(5)]  # no names: the folders in sorted order
+    _, _, by_index = named_images(unnamed)
+    assert sorted((sorted(NAMES)[int(i)], b) for i, b in by_index) == by_name
+    npz = str(tmp_path / "e.npz")
+    np.savez(npz, x=np.full((3, 32, 32), 255, np.uint8), y=np.array([0, 4, 2]))
+    x, y = load_eval_data(npz, NAMES, (28, 28, 1))
+    assert x.shape == (3, 28, 28, 1) and np.allclose(x, 255) and y.tolist() == [0, 4, 2]
+    np.savez(npz, x=np.zeros((2, 28, 28)), y=np.array([0, 5]))
+    with pytest.raises(UserError, match=r"labels must be in \[0, 5\)"):
+        load_eval_data(npz, NAMES, (28, 28, 1))
+
+
+def test_default_student_and_preset_scaling():
+    assert registry.auto_student("lenet5") == "lenet5_half"
+    assert registry.auto_student("wrn-40-2") == "wrn-40-1"
+    assert registry.auto_student(None) == "small_cnn"
+    assert small_cnn.num_stages((28, 28, 1)) == 2 and small_cnn.num_stages((224, 224, 3)) == 4
+    model = registry.build_model("small_cnn", num_classes=10, input_shape=(28, 28, 1))
+    assert model.count_params() == 16698 and model.output_shape == (None, 10)
+    quick = any_teacher.ANY_PRESETS["quick"]
+    assert any_teacher.scale(quick, (28, 28, 1)) == quick
+    scaled = any_teacher.scale(quick, (32, 32, 3))
+    assert scaled.impressions == round(quick.impressions * 784 / 3072)
+    assert scaled.impression_steps == quick.impression_steps
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_pipeline_on_a_foreign_keras_teacher_with_eval_data(foreign, tmp_path):
+    run = str(tmp_path / "p")
+    run_cli("--procedure=pipeline", "--preset=smoke", f"--teacher={foreign['keras']}",
+            NAMES_FLAG, f"--eval_data={foreign['eval']}", "--methods=zskd,zskt_bn",
+            f"--run_dir={run}", check=True, timeout=900)
+    report = read_json(os.path.join(run, "report.json"))
+    assert report["dataset"] == "custom" and report["class_names"] == list(NAMES)
+    assert report["student"] == "small_cnn" and report["methods"] == ["zskd", "zskt_bn"]
+    teacher, *students = report["rows"]
+    assert teacher["test_accuracy"] == pytest.approx(foreign["eval_accuracy"])
+    for row in students:
+        assert 0 <= row["test_accuracy"] <= 1
+        assert read_json(os.path.join(row["run"], "result.json"))["num_test_examples"] == 20
+        assert read_json(os.path.join(row["run"], "model_info.json"))["class_names"] == list(NAMES)
+        assert row["tflite_top1_agreement"] >= 0.95 and row["int8_bytes"] > 0
+    zskt_bn = read_json(os.path.join(run, "zskt_bn_student", "result.json"))
+    assert zskt_bn["zero_shot"]["generator_bn_weight"] == 1.0
+    impressions = synthetic.load_synthetic(os.path.join(run, "zskd_impressions",
+                                                        "impressions.npz"))
+    assert impressions.dataset == "custom" and impressions.class_names == NAMES
+    html = open(os.path.join(run, "report.html"), encoding="utf-8").read()
+    assert "accuracy on --eval_data" in html and "No real-data accuracy" not in html
+
+
+@pytest.mark.slow
+def test_pipeline_on_a_savedmodel_teacher_reports_agreement(foreign, tmp_path):
+    run = str(tmp_path / "p")
+    run_cli("--procedure=pipeline", "--preset=smoke", f"--teacher={foreign['savedmodel']}",
+            f"--run_dir={run}", check=True, timeout=900)
+    report = read_json(os.path.join(run, "report.json"))
+    assert report["methods"] == ["zskd"] and not report["real_data"]
+    assert set(report["left_out"]) == {"zskd_bn", "lopes", "zskt", "zskt_bn"}
+    assert "SavedModel" in report["left_out"]["zskt"]
+    row = report["rows"][1]
+    assert row["test_accuracy"] is None
+    holdout = synthetic.load_synthetic(os.path.join(run, "holdout_impressions",
+                                                    "impressions.npz"))
+    student = keras.saving.load_model(os.path.join(run, "zskd_student", "model.keras"))
+    agreement = np.mean(np.argmax(student.predict(holdout.x, verbose=0), -1) == holdout.y)
+    assert row["teacher_agreement"] == pytest.approx(agreement)
+    html = open(os.path.join(run, "report.html"), encoding="utf-8").read()
+    assert "No real-data accuracy exists" in html
+
+
+def _bad(run_dir, fragment, **options):
+    with pytest.raises(UserError, match=fragment):
+        api.run("pipeline", run_dir=run_dir, preset="smoke", **options)
+    assert not os.path.exists(run_dir)
+
+
+def test_pipeline_bad_inputs_are_refused_before_anything_is_written(foreign, tmp_path):
+    run, teacher = str(tmp_path / "p"), foreign["keras"]
+    three = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    _bad(run, "outputs .* but the teacher has 5 classes", teacher=teacher, student=three)
+    small = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(5)])
+    _bad(run, r"takes inputs of shape \(32, 32, 1\)", teacher=teacher, student=small)
+    (tmp_path / "junk.keras").write_text("not a model")
+    _bad(run, "is not a Keras model file", teacher=teacher, student=str(tmp_path / "junk.keras"))
+    _bad(run, "has 5 outputs but --num_classes", teacher=teacher, num_classes=4)
+    _bad(run, "cannot apply to this teacher: ZSKT .* SavedModel",
+         teacher=foreign["savedmodel"], methods="zskt")
+    _bad(run, "cannot apply to this teacher: Lopes .* statistics", teacher=teacher,
+         methods="lopes")
+    _bad(run, "do not match the teacher's classes", teacher=teacher,
+         class_names="a,b,c,d,e", eval_data=foreign["eval"])
+    four = tmp_path / "four"
+    for name in NAMES[:4]:
+        os.makedirs(four / name)
+    _bad(run, "has 4 class folders but the teacher has 5", teacher=teacher,
+         eval_data=str(four))
+    broken = tmp_path / "broken"
+    for name in NAMES:
+        os.makedirs(broken / name)
+        (broken / name / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _bad(run, "cannot read its images", teacher=teacher, class_names=",".join(NAMES),
+         eval_data=str(broken))
+    # the command line: one error line, exit status 2, nothing written
+    assert_user_error(run_cli("--procedure=pipeline", "--preset=smoke", f"--teacher={teacher}",
+                              "--methods=zskd,dream", f"--run_dir={run}"),
+                      "--methods: unknown dream")
+    assert not os.path.exists(run)

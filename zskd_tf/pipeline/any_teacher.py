@@ -1,0 +1,298 @@
+"""The steps of ``--procedure=pipeline --teacher=MODEL``: data-free students of any classifier.
+
+The teacher is a zskd_tf run directory, a ``.keras`` file or a SavedModel; a foreign one is
+described by ``--dataset`` or by itself (``--num_classes``, ``--class_names``,
+``--input_range``; :mod:`zskd_tf.teacher_task`). The student is ``--student``: a zoo name, a
+``.keras`` file holding an untrained model, or ``auto`` (the default): the teacher's narrower
+zoo sibling, else ``small_cnn`` (:mod:`zskd_tf.models.small_cnn`).
+
+Methods (``--methods``, default: every one that applies):
+
+========  ==========================================================  ========================
+method    what                                                        applies when
+========  ==========================================================  ========================
+zskd      ZSKD data impressions, then distill on them                 always
+zskd_bn   the same with the teacher-BatchNorm prior on the            Keras teacher with
+          impressions (``--impression_bn_weight=1``)                  BatchNormalization
+lopes     Lopes et al. reconstruction (``all_layers``), then distill  --stats, or a teacher of
+                                                                      a named dataset
+zskt      ZSKT: zero-shot student against a generator                 Keras teacher
+zskt_bn   the same with the BatchNorm prior in the generator's loss   Keras teacher with
+          (``--generator_bn_weight=1``)                               BatchNormalization
+========  ==========================================================  ========================
+
+ZSKD follows the Fashion-MNIST recipe of ``flags/zskd/``: N(0, 1) start, image L2 1e-3, Adam at
+lr 3 for 400 steps, batches of 500; the student sees the impressions randomly scaled, shifted
+and rotated (``--augment=affine``), each scored by the teacher online (``--targets=teacher``;
+a SavedModel teacher cannot be run inside training: its stored soft targets are used, without
+augmentation). Attention transfer (ZSKT's ``--beta=250``) is used only when teacher and student
+share feature taps of equal size (two WRNs). Every student is exported (SavedModel, TFLite and
+an int8 TFLite calibrated on its own method's synthetic images).
+
+Real data is only used to evaluate: with ``--eval_data`` the teacher and each student are
+scored on it; without, the report shows each student's top-1 agreement with the teacher on
+held-out data impressions (made with another seed).
+
+Presets scale with the teacher's input: image counts and ZSKT iterations are multiplied by
+``min(1, 784 / (H * W * C))`` (a 28x28x1 teacher runs the preset as written).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from zskd_tf.errors import UserError
+from zskd_tf.pipeline.steps import LOPES_OBJECTIVE, Step
+
+METHODS = ("zskd", "zskd_bn", "lopes", "zskt", "zskt_bn")
+TITLES = {"zskd": "ZSKD (Nayak et al. 2019)", "zskd_bn": "ZSKD + BatchNorm prior",
+          "lopes": f"Lopes et al. 2017 ({LOPES_OBJECTIVE})",
+          "zskt": "ZSKT (Micaelli & Storkey 2019)", "zskt_bn": "ZSKT + BatchNorm prior"}
+BN_PRIOR_WEIGHT = 1.0
+AT_BETA = 250.0
+REFERENCE_INPUT = 28 * 28 * 1  # input size the presets are written for
+ZSKD_RECIPE = ("--impression_init=normal", "--impression_l2=1e-3", "--synthesis_lr=3.0",
+               "--betas=1.0,0.1", "--temperature=20")
+STUDENT_RECIPE = ("--loss=soft_ce", "--temperature=20", "--soft_ce_scale=400")
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyPreset:
+    name: str
+    impressions: int
+    impression_steps: int
+    student_epochs: int
+    holdout_impressions: int
+    reconstructions: int
+    reconstruction_steps: int
+    zskt_iterations: int
+    zskt_batch_size: int = 128
+
+
+ANY_PRESETS = {
+    "quick": AnyPreset("quick", impressions=6000, impression_steps=400, student_epochs=60,
+                       holdout_impressions=500, reconstructions=3200, reconstruction_steps=300,
+                       zskt_iterations=600),
+    "full": AnyPreset("full", impressions=24000, impression_steps=400, student_epochs=120,
+                      holdout_impressions=2000, reconstructions=32000,
+                      reconstruction_steps=1000, zskt_iterations=4000),
+    "smoke": AnyPreset("smoke", impressions=100, impression_steps=5, student_epochs=1,
+                       holdout_impressions=50, reconstructions=64, reconstruction_steps=5,
+                       zskt_iterations=2, zskt_batch_size=32),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """What the plan needs to know of the teacher."""
+    path: str                   # absolute
+    dataset: str                # a named dataset or "custom"
+    class_names: tuple
+    input_shape: tuple          # model input (H, W, C)
+    keras: bool                 # a Keras model (not a SavedModel): can be trained against
+    has_batchnorm: bool
+    zoo_model: str | None       # the architecture of a zskd_tf teacher
+    task_flags: tuple           # flags that describe a foreign teacher to every step
+
+
+def inspect(path: str, cfg) -> tuple[Teacher, object]:
+    """Loads ``--teacher`` and states what it is; UserError when it cannot be a teacher.
+
+    Returns:
+        (the :class:`Teacher`, the loaded classifier).
+    """
+    import keras
+
+    from zskd_tf import model_io, teacher_task
+
+    if not os.path.exists(path):
+        raise UserError(f"--teacher={path} does not exist (give a zskd_tf run directory, a "
+                        ".keras file or a SavedModel; leave --teacher out for the demo)")
+    info_path = os.path.join(path, model_io.INFO_FILE)
+    if os.path.isdir(path) and os.path.exists(info_path) and not os.path.exists(
+            os.path.join(path, "result.json")):
+        raise UserError(f"--teacher={path} is not a finished zskd_tf training run (no "
+                        "result.json)")
+    named = cfg.dataset if "dataset" in cfg.present else None
+    loaded, task = teacher_task.resolve(path, dataset=named,
+                                        description=teacher_task.description_of(cfg))
+    if loaded.model is None and loaded.spec is None:
+        raise UserError(f"--teacher={path} is {loaded.kind} exported by zskd_tf (raw images in): "
+                        "give the run directory it came from")
+    keras_model = loaded.model
+    has_bn = keras_model is not None and any(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in keras_model.layers)
+    ours = "input_spec" in model_io.read_info(path)
+    flags = () if ours else _task_flags(cfg, named)
+    return Teacher(os.path.abspath(path), task.dataset, task.class_names, tuple(task.spec.shape),
+                   keras_model is not None, has_bn,
+                   loaded.info.get("model") if ours else None, flags), loaded
+
+
+def _task_flags(cfg, named) -> tuple:
+    if named:
+        return (f"--dataset={named}",) + (
+            (f"--input_range={','.join(cfg.input_range)}",) if cfg.input_range else ())
+    flags = []
+    if cfg.num_classes:
+        flags.append(f"--num_classes={cfg.num_classes}")
+    if cfg.class_names:
+        flags.append(f"--class_names={','.join(cfg.class_names)}")
+    if cfg.input_range:
+        flags.append(f"--input_range={','.join(cfg.input_range)}")
+    return tuple(flags)
+
+
+def why_not(method: str, teacher: Teacher, stats: str | None) -> str | None:
+    """Why ``method`` cannot apply to ``teacher`` (None: it applies)."""
+    bn = method.endswith("_bn")
+    if method.startswith("zskt") and not teacher.keras:
+        return ("ZSKT trains a generator through the teacher, which needs a Keras model (a "
+                ".keras file or a run directory), not a SavedModel")
+    if bn and not teacher.has_batchnorm:
+        return ("the BatchNorm prior needs a Keras teacher with BatchNormalization layers; "
+                "this teacher has none" if teacher.keras else
+                "the BatchNorm prior reads the teacher's BatchNormalization layers, which a "
+                "SavedModel does not expose")
+    if method == "lopes" and not stats and teacher.dataset not in _named():
+        return ("Lopes et al. need activation statistics recorded on the training data: give "
+                "--stats=STATS (made by --procedure=compute_stats) or a teacher of a named "
+                "dataset (--dataset)")
+    if method == "lopes" and not teacher.keras:
+        return "Lopes et al. reconstruct through the teacher's layers: a Keras model is needed"
+    return None
+
+
+def _named():
+    from zskd_tf.data.datasets import DATASET_NAMES
+    return DATASET_NAMES
+
+
+def choose_methods(requested, teacher: Teacher, stats) -> tuple[list, dict]:
+    """(the methods to run in order, {left-out method: why}); UserError for a requested
+    method that is unknown or cannot apply."""
+    if requested:
+        unknown = [m for m in requested if m not in METHODS]
+        if unknown:
+            raise UserError(f"--methods: unknown {', '.join(unknown)}; use some of "
+                            f"{', '.join(METHODS)}")
+        for method in requested:
+            reason = why_not(method, teacher, stats)
+            if reason:
+                raise UserError(f"--methods={method} cannot apply to this teacher: {reason}")
+        return [m for m in METHODS if m in requested], {}
+    reasons = {m: why_not(m, teacher, stats) for m in METHODS}
+    return ([m for m in METHODS if reasons[m] is None],
+            {m: r for m, r in reasons.items() if r is not None})
+
+
+def choose_student(student: str | None, teacher: Teacher) -> str:
+    """``--student``: as given (a file as an absolute path), or for ``auto``/none the
+    teacher's narrower zoo sibling, else ``small_cnn``."""
+    from zskd_tf.models import registry
+
+    if student and student != "auto":
+        return os.path.abspath(student) if registry.is_model_file(student) else student
+    return registry.auto_student(teacher.zoo_model)
+
+
+def scale(preset: AnyPreset, input_shape) -> AnyPreset:
+    """``preset`` for a teacher of ``input_shape``: image counts and ZSKT iterations times
+    ``min(1, 784 / (H * W * C))``, kept at least at the smoke preset's."""
+    factor = min(1.0, REFERENCE_INPUT / float(input_shape[0] * input_shape[1] * input_shape[2]))
+    smoke = ANY_PRESETS["smoke"]
+
+    def scaled(field):
+        return max(getattr(smoke, field), int(round(getattr(preset, field) * factor)))
+
+    return dataclasses.replace(preset, **{f: scaled(f) for f in (
+        "impressions", "holdout_impressions", "reconstructions", "zskt_iterations")})
+
+
+def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, *,
+         eval_data: str | None, stats: str | None, at_taps: tuple, seed: int) -> list[Step]:
+    """The steps, in order (each its own run directory under ``root``)."""
+    def d(name):
+        return os.path.join(root, name)
+
+    t, task = f"--teacher={teacher.path}", teacher.task_flags
+    no_dataset = tuple(f for f in task if not f.startswith("--dataset="))
+    evaluation = (f"--eval_data={os.path.abspath(eval_data)}",) if eval_data else ()
+    batch = f"--synthesis_batch_size={min(500, preset.impressions)}"
+    steps = []
+    if eval_data:
+        steps.append(Step("teacher_eval", "score the teacher on --eval_data", (
+            "--procedure=evaluate", f"--model_path={teacher.path}", *task, *evaluation)))
+    else:
+        steps.append(Step("holdout_impressions", "held-out data impressions (another seed), "
+                          "to measure agreement with the teacher", (
+                              "--procedure=data_impressions", t, *task, *ZSKD_RECIPE,
+                              f"--num_samples={preset.holdout_impressions}",
+                              f"--synthesis_steps={preset.impression_steps}",
+                              f"--synthesis_batch_size={min(500, preset.holdout_impressions)}",
+                              f"--seed={seed + 1}")))
+    for method in methods:
+        steps += _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch,
+                               teacher, student, stats, at_taps)
+    for method in methods:
+        model, calibration = student_run(method, root), calibration_source(method, root)
+        steps.append(Step(f"{method}_export", f"export the {TITLES[method]} student (SavedModel, "
+                          "TFLite, int8 TFLite calibrated on its synthetic images)", (
+                              "--procedure=export", f"--model_path={model}", "--tflite",
+                              "--quantize=int8", f"--calibration={calibration}")))
+    return steps
+
+
+def _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch, teacher, student,
+                  stats, at_taps) -> list[Step]:
+    s = f"--student={student}"
+    if method.startswith("zskd"):
+        bn = (f"--impression_bn_weight={BN_PRIOR_WEIGHT}",) if method == "zskd_bn" else ()
+        online = (t, *no_dataset, "--targets=teacher", "--augment=affine") if teacher.keras \
+            else ("--targets=stored", "--augment=none")
+        return [
+            Step(f"{method}_impressions", f"{TITLES[method]}: data impressions", (
+                "--procedure=data_impressions", t, *task, *ZSKD_RECIPE, *bn,
+                f"--num_samples={preset.impressions}",
+                f"--synthesis_steps={preset.impression_steps}", batch)),
+            Step(f"{method}_student", f"{TITLES[method]}: student on the impressions", (
+                "--procedure=distill", s, f"--dataset={d(method + '_impressions')}/impressions.npz",
+                *STUDENT_RECIPE, *online, f"--epochs={preset.student_epochs}", *evaluation))]
+    if method == "lopes":
+        steps = []
+        if not stats:
+            stats = d("lopes_stats")
+            steps.append(Step("lopes_stats", "Lopes et al.: activation statistics of the teacher",
+                              ("--procedure=compute_stats", t, *task)))
+        return steps + [
+            Step("lopes_dataset", f"Lopes et al.: reconstruction ({LOPES_OBJECTIVE})", (
+                "--procedure=optimize_dataset", t, f"--stats={os.path.abspath(stats)}",
+                f"--objective={LOPES_OBJECTIVE}", f"--num_samples={preset.reconstructions}",
+                f"--synthesis_steps={preset.reconstruction_steps}")),
+            Step("lopes_student", "Lopes et al.: student on the reconstruction", (
+                "--procedure=distill", s, t, *no_dataset,
+                f"--dataset={d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "--loss=soft_ce",
+                "--temperature=8", f"--epochs={max(1, preset.student_epochs // 2)}",
+                *evaluation))]
+    bn = (f"--generator_bn_weight={BN_PRIOR_WEIGHT}",) if method == "zskt_bn" else ()
+    attention = ((f"--beta={AT_BETA:g}", f"--at_taps={','.join(at_taps)}") if at_taps
+                 else ("--beta=0",))
+    return [Step(f"{method}_student", f"{TITLES[method]}: zero-shot student against a generator", (
+        "--procedure=zero_shot", s, t, *task, *attention, "--generator_range=teacher", *bn,
+        f"--iterations={preset.zskt_iterations}", f"--batch_size={preset.zskt_batch_size}",
+        "--seeds=0", *evaluation))]
+
+
+def student_run(method: str, root: str) -> str:
+    """The run directory holding ``method``'s student."""
+    run = os.path.join(root, f"{method}_student")
+    return os.path.join(run, "seed_0") if method.startswith("zskt") else run
+
+
+def calibration_source(method: str, root: str) -> str:
+    """``--calibration`` of ``method``'s int8 export: its own synthetic images."""
+    if method.startswith("zskt"):
+        return "generator"
+    if method == "lopes":
+        return os.path.join(root, "lopes_dataset", f"{LOPES_OBJECTIVE}.npz")
+    return os.path.join(root, f"{method}_impressions", "impressions.npz")
