@@ -12,7 +12,7 @@ def _median_images_per_sec(run):
     path = os.path.join(run, "metrics.jsonl")
     if not os.path.exists(path):
         return None
-    rates = [json.loads(l).get("images_per_sec") for l in open(path) if l.strip()]
+    rates = [json.loads(line).get("images_per_sec") for line in open(path) if line.strip()]
     rates = [r for r in rates[1:] or rates if r]  # the first epoch includes tracing
     return statistics.median(rates) if rates else None
 

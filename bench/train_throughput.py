@@ -70,7 +70,7 @@ def main(_):
     ours, plain = medians["zskd_tf train_step"], medians["plain keras fit"]
     print(f"{FLAGS.model} on {FLAGS.dataset}, batch {FLAGS.batch_size}, "
           f"{FLAGS.epochs} epochs x {FLAGS.repeats} repeats, {os.cpu_count()} CPU cores")
-    print(f"| contender | images/s (median) | runs |\n|---|---|---|")
+    print("| contender | images/s (median) | runs |\n|---|---|---|")
     for name, r in rates.items():
         print(f"| {name} | {medians[name]:.0f} | {', '.join(f'{v:.0f}' for v in r)} |")
     print(f"ratio ours/plain = {ours / plain:.3f}")

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import (FASHION_MNIST_DIR, REPO, assert_user_error, cli_env, read_json,
-                     run_cli)
+from helpers import FASHION_MNIST_DIR, REPO, assert_user_error, cli_env, read_json, run_cli
 
 needs_fashion_mnist = pytest.mark.skipif(
     not os.path.isdir(FASHION_MNIST_DIR),
@@ -64,7 +63,7 @@ def test_absent_dataset_lists_what_was_tried(tmp_path):
 @needs_fashion_mnist
 def test_train_evaluate_export_end_to_end(tmp_path):
     run = str(tmp_path / "teacher")
-    proc = run_cli("--procedure=train", f"--run_dir={run}", *TINY, check=True)
+    run_cli("--procedure=train", f"--run_dir={run}", *TINY, check=True)
     result = read_json(os.path.join(run, "result.json"))
     assert result["test_accuracy"] > 0.4, result  # chance is 0.1
     for name in ("flags.cfg", "metrics.jsonl", "model.keras", "model_info.json",

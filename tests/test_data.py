@@ -351,7 +351,8 @@ def test_affine_kinds_fill_with_black_deterministically():
     assert np.isclose(a.min(), spec.black_level[0], atol=1e-5)  # uncovered corners: black
     assert np.isclose(a.max(), float(white[0, 0, 0, 0]), atol=1e-5)
     mild = pp.augment(white, "affine", tf.constant([1, 2]), spec=spec).numpy()
-    covered = lambda x: np.isclose(x, float(white[0, 0, 0, 0]), atol=1e-4).mean()
+    def covered(x):
+        return np.isclose(x, float(white[0, 0, 0, 0]), atol=1e-4).mean()
     assert covered(mild) > covered(a) > 0.5  # smaller ranges uncover less
     raw = tf.constant(np.random.default_rng(3).integers(0, 256, (32, 32, 1)), tf.uint8)
     out = pp.augment(raw, "affine", [0, 1])

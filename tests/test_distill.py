@@ -1,5 +1,4 @@
 """Distillation: losses and their reductions, the frozen teacher, replicas, the CLI."""
-import json
 import os
 
 import keras
@@ -7,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import two_cpu_strategy, assert_user_error, read_json, run_cli
+from helpers import assert_user_error, read_json, run_cli, two_cpu_strategy
 from zskd_tf import losses
-from zskd_tf.data import preprocess as pp
 from zskd_tf.data import datasets, synthetic
+from zskd_tf.data import preprocess as pp
 from zskd_tf.procedures.distill import _few_shot_epochs
 from zskd_tf.trainers.distiller import DistillConfig, Distiller
 

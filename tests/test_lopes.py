@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import two_cpu_strategy, REPO, assert_user_error, cli_env, read_json, run_cli
+from helpers import REPO, assert_user_error, cli_env, read_json, run_cli, two_cpu_strategy
 from zskd_tf import model_io
 from zskd_tf.data import synthetic
 from zskd_tf.lopes import metadata, objectives, spectral, statistics, stats_file
@@ -155,7 +155,7 @@ def test_spectral_coefficients_and_kept_sets(tiny):
     for graph_id, layers in (("all", ["fc1", "fc2", "logits"]), ("pair1", ["fc2", "logits"])):
         graph = meta.graphs[graph_id]
         _, basis = spectral.graph_basis(model, layers)
-        coefficients = np.concatenate([acts[l] for l in layers], axis=1) @ basis
+        coefficients = np.concatenate([acts[name] for name in layers], axis=1) @ basis
         k = math.ceil(0.5 * basis.shape[0])
         assert graph.kept.shape == (NUM_CLASSES, k)
         for c in range(NUM_CLASSES):
@@ -177,7 +177,7 @@ def test_keeping_every_coefficient_reconstructs_the_class_means(tiny):
     _, basis = spectral.graph_basis(model, graph.layers)
     for c in range(NUM_CLASSES):
         signal = basis[:, graph.kept[c]] @ graph.coefficients.mean[c]
-        means = np.concatenate([meta.layers[l].mean[c] for l in graph.layers])
+        means = np.concatenate([meta.layers[name].mean[c] for name in graph.layers])
         np.testing.assert_allclose(signal, means, rtol=1e-4, atol=1e-4)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import two_cpu_strategy, REPO, assert_user_error, cli_env
+from helpers import REPO, assert_user_error, cli_env, two_cpu_strategy
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry, taps, wrn
 from zskd_tf.models.layers import GroupedConv2D

@@ -1,5 +1,4 @@
 """Trainer, recipes and the resumable data pipeline (in-process, tiny shapes)."""
-from helpers import two_cpu_strategy
 import types
 
 import keras
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import two_cpu_strategy
 from zskd_tf.data import pipeline
 from zskd_tf.data.preprocess import InputSpec
 from zskd_tf.trainers import recipes

@@ -15,7 +15,7 @@ import tensorflow as tf
 from absl import flags
 from absl.testing import flagsaver
 
-from helpers import two_cpu_strategy, REPO, assert_user_error, cli_env, read_json, run_cli
+from helpers import REPO, assert_user_error, cli_env, read_json, run_cli, two_cpu_strategy
 from zskd_tf import cli_flags, model_io
 from zskd_tf.data import preprocess as pp
 from zskd_tf.data import synthetic

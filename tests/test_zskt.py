@@ -14,12 +14,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from absl import flags
 from absl.testing import flagsaver
 
-from helpers import (FASHION_MNIST_DIR, REPO, assert_user_error, cli_env, read_json, run_cli,
-                     two_cpu_strategy)
+from helpers import (
+    FASHION_MNIST_DIR,
+    REPO,
+    assert_user_error,
+    cli_env,
+    read_json,
+    run_cli,
+    two_cpu_strategy,
+)
 from zskd_tf import cli_flags, losses, model_io
 from zskd_tf.analysis import transition_curves as tc
 from zskd_tf.data import datasets, pipeline
@@ -278,7 +284,8 @@ def test_generator_bn_weight_adds_the_teacher_feature_statistics_distance():
     g_loss, g_kl, extra = trainer.generator_loss(z)
     statistics = extra["generator_bn"]
     g_images = trainer.generator(z, training=True)  # train mode: deterministic given z
-    layers = [l for l in trainer.teacher.layers if isinstance(l, keras.layers.BatchNormalization)]
+    layers = [layer for layer in trainer.teacher.layers
+              if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(layers) == len(trainer.teacher_bn_layers) > 3  # every BN layer of the WRN
     want = sum(_numpy_batchnorm_distance(keras.Model(trainer.teacher.input, layer.input)(
         g_images).numpy(), layer) for layer in layers)
@@ -579,8 +586,8 @@ def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_
         for a, b in zip(_weights(os.path.join(reference, "seed_0", name)),
                         _weights(os.path.join(run, "seed_0", name))):
             np.testing.assert_array_equal(a, b)
-    metrics = [l for l in open(os.path.join(run, "seed_0", "metrics.jsonl")) if l.strip()]
-    steps = [json.loads(l)["step"] for l in metrics]
+    metrics = [line for line in open(os.path.join(run, "seed_0", "metrics.jsonl")) if line.strip()]
+    steps = [json.loads(line)["step"] for line in metrics]
     assert steps == sorted(set(steps)) and steps[-1] == 5 and "val_accuracy" in metrics[-1]
 
     result = read_json(os.path.join(run, "result.json"))
@@ -658,10 +665,11 @@ def test_cli_mixed_bfloat16_trains_in_bfloat16_and_saves_a_float32_student(wrn_t
     student = model_io.load_classifier(seed_dir)  # deployable: float32 throughout
     assert student.model.compute_dtype == "float32"
     assert all(layer.compute_dtype == "float32" for layer in student.model.layers)
-    final = json.loads([l for l in open(os.path.join(seed_dir, "metrics.jsonl"))
-                        if l.strip()][-1])["val_accuracy"]  # the bfloat16 student's own score
+    final = json.loads([line for line in open(os.path.join(seed_dir, "metrics.jsonl"))
+                        if line.strip()][-1])["val_accuracy"]  # the bfloat16 student's own score
     accuracy = read_json(os.path.join(seed_dir, "result.json"))["test_accuracy"]
     assert accuracy == pytest.approx(final, abs=0.03)
-    logged = [json.loads(l) for l in open(os.path.join(seed_dir, "metrics.jsonl")) if l.strip()]
+    logged = [json.loads(line) for line in open(os.path.join(seed_dir, "metrics.jsonl"))
+              if line.strip()]
     assert all(np.isfinite(r["generator_bn"]) and r["generator_bn"] > 0
                for r in logged if "generator_bn" in r) and any("generator_bn" in r for r in logged)

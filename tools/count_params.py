@@ -8,9 +8,9 @@ import contextlib
 import itertools
 import os
 
+import _cli
 from absl import flags
 
-import _cli
 from zskd_tf.errors import UserError  # noqa: E402
 
 

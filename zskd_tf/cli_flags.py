@@ -13,9 +13,8 @@ from absl import flags
 
 from zskd_tf.constants import AUGMENTATIONS
 from zskd_tf.errors import UserError
-from zskd_tf.runtime.run_dir import FlagSchema
-
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
+from zskd_tf.runtime.run_dir import FlagSchema
 
 PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
                    "compute_stats", "optimize_dataset", "zero_shot", "transition_curves",

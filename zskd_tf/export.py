@@ -44,8 +44,9 @@ def export_tflite(saved_model_dir: str, path: str) -> None:
     atomic.write_bytes(path, converter.convert())
 
 
-def tflite_probabilities(tflite_path: str, raw_images) -> "np.ndarray":
-    """Runs a ``.tflite`` written by this module (float or quantized) on raw images."""
+def tflite_probabilities(tflite_path: str, raw_images):
+    """Runs a ``.tflite`` written by this module (float or quantized) on raw images; returns
+    the class probabilities (a NumPy array, one row per image)."""
     from zskd_tf.tflite_runtime import TFLiteClassifier
 
     return TFLiteClassifier(tflite_path).probabilities(raw_images)

@@ -68,7 +68,7 @@ def compute(model: keras.Model, batches, num_classes: int, temperature: float, k
     graphs = spectral.graph_layers(spectral.dense_chain(model))
     if graphs:
         print_fn("spectral graphs: " + ", ".join(
-            f"{g} ({'-'.join(layers)}: {sum(units[l] for l in layers)} nodes)"
+            f"{g} ({'-'.join(layers)}: {sum(units[name] for name in layers)} nodes)"
             for g, layers in graphs.items()) + "; computing their bases")
     bases = {g: spectral.graph_basis(model, layers) for g, layers in graphs.items()}
 

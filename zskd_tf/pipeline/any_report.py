@@ -15,8 +15,7 @@ import os
 import numpy as np
 
 from zskd_tf.pipeline import any_teacher
-from zskd_tf.pipeline.report import (HTML_HEAD, REPORT_DIR, _deployment, _int8, _mb, _params,
-                                     _read)
+from zskd_tf.pipeline.report import HTML_HEAD, REPORT_DIR, _deployment, _int8, _mb, _params, _read
 from zskd_tf.runtime import atomic
 from zskd_tf.zskd import figures
 

@@ -7,9 +7,8 @@ import time
 import numpy as np
 
 from zskd_tf import __version__, export, model_io
-from zskd_tf.data import pipeline
+from zskd_tf.data import pipeline, sampling
 from zskd_tf.data import preprocess as pp
-from zskd_tf.data import sampling
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity
 from zskd_tf.runtime.checkpoints import Checkpointer

@@ -16,13 +16,19 @@ import numpy as np
 
 from zskd_tf import model_io, teacher_task
 from zskd_tf.data import datasets, pipeline, sampling, synthetic
-from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.data import preprocess as pp
+from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
-from zskd_tf.procedures.common import (Split, finished_result, limit, model_info,
-                                       train_and_export, with_defaults)
+from zskd_tf.procedures.common import (
+    Split,
+    finished_result,
+    limit,
+    model_info,
+    train_and_export,
+    with_defaults,
+)
 from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes

@@ -17,10 +17,10 @@ import os
 
 import numpy as np
 
+from zskd_tf import model_io
 from zskd_tf.analysis import transition_curves as tc
 from zskd_tf.data import datasets, sampling
 from zskd_tf.data import preprocess as pp
-from zskd_tf import model_io
 from zskd_tf.errors import UserError
 from zskd_tf.procedures.common import finished_result
 from zskd_tf.runtime import atomic

@@ -36,8 +36,8 @@ from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity, registry
-from zskd_tf.models import taps as taps_lib
 from zskd_tf.models import generator as generator_lib
+from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import Split, finished_result, limit, model_info, with_defaults
 from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.checkpoints import Checkpointer

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import contextlib
 
-import tensorflow as tf
 import keras
+import tensorflow as tf
 
 from zskd_tf.errors import UserError
 

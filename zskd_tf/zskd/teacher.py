@@ -36,8 +36,7 @@ from zskd_tf import model_io
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import taps
-from zskd_tf.teacher_task import (Description, parse_input_range,  # noqa: F401  (re-exported)
-                                  resolve, spec_with_range)
+from zskd_tf.teacher_task import Description, parse_input_range, resolve, spec_with_range  # noqa: F401  (re-exported)
 
 _TINY_PROBABILITY = 1e-30  # floor before the log of a probability output (log = -69)
 
@@ -142,7 +141,7 @@ def _final_dense(model: keras.Model, final_layer: str | None):
             layer = model.get_layer(final_layer)
         except ValueError:
             raise UserError(f"--final_layer={final_layer}: the teacher has no such layer "
-                            f"(its last layers: {', '.join(l.name for l in model.layers[-4:])})"
+                            f"(its last layers: {', '.join(layer.name for layer in model.layers[-4:])})"
                             ) from None
         if not isinstance(layer, keras.layers.Dense):
             raise UserError(f"--final_layer={final_layer} is a {type(layer).__name__}, not a "
