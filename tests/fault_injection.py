@@ -92,7 +92,6 @@ PROCEDURES = {
                   "--synthesis_batch_size=10", "--synthesis_steps=3"],
                  ["model_int8.tflite", "impressions/impressions.npz"],
                  [("model_int8.tflite", False), ("result.json", False),
-                  ("impressions/impressions.npz", True, ("truncate",)),
                   ("impressions/batches/batch_000001.npz", True, ("corrupt",))]),
 }
 

@@ -2,6 +2,8 @@
 import os
 
 import cv2
+import keras
+import numpy as np
 import pytest
 
 from helpers import assert_user_error, read_json, run_cli
@@ -57,14 +59,26 @@ def test_pipeline_runs_every_step_and_writes_the_report(pipeline_run):
 
 @pytest.mark.slow
 def test_pipeline_rerun_reuses_finished_steps(pipeline_run):
+    """A rerun reuses every finished step; a step whose result.json was cut (a damaged disk)
+    is completed again from its last checkpoint, to the same weights, and the steps that
+    read its model still count as finished (their input did not change)."""
     run, _ = pipeline_run
     model = os.path.join(run, "zskd_student", "model.keras")
-    before = os.stat(model).st_mtime_ns
+    lopes = os.path.join(run, "lopes_student", "model.keras")
+    weights = keras.saving.load_model(model, compile=False).get_weights()
+    before = os.stat(lopes).st_mtime_ns
     os.remove(os.path.join(run, "result.json"))  # as if killed while writing the report
+    step_result = os.path.join(run, "zskd_student", "result.json")
+    with open(step_result, "r+b") as f:
+        f.truncate(os.path.getsize(step_result) // 2)
     proc = run_cli(*SMOKE, f"--run_dir={run}", check=True, timeout=1200)
+    assert f"warning: {step_result} is damaged" in proc.stderr + proc.stdout
     assert proc.stdout.count("finished earlier, checking and reusing it") == len(
         steps_lib.plan(steps_lib.PRESETS["smoke"], run, None))
-    assert os.stat(model).st_mtime_ns == before
+    for a, b in zip(weights, keras.saving.load_model(model, compile=False).get_weights(),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert os.stat(lopes).st_mtime_ns == before
     assert os.path.exists(os.path.join(run, "result.json"))
     again = run_cli(*SMOKE, f"--run_dir={run}", check=True)  # finished: returns at once
     assert "run already finished" in again.stdout and "[pipeline" not in again.stdout
