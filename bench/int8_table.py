@@ -1,10 +1,12 @@
-"""Float versus int8 TFLite: test accuracy, agreement, size and latency (bench/int8_fashion_mnist.sh).
+"""Float versus int8 TFLite: test accuracy, agreement, size and latency
+(bench/int8_fashion_mnist.sh).
 
 Usage: python bench/int8_table.py --model=NAME:RUN_DIR:EXPORT_DIR[:LABEL],... [--out=table.json]
 
 Each EXPORT_DIR is a finished ``--procedure=export --tflite --quantize=int8`` run of RUN_DIR;
 or a ``--procedure=quantize --tflite`` run; several may share a model (one per calibration
-source; LABEL names the source in the table, default: its kind or method). For every model: the Keras model's and
+source; LABEL names the source in the table, default: its kind or method).
+For every model: the Keras model's and
 the float TFLite model's accuracy on the real test set, then per export its int8 accuracy, its
 top-1 agreement with the float model, its calibration source, and the file sizes and latencies
 (one raw image per call, median of ``--repeats`` calls after a warm-up, one interpreter thread).
@@ -76,7 +78,8 @@ def main(argv):
     for r in rows:
         print(f"| {r['model']} | {r['calibration']} ({r['calibration_images']}) | "
               f"{100 * r['keras_accuracy']:.2f} % | {100 * r['float_tflite_accuracy']:.2f} % | "
-              f"**{100 * r['int8_accuracy']:.2f} %** | {100 * r['int8_agreement_with_float']:.1f} % "
+              f"**{100 * r['int8_accuracy']:.2f} %** | "
+              f"{100 * r['int8_agreement_with_float']:.1f} % "
               f"| {r['float_bytes'] / 1e3:.0f} / {r['int8_bytes'] / 1e3:.0f} kB | "
               f"{r['float_ms']:.3f} / {r['int8_ms']:.3f} |")
     if _OUT.value:

@@ -18,7 +18,8 @@ def _median_images_per_sec(run):
 
 
 def main(runs):
-    print("| run | test accuracy | teacher accuracy | params | compression | images/s (median epoch) |")
+    print("| run | test accuracy | teacher accuracy | params | compression | "
+          "images/s (median epoch) |")
     print("|---|---|---|---|---|---|")
     for run in runs:
         path = os.path.join(run, "result.json")
@@ -27,9 +28,12 @@ def main(runs):
             continue
         r = json.load(open(path))
         fmt = lambda v, f: f.format(v) if isinstance(v, (int, float)) else "–"  # noqa: E731
-        print(f"| {os.path.basename(os.path.normpath(run))} | {fmt(r.get('test_accuracy'), '{:.4f}')} | "
-              f"{fmt(r.get('teacher_test_accuracy'), '{:.4f}')} | {fmt(r.get('trainable_params'), '{:,}')} | "
-              f"{fmt(r.get('compression_ratio'), '{:.2f}x')} | {fmt(_median_images_per_sec(run), '{:.0f}')} |")
+        print(f"| {os.path.basename(os.path.normpath(run))} | "
+              f"{fmt(r.get('test_accuracy'), '{:.4f}')} | "
+              f"{fmt(r.get('teacher_test_accuracy'), '{:.4f}')} | "
+              f"{fmt(r.get('trainable_params'), '{:,}')} | "
+              f"{fmt(r.get('compression_ratio'), '{:.2f}x')} | "
+              f"{fmt(_median_images_per_sec(run), '{:.0f}')} |")
 
 
 if __name__ == "__main__":

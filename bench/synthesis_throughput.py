@@ -28,7 +28,8 @@ flags.DEFINE_integer("repeats", 3, "Timed batches per setting (the median is rep
 flags.DEFINE_boolean("fast_input_gradient", True, "Space-to-depth first-conv input gradient.")
 flags.DEFINE_boolean("bfloat16_input_gradient", False,
                      "The convolutions' input gradients in bfloat16.")
-flags.DEFINE_boolean("compare", False, "plain, fast and fast + bfloat16 input gradients, one table.")
+flags.DEFINE_boolean("compare", False,
+                     "plain, fast and fast + bfloat16 input gradients, one table.")
 FLAGS = flags.FLAGS
 
 

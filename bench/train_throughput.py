@@ -1,4 +1,5 @@
-"""Throughput of zskd_tf's ``train`` step versus plain ``keras.Model.fit`` (same model, data, batch).
+"""Throughput of zskd_tf's ``train`` step versus plain ``keras.Model.fit``
+(same model, data, batch).
 
     python bench/train_throughput.py [--model=lenet5] [--batch_size=512] [--epochs=3] [--repeats=3]
 

@@ -1,4 +1,5 @@
-"""Fault injection (tests/test_fault_injection*.py): every kind of file a run directory holds is corrupted, truncated or deleted,
+"""Fault injection (tests/test_fault_injection*.py): every kind of file a run directory holds
+is corrupted, truncated or deleted,
 and the same command must heal (or refuse in one ``error:`` line), never crash or reuse it.
 
 Each procedure runs once on tiny settings with ``--deterministic`` (the reference). Then, for
@@ -47,7 +48,8 @@ PROCEDURES = {
                ("flags.cfg", False), ("saved_model/saved_model.pb", False),
                ("checkpoints/checkpoint", True), ("checkpoints/ckpt-*.index", True),
                ("checkpoints/ckpt-*.data-*", True)]),
-    "distill": (["--procedure=distill", "--student=lenet5_half", *TINY_TRAIN, "--teacher={teacher}"],
+    "distill": (["--procedure=distill", "--student=lenet5_half", *TINY_TRAIN,
+                 "--teacher={teacher}"],
                 ["model.keras"],
                 [("model.keras", False), ("model_info.json", False), ("result.json", False),
                  ("checkpoints/ckpt-*.data-*", True)]),
@@ -174,7 +176,8 @@ def build_references(names, teacher: str, root) -> dict:
     for name, (args, _, _) in PROCEDURES.items():
         if name not in names:
             continue
-        stats = os.path.join(done["compute_stats"][1], "stats.npz") if "compute_stats" in done else ""
+        stats = (os.path.join(done["compute_stats"][1], "stats.npz")
+                 if "compute_stats" in done else "")
         zero_shot = done["zero_shot"][1] if "zero_shot" in done else ""
         full = [a.format(teacher=teacher, stats=stats, zero_shot=zero_shot) for a in args]
         full += ["--deterministic", "--verbose=quiet", "--checkpoint_every_secs=1000"]

@@ -70,9 +70,11 @@ def test_relative_links_resolve(page):
 def test_the_link_checker_sees_a_broken_link(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("# A `Title`, here\n[ok](#a-title-here) [gone](missing.md) [bad](#nowhere)\n"
-                    "[out](../x.md) [web](https://example.org/y.md)\n```\n[in code](ignored.md)\n```\n")
+                    "[out](../x.md) [web](https://example.org/y.md)\n"
+                    "```\n[in code](ignored.md)\n```\n")
     assert _broken_links(str(page), root=str(tmp_path)) == [
-        "missing.md (no such file)", "#nowhere (no such heading)", "../x.md (outside the repository)"]
+        "missing.md (no such file)", "#nowhere (no such heading)",
+        "../x.md (outside the repository)"]
 
 
 def test_readme_is_short():

@@ -1,4 +1,5 @@
-"""The space-to-depth input gradient of few-channel first convolutions (trainers/input_gradients)."""
+"""The space-to-depth input gradient of few-channel first convolutions
+(trainers/input_gradients)."""
 import keras
 import numpy as np
 import pytest

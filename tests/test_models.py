@@ -1,4 +1,5 @@
-"""Model zoo: sizes and MACs against the specs, taps, initialisation, serialisation, grouped convs."""
+"""Model zoo: sizes and MACs against the specs, taps, initialisation, serialisation,
+grouped convs."""
 import functools
 import math
 import subprocess
@@ -66,7 +67,8 @@ MOONSHINE_WRN_40_2 = [  # docs/methods/kd_at_moonshine.md §5: conv, block, trai
 @pytest.mark.parametrize("conv, block, params, macs", MOONSHINE_WRN_40_2)
 def test_moonshine_params_and_macs(conv, block, params, macs):
     model = _model("wrn-40-2", conv, block)
-    assert (complexity.count_trainable_params(model), complexity.count_macs(model)) == (params, macs)
+    assert (complexity.count_trainable_params(model),
+            complexity.count_macs(model)) == (params, macs)
 
 
 def test_lenet_macs_count_weights_and_biases_per_output_position():
@@ -150,12 +152,14 @@ def test_tap_shapes(name, shapes):
     model = _model(name)
     logits, features = taps.with_taps(model)(np.zeros((2, *model.input.shape[1:]), "float32"))
     assert logits.shape == (2, 10)
-    assert {k: tuple(v.shape) for k, v in features.items()} == {k: (2, *s) for k, s in shapes.items()}
+    assert ({k: tuple(v.shape) for k, v in features.items()}
+            == {k: (2, *s) for k, s in shapes.items()})
 
 
 def test_wrn_taps_are_the_raw_group_sums():
     model = _model("wrn-16-1")
-    assert isinstance(model.get_layer("tap_group1").input._keras_history.operation, keras.layers.Add)
+    assert isinstance(model.get_layer("tap_group1").input._keras_history.operation,
+                      keras.layers.Add)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     _, features = taps.with_taps(model)(x)
     assert float(tf.reduce_min(features["group3"])) < 0  # before any BN/ReLU
@@ -165,7 +169,8 @@ def test_with_taps_selects_in_order_and_rejects_unknown_names():
     model = _model("lenet")
     _, features = taps.with_taps(model, ["fc2", "conv1"])(np.zeros((2, 32, 32, 1), "float32"))
     assert list(features) == ["fc2", "conv1"]
-    with pytest.raises(UserError, match="unknown feature tap.*group1.*available: conv1, conv2, fc1, fc2"):
+    with pytest.raises(UserError,
+                       match="unknown feature tap.*group1.*available: conv1, conv2, fc1, fc2"):
         taps.with_taps(model, ["group1"])
 
 
@@ -258,7 +263,8 @@ def test_strided_conv2x2_reads_the_corners_of_a_3x3_window():
 def _train_step(model, x, y):
     with tf.GradientTape() as tape:
         logits = model(x, training=True)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
     grads = tape.gradient(loss, model.trainable_variables)
     assert all(g is not None for g in grads)
     return loss, tf.linalg.global_norm(grads)

@@ -16,7 +16,8 @@ from zskd_tf.errors import UserError  # noqa: E402
 
 @contextlib.contextmanager
 def _stderr_silenced():
-    """Mute file descriptor 2: TF 2.21 logs its oneDNN notice on import whatever TF_CPP_MIN_LOG_LEVEL says."""
+    """Mute file descriptor 2: TF 2.21 logs its oneDNN notice on import whatever
+    TF_CPP_MIN_LOG_LEVEL says."""
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:

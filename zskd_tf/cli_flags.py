@@ -103,7 +103,8 @@ flags.DEFINE_string("student", None,
                     "file holding an untrained architecture; pipeline: also auto (default).")
 flags.DEFINE_enum("loss", "kd", ("kd", "soft_ce"),
                   "kd: (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (FewShot/Moonshine); "
-                  "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) (Lopes, ZSKD).")
+                  "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) "
+                  "(Lopes, ZSKD).")
 flags.DEFINE_float("alpha", 0.9, "KD weight; --alpha=0 --beta=0 is the no-teacher baseline.")
 flags.DEFINE_float("temperature", None,
                    "Softmax temperature (default: the procedure's paper value: distill 4, "

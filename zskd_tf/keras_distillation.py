@@ -18,7 +18,8 @@ and our synthetic data sets (``SyntheticDataset.to_tf_dataset()``):
 Differences that remain: when features are distilled, the Distiller runs the student a second
 time, in training mode, to read them (``distill`` reads logits and taps in one pass), so a step
 costs one more student forward and BatchNorm's moving statistics move twice per step. And the
-Distiller trains one student on a given dataset, so the data-free *generators* (ZSKT's adversarial loop, whose generator learns from the
+Distiller trains one student on a given dataset, so the data-free *generators* (ZSKT's
+adversarial loop, whose generator learns from the
 teacher-student disagreement) and the image synthesis (data impressions, Lopes et al.) stay
 procedures of their own; their products are what a Distiller consumes.
 """

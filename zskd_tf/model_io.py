@@ -123,7 +123,8 @@ def _load_keras(path: str) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - any failure to read the file is the user's input
-        raise UserError(f"cannot load the Keras model {path}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot load the Keras model {path}: "
+                        f"{str(e).splitlines()[0][:200]}") from None
 
 
 def load_classifier(path: str, raw_shape=None) -> LoadedClassifier:
@@ -229,7 +230,8 @@ def _from_savedmodel(path: str, raw_shape) -> LoadedClassifier:
     try:
         loaded = tf.saved_model.load(path)
     except Exception as e:  # noqa: BLE001
-        raise UserError(f"cannot load the SavedModel {path}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot load the SavedModel {path}: "
+                        f"{str(e).splitlines()[0][:200]}") from None
     info_path = os.path.join(path, EXPORT_INFO_FILE)
     if os.path.exists(info_path):  # a zskd_tf export: raw images in
         result = LoadedClassifier(path, None, None, _read_json(info_path), loaded.serve)

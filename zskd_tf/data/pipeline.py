@@ -66,5 +66,6 @@ def eval_batches(x, y, spec: pp.InputSpec | None, batch_size: int) -> tf.data.Da
     """All examples in order, the last batch possibly smaller."""
     ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y))).batch(batch_size)
     if spec is not None:
-        ds = ds.map(lambda images, labels: (pp.preprocess(images, spec), labels), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda images, labels: (pp.preprocess(images, spec), labels),
+                    num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

@@ -175,7 +175,8 @@ def augment(images, kind: str, seed, *, spec: InputSpec | None = None) -> tf.Ten
 
     ``kind``: "none"; "crop_flip": pad 4 px, crop a random window of the original size, and
     flip left-right with probability 1/2, independently per image; "affine" / "affine_wide":
-    a random zoom-in, rotation and shift per image (``AFFINE_RANGES``), then the same flip. ``seed``: int tensor of shape
+    a random zoom-in, rotation and shift per image (``AFFINE_RANGES``), then the same flip.
+    ``seed``: int tensor of shape
     [2] (stateless random ops, so a resumed run sees the same batches).
 
     Padding value: the PyTorch recipe pads the [0, 1] image with zeros (black) *before*

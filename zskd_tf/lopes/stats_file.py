@@ -1,4 +1,5 @@
-"""``stats.npz``: the metadata a data owner shares instead of the data (layout: README.md, Lopes section).
+"""``stats.npz``: the metadata a data owner shares instead of the data
+(layout: README.md, Lopes section).
 
 Arrays (K = number of classes; every per-class array has the class as first axis):
 

@@ -20,7 +20,8 @@ _CONVS = ((48, 5, 0.0, True, True), (128, 5, 1.0, True, True), (192, 3, 0.0, Fal
 _FCS = (512, 256)
 
 
-def alexnet(*, num_classes: int = 10, input_shape=(32, 32, 3), name: str = "alexnet") -> keras.Model:
+def alexnet(*, num_classes: int = 10, input_shape=(32, 32, 3),
+            name: str = "alexnet") -> keras.Model:
     return _alexnet(1, num_classes, input_shape, name)
 
 

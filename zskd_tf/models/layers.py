@@ -1,4 +1,5 @@
-"""Custom layers of the model zoo, registered so that ``.keras`` files load without extra arguments."""
+"""Custom layers of the model zoo, registered so that ``.keras`` files load without extra
+arguments."""
 import keras
 import tensorflow as tf
 

@@ -50,7 +50,8 @@ def model_family(name: str) -> str:
 
 
 def default_input_shape(name: str, channels: int | None = None) -> tuple[int, int, int]:
-    """(H, W, C) the model is defined on; ``channels`` defaults to 1 (lenet, mlp) or 3 (wrn, alexnet)."""
+    """(H, W, C) the model is defined on; ``channels`` defaults to 1 (lenet, mlp) or 3
+    (wrn, alexnet)."""
     family = model_family(name)
     return (*_INPUT_SIZE[family], _CHANNELS[family] if channels is None else channels)
 

@@ -20,7 +20,8 @@ def tap(name: str) -> str:
 
 
 def logits_layer(num_classes: int, **kwargs) -> keras.layers.Dense:
-    """The final ``Dense`` of every classifier: named ``"logits"``, float32 even under mixed precision."""
+    """The final ``Dense`` of every classifier: named ``"logits"``, float32 even under mixed
+    precision."""
     return keras.layers.Dense(num_classes, name=LOGITS, dtype="float32", **kwargs)
 
 

@@ -94,7 +94,8 @@ def parse_block(name: str) -> str:
 
 def wrn(depth: int, width: int, *, num_classes: int = 10, input_shape=(32, 32, 3),
         conv: str = "Conv", block: str = "basic", name: str | None = None) -> keras.Model:
-    """WRN-``depth``-``width``: (depth - 4) / 6 blocks in each of three groups of 16k, 32k, 64k channels."""
+    """WRN-``depth``-``width``: (depth - 4) / 6 blocks in each of three groups of 16k, 32k,
+    64k channels."""
     if (depth - 4) % 6 or depth < 10 or width < 1:
         raise UserError(f"no WRN-{depth}-{width}: depth must be 6n+4 with n >= 1 (10, 16, 22, 28, "
                         "40, ...) and width a positive integer")
@@ -102,14 +103,16 @@ def wrn(depth: int, width: int, *, num_classes: int = 10, input_shape=(32, 32, 3
     blocks_per_group = (depth - 4) // 6
     inputs = keras.Input(shape=input_shape)
     x = _padded_conv(inputs, 16, 3, 1, "stem_conv")
-    for group, (channels, stride) in enumerate(((16 * width, 1), (32 * width, 2), (64 * width, 2)), 1):
+    for group, (channels, stride) in enumerate(
+            ((16 * width, 1), (32 * width, 2), (64 * width, 2)), 1):
         for i in range(1, blocks_per_group + 1):
             x = _block(x, channels, stride if i == 1 else 1, spec, block, f"group{group}_block{i}")
         x = layers.Identity(name=taps.tap(f"group{group}"))(x)
     x = _bn_relu(x, "head")
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     outputs = taps.logits_layer(
-        num_classes, kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform"),
+        num_classes,
+        kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform"),
         bias_initializer="zeros")(x)
     if name is None:  # e.g. wrn-40-2, wrn-40-2-G8B2, wrn-40-2-G8B2-bottle
         variants = [chosen for chosen, plain in ((spec.name, "Conv"), (block, "basic"))

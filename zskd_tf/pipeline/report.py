@@ -144,8 +144,8 @@ def _figures(root: str, out_dir: str, teacher_dir: str) -> list[tuple[str, str]]
              os.path.join(impressions, "impressions.npz"), per_class=6, tile=96)))
     reconstruction = os.path.join(root, "lopes_dataset", f"{steps_lib.LOPES_OBJECTIVE}.npz")
     draw("reconstructions.png", "Lopes et al. reconstructions (rows: the class each batch was "
-         "made for)", lambda p: figures.write_png(p, figures.synthetic_grid(reconstruction, per_class=6,
-                                                              tile=96)))
+         "made for)", lambda p: figures.write_png(
+             p, figures.synthetic_grid(reconstruction, per_class=6, tile=96)))
     draw("generator_samples.png", "ZSKT generator samples at the end of training",
          lambda p: _generator_samples(os.path.join(root, "zskt_student", "seed_0"),
                                       teacher_dir, p))

@@ -75,7 +75,8 @@ def train_and_export(cfg, run_dir: RunDir, *, trainer, model, optimizer, recipe,
               "train_seconds_this_session": round(time.monotonic() - started, 1)}
     spec = pp.InputSpec.from_dict(info["input_spec"])
     if test is not None:
-        scores = model_io.LoadedClassifier(run_dir.path, model, test.spec, info).probabilities(test.x)
+        scores = model_io.LoadedClassifier(
+            run_dir.path, model, test.spec, info).probabilities(test.x)
         report = accuracy_report(scores, test.y, info["class_names"])
         result.update(test_accuracy=report["accuracy"],
                       per_class_accuracy=report["per_class_accuracy"],

@@ -218,7 +218,8 @@ def run(cfg) -> dict:
     strategy = devices.make_strategy(cfg.strategy)
     with strategy.scope():  # the teacher's variables must live where the replicas run
         teacher = _load_teacher(cfg)
-    data = (_synthetic_data if synthetic.is_synthetic_path(cfg.dataset) else _real_data)(cfg, teacher)
+    data = (_synthetic_data if synthetic.is_synthetic_path(cfg.dataset)
+            else _real_data)(cfg, teacher)
     num_classes = len(data.class_names)
     if teacher is not None:
         model_io.check_class_count(teacher, cfg.teacher, num_classes, data.dataset)

@@ -122,7 +122,8 @@ def report(result: dict) -> None:
         q = result["quantization"]
         calibrated = (f", calibrated on {q['calibration']['num_images']} "
                       f"{q['calibration']['source']} images (top-1 = Keras on "
-                      f"{q['calibration_top1_agreement']:.1%} of them)" if "calibration" in q else "")
+                      f"{q['calibration_top1_agreement']:.1%} of them)"
+                      if "calibration" in q else "")
         print(f"{q['mode']} TFLite: {q['file_bytes'] / 1e3:.1f} kB{calibrated}", flush=True)
 
 

@@ -1,10 +1,12 @@
 """``--procedure=pipeline``: teacher -> ZSKD, Lopes et al. and ZSKT students -> exports -> report.
 
 ``--quick`` (the default) runs every method at a small scale in minutes on a CPU; ``--full``
-uses the benchmark settings; ``--preset=smoke`` runs seconds-long steps (tests). Each step is ``python -m zskd_tf.main`` in its own run directory
+uses the benchmark settings; ``--preset=smoke`` runs seconds-long steps (tests). Each step is
+``python -m zskd_tf.main`` in its own run directory
 under ``--run_dir`` (see :mod:`zskd_tf.pipeline.steps`), with its output shown as it runs: a
 finished step is reused, an interrupted one resumes, a step refused for bad input stops the
-pipeline with that step's error and exit status. ``--teacher=RUN`` reuses a LeNet-5 Fashion-MNIST teacher instead of
+pipeline with that step's error and exit status. ``--teacher=RUN`` reuses a LeNet-5
+Fashion-MNIST teacher instead of
 training one. The report (``report.html``, ``report.json``, ``report/*.png``) is written last.
 
 Any other teacher (``--teacher=`` a zskd_tf run, a ``.keras`` file or a SavedModel), or any of

@@ -70,7 +70,8 @@ def _perturbation(cfg, spec) -> InputPerturbation:
         if not math.isfinite(value) or value < 0:
             raise UserError(f"--{name} must be a finite number >= 0, got {value}")
     if cfg.adversarial_train_steps < 1:
-        raise UserError(f"--adversarial_train_steps must be >= 1, got {cfg.adversarial_train_steps}")
+        raise UserError(
+            f"--adversarial_train_steps must be >= 1, got {cfg.adversarial_train_steps}")
     return InputPerturbation(noise_std=cfg.input_noise, adversarial_eps=cfg.adversarial_eps,
                              adversarial_steps=cfg.adversarial_train_steps,
                              value_range=spec.value_range, seed=cfg.seed)

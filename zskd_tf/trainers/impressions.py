@@ -14,7 +14,8 @@ look like its class wherever it sits and whichever way it faces. ``bn_weight`` a
 ``bn_weight * R``, R the sum over the teacher's BatchNorm layers of the distance of the batch's
 feature mean and variance to the layer's moving statistics (DeepInversion's feature-statistics
 prior, ``losses.batchnorm_prior``; not in ZSKD): the impressions must also look like real data
-to the teacher's BatchNorm layers, which is what a calibration set for quantization needs. The offsets are a function of
+to the teacher's BatchNorm layers, which is what a calibration set for quantization needs.
+The offsets are a function of
 the batch seed and the step, so a batch is the same whether or not the run was resumed.
 Everything else — fresh Adam state per batch, images kept in the teacher's input range
 after each step, several replicas — is :class:`ImageSynthesizer`'s.

@@ -141,7 +141,8 @@ def _final_dense(model: keras.Model, final_layer: str | None):
             layer = model.get_layer(final_layer)
         except ValueError:
             raise UserError(f"--final_layer={final_layer}: the teacher has no such layer "
-                            f"(its last layers: {', '.join(layer.name for layer in model.layers[-4:])})"
+                            f"(its last layers: "
+                            f"{', '.join(layer.name for layer in model.layers[-4:])})"
                             ) from None
         if not isinstance(layer, keras.layers.Dense):
             raise UserError(f"--final_layer={final_layer} is a {type(layer).__name__}, not a "
