@@ -24,7 +24,6 @@ import numpy as np
 from zskd_tf import constants
 from zskd_tf.errors import UserError
 
-PAPER_BETAS = (1.0, 0.1)
 _TARGET_STREAM, _IMAGE_STREAM = 0, 1
 _MAX_REDRAWS = 100
 
