@@ -27,6 +27,7 @@ import zipfile
 
 import keras
 import numpy as np
+import pytest
 from absl import flags
 from absl.testing import flagsaver
 
@@ -223,3 +224,18 @@ def check_damage_cases(procedure: str, references: dict, tmp_path, capfd) -> Non
     print(f"\n{procedure}: {len(outcomes)} damage cases")
     for case, outcome in outcomes.items():
         print(f"  {case}: {outcome}")
+
+
+def tests_for(names: tuple) -> tuple:
+    """The module fixture ``references`` and the parametrized test, for the procedures
+    ``names``; a test module assigns both to module names so that pytest collects them."""
+    @pytest.fixture(scope="module")
+    def references(lenet5_teacher, tmp_path_factory):
+        return build_references(names, lenet5_teacher, tmp_path_factory.mktemp("references"))
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("procedure", names)
+    def test_damaged_run_files_heal_or_stop_cleanly(procedure, references, tmp_path, capfd):
+        check_damage_cases(procedure, references, tmp_path, capfd)
+
+    return references, test_damaged_run_files_heal_or_stop_cleanly
