@@ -9,7 +9,7 @@
 #   bench/int8_fashion_mnist.sh             # products in runs/int8/ (BENCH_DIR to change)
 #   LENET=0 WRN=1 bench/int8_fashion_mnist.sh  # the WRN part alone
 #   WRN=1 bench/int8_fashion_mnist.sh       # also a WRN-16-2 teacher (2 epochs) and a WRN-16-1
-#                                           # KD + AT student of it (2 epochs)
+#                                           # KD + AT student of it (1 epoch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BENCH_DIR:-runs/int8}
@@ -37,26 +37,26 @@ if [ "${LENET:-1}" = 1 ]; then
 fi
 
 if [ "${WRN:-0}" = 1 ]; then
-  # WRN-16-2 (BatchNorm; 100 M MACs per image): 128 calibration images everywhere; impressions
+  # WRN-16-2 (BatchNorm; 100 M MACs per image): 120 calibration images everywhere; impressions
   # of 100 steps at lr 0.05 (the paper's 1500 at 1e-3 cost hours on a CPU), plain, and with the
   # BatchNorm-statistics prior as --procedure=quantize adds it (weight 1).
   W=$B/wrn-16-2_teacher
   main --procedure=train --model=wrn-16-2 --dataset=fashion_mnist --epochs=2 --run_dir="$W"
-  SYNTH=(--num_samples=128 --synthesis_batch_size=128 --synthesis_steps=100 --synthesis_lr=0.05)
+  SYNTH=(--num_samples=120 --synthesis_batch_size=120 --synthesis_steps=100 --synthesis_lr=0.05)
   main --procedure=data_impressions --teacher="$W" "${SYNTH[@]}" --run_dir="$B/wrn_impressions"
-  export_int8 wrn-16-2 "$W" real real 128
-  export_int8 wrn-16-2 "$W" impressions "$B/wrn_impressions/impressions.npz" 128
-  main --procedure=quantize --teacher="$W" --tflite --calibration_samples=128 "${SYNTH[@]:1}" \
+  export_int8 wrn-16-2 "$W" real real 120
+  export_int8 wrn-16-2 "$W" impressions "$B/wrn_impressions/impressions.npz" 120
+  main --procedure=quantize --teacher="$W" --tflite --calibration_samples=120 "${SYNTH[@]:1}" \
        --run_dir="$B/quantize_wrn"
   rows+=("wrn-16-2:$W:$B/quantize_wrn:impressions+BN prior (quantize)")
-  export_int8 wrn-16-2 "$W" noise noise 128
+  export_int8 wrn-16-2 "$W" noise noise 120
   S=$B/wrn-16-1_kd
-  main --procedure=distill --teacher="$W" --student=wrn-16-1 --dataset=fashion_mnist --epochs=2 \
+  main --procedure=distill --teacher="$W" --student=wrn-16-1 --dataset=fashion_mnist --epochs=1 \
        --run_dir="$S"
-  export_int8 wrn-16-1_kd "$S" real real 128
-  export_int8 wrn-16-1_kd "$S" impressions "$B/wrn_impressions/impressions.npz" 128
-  export_int8 wrn-16-1_kd "$S" noise noise 128
-  main --procedure=quantize --teacher="$S" --tflite --calibration_samples=128 "${SYNTH[@]:1}" \
+  export_int8 wrn-16-1_kd "$S" real real 120
+  export_int8 wrn-16-1_kd "$S" impressions "$B/wrn_impressions/impressions.npz" 120
+  export_int8 wrn-16-1_kd "$S" noise noise 120
+  main --procedure=quantize --teacher="$S" --tflite --calibration_samples=120 "${SYNTH[@]:1}" \
        --run_dir="$B/quantize_wrn-16-1_kd"
   rows+=("wrn-16-1_kd:$S:$B/quantize_wrn-16-1_kd:impressions+BN prior (quantize)")
 fi
