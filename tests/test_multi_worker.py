@@ -73,11 +73,11 @@ def _tf_config(ports: list[int], index: int) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
-def _run_cluster(run_dir: str, scratch: str) -> list[subprocess.CompletedProcess]:
-    """Two workers train into ``run_dir``; their temporary files go under ``scratch``."""
+def _run_cluster(run_dir: str, scratch: str, args=TRAIN) -> list[subprocess.CompletedProcess]:
+    """Two workers run ``args`` into ``run_dir``; their temporary files go under ``scratch``."""
     ports = _free_ports(2)
     os.makedirs(scratch, exist_ok=True)
-    workers = [_start((*TRAIN, "--strategy=multi_worker", f"--run_dir={run_dir}"),
+    workers = [_start((*args, "--strategy=multi_worker", f"--run_dir={run_dir}"),
                       _tf_config(ports, i), scratch) for i in range(2)]
     done = _finish(workers)
     for proc in done:
@@ -85,15 +85,15 @@ def _run_cluster(run_dir: str, scratch: str) -> list[subprocess.CompletedProcess
     return done
 
 
-def _weights(run_dir: str) -> list[np.ndarray]:
+def _weights(run_dir: str, model: str) -> list[np.ndarray]:
     import keras
 
-    return keras.saving.load_model(os.path.join(run_dir, "model.keras"),
+    return keras.saving.load_model(os.path.join(run_dir, model),
                                    compile=False).get_weights()
 
 
-def _assert_same_weights(a: str, b: str) -> None:
-    for x, y in zip(_weights(a), _weights(b), strict=True):
+def _assert_same_weights(a: str, b: str, model: str = "model.keras") -> None:
+    for x, y in zip(_weights(a, model), _weights(b, model), strict=True):
         np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-5)
 
 
@@ -168,3 +168,19 @@ def test_two_workers_equal_one_process_and_resume_from_the_chiefs_checkpoint(tmp
     assert "resuming at step 4 of 8" in worker.stdout
     assert "the products are the chief's" in worker.stdout
     _assert_same_weights(cluster, single)
+
+
+@pytest.mark.slow
+def test_zero_shot_on_two_workers_equals_two_replicas_on_one_machine(tmp_path, lenet5_teacher):
+    """Not one replica: the generator's BatchNorm normalises each replica's half-batch, so
+    the run depends on the number of replicas, wherever they are."""
+    args = ("--procedure=zero_shot", f"--teacher={lenet5_teacher}", "--student=lenet5_half",
+            f"--data_dir={FASHION_MNIST_DIR}", "--beta=0", "--iterations=3", "--batch_size=16",
+            "--seeds=0", "--max_test_examples=100", "--deterministic", "--verbose=quiet")
+    cluster, mirrored = str(tmp_path / "cluster"), str(tmp_path / "mirrored")
+    alone = _start((*args, "--strategy=mirrored", "--logical_cpus=2",
+                    f"--run_dir={mirrored}"), None)
+    _run_cluster(cluster, str(tmp_path / "tmp"), args)
+    assert _finish([alone])[0].returncode == 0
+    _assert_same_weights(cluster, mirrored, os.path.join("seed_0", "model.keras"))
+    assert not glob.glob(os.path.join(tmp_path, "tmp", "zskd_worker*"))
