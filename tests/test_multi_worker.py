@@ -169,6 +169,12 @@ def test_two_workers_equal_one_process_and_resume_from_the_chiefs_checkpoint(tmp
     assert "the products are the chief's" in worker.stdout
     _assert_same_weights(cluster, single)
 
+    # Started again, the finished run is reported and the worker does not wait for the chief.
+    chief, worker = _run_cluster(cluster, scratch)
+    assert "run already finished" in chief.stdout
+    assert "worker 1 has nothing to do" in worker.stdout
+    assert not glob.glob(os.path.join(scratch, "zskd_worker*"))
+
 
 @pytest.mark.slow
 def test_zero_shot_on_two_workers_equals_two_replicas_on_one_machine(tmp_path, lenet5_teacher):

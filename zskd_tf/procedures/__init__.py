@@ -26,14 +26,13 @@ def run(cfg) -> dict:
     member = None
     if getattr(cfg, "strategy", None) == "multi_worker":
         member = cluster.join(cfg.procedure, cfg.run_dir)
-        if not member.is_chief:
+    try:
+        if member is not None and not member.is_chief:
             finished = _chief_result(member)
             if finished is not None:
                 return finished
             cfg = _with_run_dir(cfg, member.scratch_dir)
-    module = importlib.import_module(_MODULES[cfg.procedure])
-    try:
-        result = module.run(cfg)
+        result = importlib.import_module(_MODULES[cfg.procedure]).run(cfg)
         if member is not None and not member.is_chief:
             print(f"{member.name} done; the products are the chief's, in {member.run_dir}",
                   flush=True)

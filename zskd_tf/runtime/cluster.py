@@ -130,7 +130,9 @@ def join(procedure: str, run_dir: str) -> Member:
     Raises:
         UserError: the procedure cannot run on a cluster, or the cluster is described wrongly.
     """
-    if _MEMBER:
+    if _MEMBER:  # a second run in the same process (the Python API)
+        if _MEMBER[0].scratch_dir is not None:
+            os.makedirs(_MEMBER[0].scratch_dir, exist_ok=True)  # ``leave`` removed it
         return _MEMBER[0]
     if procedure not in PROCEDURES:
         _fail(f"--procedure={procedure} runs on one machine; --strategy=multi_worker is for "
