@@ -166,8 +166,11 @@ flags.DEFINE_list("methods", None,
                   "one that applies to the teacher; docs/any_teacher.md).")
 
 # --- execution -----------------------------------------------------------------------------
-flags.DEFINE_enum("strategy", "auto", ("auto", "mirrored", "default"),
-                  "auto: MirroredStrategy when more than one GPU is visible.")
+flags.DEFINE_enum("strategy", "auto", ("auto", "mirrored", "default", "multi_worker"),
+                  "auto: MirroredStrategy when more than one GPU is visible. multi_worker: "
+                  "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (or the Slurm "
+                  "job); every worker runs the same command, only the chief writes --run_dir "
+                  "(train, distill, zero_shot; docs/several_machines.md).")
 flags.DEFINE_integer("logical_cpus", 0,
                      "Split the CPU into this many logical devices (to try multi-replica "
                      "code without GPUs); 0 leaves it alone.")

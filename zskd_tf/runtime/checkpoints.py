@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from zskd_tf.errors import UserError
-from zskd_tf.runtime import guarded
+from zskd_tf.runtime import cluster, guarded
 
 
 def _first_words(text: str, limit: int = 160) -> str:
@@ -47,11 +47,15 @@ class Checkpointer:
     so a kill during a save leaves the previous checkpoint as the latest one. A checkpoint
     damaged later is noticed on restore (every tensor is read and its checksum checked first)
     and the older kept one is used; without any usable one, training starts again.
+
+    A non-chief worker of a cluster (``--strategy=multi_worker``) saves into its scratch
+    directory but restores the chief's checkpoints, and never deletes them.
     """
 
     def __init__(self, directory: str, every_secs: float = 120, **trackables):
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.directory = directory
+        self.restore_directory = cluster.shared_path(directory)
         self.manager = self._manager(directory)
         self.every_secs = every_secs
         self._last = time.monotonic()
@@ -68,7 +72,7 @@ class Checkpointer:
     def _candidates(self) -> list[str]:
         """Checkpoint prefixes on disk, newest first (the state file may be damaged or stale)."""
         numbered = {}
-        for index in glob.glob(os.path.join(self.directory, "ckpt-*.index")):
+        for index in glob.glob(os.path.join(self.restore_directory, "ckpt-*.index")):
             prefix = index[:-len(".index")]
             number = prefix.rsplit("-", 1)[-1]
             if number.isdigit():
@@ -84,7 +88,8 @@ class Checkpointer:
         for path in candidates:
             problem = _unreadable(path)
             if problem:
-                _delete_checkpoint(path, problem)
+                if self.restore_directory == self.directory:  # never another process's files
+                    _delete_checkpoint(path, problem)
                 continue
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()

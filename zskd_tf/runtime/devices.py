@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from zskd_tf.errors import UserError
+from zskd_tf.runtime import cluster
 
 
 def configure(logical_cpus: int = 0, deterministic: bool = False, seed: int = 0) -> None:
@@ -28,14 +29,23 @@ def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
 
     mirrored: MirroredStrategy over all GPUs, or over all logical CPUs when there is no GPU
     (see --logical_cpus).
+
+    multi_worker: the MultiWorkerMirroredStrategy of the cluster this process joined
+    (``cluster.join``, called before TensorFlow starts).
     """
+    if kind == "multi_worker":
+        member = cluster.joined()
+        if member is None:
+            raise UserError("--strategy=multi_worker: the cluster must be joined before "
+                            "TensorFlow starts (zskd_tf.procedures.run does it)")
+        return member.strategy
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "default" or (kind == "auto" and len(gpus) <= 1):
         return tf.distribute.get_strategy()
     if kind in ("auto", "mirrored"):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    raise UserError(f"--strategy must be auto, mirrored or default, got {kind!r}")
+    raise UserError(f"--strategy must be auto, mirrored, default or multi_worker, got {kind!r}")
 
 
 def check_global_batch(batch_size: int, strategy: tf.distribute.Strategy) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from zskd_tf import losses
+from zskd_tf.trainers.distributed import SymbolicBuildFix, replica_logs
 
 
 def add_weight_decay(grads, variables, weight_decay: float):
@@ -43,7 +44,7 @@ def _per_image_l2(t):
     return tf.sqrt(tf.reduce_sum(tf.square(t), axis=[1, 2, 3], keepdims=True))
 
 
-class ClassifierTrainer(keras.Model):
+class ClassifierTrainer(SymbolicBuildFix, keras.Model):
     """Wraps a logits model; ``fit`` trains it, ``evaluate`` reports loss and accuracy.
 
     Subclasses change what is minimised by overriding ``objective``. The per-replica mean
@@ -78,7 +79,7 @@ class ClassifierTrainer(keras.Model):
             y = tf.argmax(y, axis=-1)
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(logits)[0])
         self.accuracy_tracker.update_state(y, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return replica_logs({m.name: m.result() for m in self.metrics})
 
     def perturb(self, x, y):
         """The training images after ``self.perturbation`` (unchanged by default)."""

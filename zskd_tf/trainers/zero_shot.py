@@ -39,6 +39,7 @@ import tensorflow as tf
 from zskd_tf import constants, losses
 from zskd_tf.errors import UserError
 from zskd_tf.models import taps as taps_lib
+from zskd_tf.trainers.distributed import SymbolicBuildFix, replica_logs
 
 VARIANTS = constants.ZSKT_VARIANTS
 MATCHING_LOSSES = constants.ZSKT_MATCHING_LOSSES
@@ -146,7 +147,7 @@ def noise_dataset(seed: int, start: int, stop: int, global_batch: int, draws: in
             .prefetch(2))
 
 
-class ZeroShotTrainer(keras.Model):
+class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
     """Holds the frozen teacher, the student and the generator; ``fit`` on
     ``noise_dataset`` batches trains the last two, ``evaluate`` on ``(x, y)`` batches reports
     the student's accuracy. Call ``compile(generator_optimizer, student_optimizer)``."""
@@ -296,12 +297,12 @@ class ZeroShotTrainer(keras.Model):
             for k in range(self.config.n_student_steps):
                 self._student_step(*self.student_targets(z[:, k + 1]), replicas)
         self.iteration.assign_add(1)
-        return {**{name: t.result() for name, t in self.trackers.items()}, **rates}
+        return replica_logs({**{name: t.result() for name, t in self.trackers.items()}, **rates})
 
     def test_step(self, data):
         x, y = data
         self.accuracy.update_state(y, self.student(x, training=False))
-        return {"accuracy": self.accuracy.result()}
+        return replica_logs({"accuracy": self.accuracy.result()})
 
 
 def _confidence(logits):
