@@ -39,9 +39,12 @@ def test_bad_shard_spec_is_refused_before_anything_is_written(tmp_path, shard, f
     assert not os.path.exists(run)
 
 
-def test_shard_of_another_procedure_is_refused(tmp_path):
+def test_shard_and_inputs_of_another_procedure_are_refused(tmp_path):
     assert_user_error(run_cli("--procedure=train", f"--run_dir={tmp_path / 'r'}",
                               "--shard=0/2"), "--shard is for")
+    assert_user_error(run_cli("--procedure=train", f"--run_dir={tmp_path / 'r'}",
+                              "--inputs=a,b"), "--inputs is for --procedure=merge")
+    assert not os.path.exists(tmp_path / "r")
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +131,9 @@ def test_optimize_dataset_shards_merged_equal_one_process(lenet5_teacher, tmp_pa
             f"--stats={stats}"]
     run_cli(*args, f"--run_dir={tmp_path / 'single'}", check=True)
     for i in (0, 1):
-        run_cli(*args, f"--run_dir={tmp_path / f's{i}'}", f"--shard={i}/2", check=True)
+        run_cli(*args, f"--run_dir={tmp_path / f'shard{i}'}", f"--shard={i}/2", check=True)
     run_cli("--procedure=merge", f"--run_dir={tmp_path / 'merged'}", "--verbose=quiet",
-            f"--inputs={tmp_path / 's*'}", check=True)
+            f"--inputs={tmp_path / 'shard*'}", check=True)
     name = "spectral_layer_pairs.npz"
     a = synthetic.load_synthetic(str(tmp_path / "single" / name))
     b = synthetic.load_synthetic(str(tmp_path / "merged" / name))

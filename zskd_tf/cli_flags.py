@@ -274,6 +274,8 @@ def validate(cfg) -> None:
         parse_shard(cfg.shard)
         if cfg.procedure not in SHARDED_PROCEDURES:
             raise UserError(f"--shard is for --procedure={' or '.join(SHARDED_PROCEDURES)}")
+    if cfg.inputs and cfg.procedure != "merge":
+        raise UserError("--inputs is for --procedure=merge")
     if cfg.lr_milestones is not None:
         try:
             cfg.lr_milestones = [float(v) for v in cfg.lr_milestones]
