@@ -14,11 +14,12 @@ from absl import flags
 from zskd_tf.constants import AUGMENTATIONS
 from zskd_tf.errors import UserError
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
+from zskd_tf.runtime.batch_store import parse_shard
 from zskd_tf.runtime.run_dir import FlagSchema
 
 PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
                    "compute_stats", "optimize_dataset", "zero_shot", "transition_curves",
-                   "pipeline", "quantize")
+                   "pipeline", "quantize", "merge")
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
 for _module in (synthesis, zskd, lopes, zskt):
     flags.adopt_module_key_flags(_module)  # key flags of this module: main's --help lists them
@@ -34,6 +35,7 @@ OPERATIONAL_FLAGS = frozenset({
 # and is reported stale when one changes (runtime/run_dir.py).
 INPUT_PATH_FLAGS = ("teacher", "stats", "init_from", "student_run", "model_path", "dataset",
                     "eval_data", "student")
+SHARDED_PROCEDURES = ("data_impressions", "optimize_dataset")  # --shard=i/N, then merge
 
 # --- what to run ---------------------------------------------------------------------------
 flags.DEFINE_enum("procedure", None, PROCEDURE_NAMES, "What to run.")
@@ -164,6 +166,13 @@ flags.DEFINE_list("methods", None,
                   "pipeline with --teacher: the data-free methods to run, among zskd, zskd_bn "
                   "(with the teacher-BatchNorm prior), lopes, zskt, zskt_bn (default: every "
                   "one that applies to the teacher; docs/any_teacher.md).")
+flags.DEFINE_string("shard", None,
+                    "data_impressions, optimize_dataset: make only shard i of N (i/N, i from "
+                    "0): the batches whose index is i modulo N, in this shard's own --run_dir; "
+                    "then --procedure=merge (docs/several_machines.md).")
+flags.DEFINE_list("inputs", None,
+                  "merge: the run directories of the N shards (or glob patterns matching "
+                  "them); --run_dir receives what one unsharded run would have made.")
 
 # --- execution -----------------------------------------------------------------------------
 flags.DEFINE_enum("strategy", "auto", ("auto", "mirrored", "default", "multi_worker"),
@@ -204,6 +213,7 @@ _NEEDS = {  # procedure -> flags it cannot run without
     "transition_curves": ("run_dir", "teacher", "student_run"),
     "pipeline": ("run_dir",),
     "quantize": ("run_dir", "teacher"),
+    "merge": ("run_dir", "inputs"),
 }
 CALIBRATION_SOURCES = ("generator", "real", "noise")  # or a synthetic .npz
 
@@ -263,6 +273,12 @@ def validate(cfg) -> None:
     if cfg.lr_decay is not None and not 0 < cfg.lr_decay <= 1:
         raise UserError(f"--lr_decay must be in (0, 1], got {cfg.lr_decay}")
     _validate_quantization(cfg)
+    if cfg.shard is not None:
+        parse_shard(cfg.shard)
+        if cfg.procedure not in SHARDED_PROCEDURES:
+            raise UserError(f"--shard is for --procedure={' or '.join(SHARDED_PROCEDURES)}")
+    if cfg.inputs and cfg.procedure != "merge":
+        raise UserError("--inputs is for --procedure=merge")
     if cfg.lr_milestones is not None:
         try:
             cfg.lr_milestones = [float(v) for v in cfg.lr_milestones]

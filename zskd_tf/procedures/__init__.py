@@ -17,6 +17,7 @@ _MODULES = {
     "transition_curves": "zskd_tf.procedures.transition_curves",
     "pipeline": "zskd_tf.procedures.pipeline",
     "quantize": "zskd_tf.procedures.quantize",
+    "merge": "zskd_tf.procedures.merge",
 }
 
 

@@ -32,9 +32,9 @@ import numpy as np
 from zskd_tf import teacher_task
 from zskd_tf.data import synthetic
 from zskd_tf.errors import UserError
+from zskd_tf.procedures import sharding
 from zskd_tf.procedures.common import finished_result, with_defaults
 from zskd_tf.runtime import atomic, devices, memory
-from zskd_tf.runtime.batch_store import BatchStore
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers.impressions import PAPER_TEMPERATURE, ImpressionSynthesizer
 from zskd_tf.zskd import concentration as concentration_lib
@@ -107,7 +107,7 @@ def run(cfg) -> dict:
     run_dir.claim(cfg)  # every input is valid: from here on the directory is this run's
     with atomic.atomic_path(run_dir.file(CONCENTRATION_FILE), ".npy") as tmp:  # cheap: always
         np.save(tmp, concentration)
-    store = BatchStore(run_dir.file("batches"), plan.num_batches)
+    store = sharding.store_of(cfg, run_dir, plan.num_batches)
     pending = store.pending()
     print(f"data impressions of {cfg.teacher} ({teacher.dataset}, {teacher.num_classes} "
           f"classes, final layer {teacher.final_layer}, logits: {teacher.logits_from}): "
@@ -116,10 +116,14 @@ def run(cfg) -> dict:
           f"steps at lr {cfg.synthesis_lr:g}, {replicas} replica(s), "
           f"{'bfloat16' if cfg.bfloat16_input_gradient else 'fast'} input gradient "
           f"through {synthesizer.accelerated_layers or 'no layer'}; "
-          f"{len(pending)} batch(es) to make", flush=True)
+          f"{len(pending)} batch(es) to make"
+          + (f" (shard {cfg.shard})" if sharding.is_shard(cfg) else ""), flush=True)
     started = time.monotonic()
     for index in pending:
         _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, run_dir)
+    if sharding.is_shard(cfg):
+        return sharding.write_shard_result(cfg, run_dir, store, teacher=cfg.teacher,
+                                           products=[CONCENTRATION_FILE])
     result = _finish(cfg, run_dir, store, plan, teacher, betas)
     result["seconds_this_session"] = round(time.monotonic() - started, 1)
     run_dir.write_result(result)

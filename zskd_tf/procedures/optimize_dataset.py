@@ -25,9 +25,9 @@ import tensorflow as tf
 from zskd_tf.data import synthetic
 from zskd_tf.errors import UserError
 from zskd_tf.lopes import objectives, stats_file
+from zskd_tf.procedures import sharding
 from zskd_tf.procedures.common import finished_result, with_defaults
 from zskd_tf.runtime import devices, memory
-from zskd_tf.runtime.batch_store import BatchStore
 from zskd_tf.runtime.fitting import keras_verbosity
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers.reconstruction import ReconstructionSynthesizer
@@ -124,8 +124,9 @@ class _Reconstruction:
     def run(self) -> None:
         pending = self.store.pending()
         total = self.store.num_batches
-        if len(pending) < total:
-            self.print(f"resuming: {total - len(pending)} of {total} batches already done")
+        mine = len(self.store.mine())
+        if len(pending) < mine:
+            self.print(f"resuming: {mine - len(pending)} of {mine} batches already done")
         spent = 0.0
         for done, index in enumerate(pending, 1):
             r = self.run_batch(index)
@@ -165,12 +166,14 @@ def run(cfg) -> dict:
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])
     run_dir.claim(cfg)
-    store = BatchStore(run_dir.file("batches"), num_batches)
+    store = sharding.store_of(cfg, run_dir, num_batches)
     print(f"reconstructing {cfg.num_samples} images for --objective={cfg.objective} from "
           f"{stats_path}: {num_batches} batches of {cfg.synthesis_batch_size}, "
-          f"{cfg.synthesis_steps} steps each, {strategy.num_replicas_in_sync} replica(s)",
-          flush=True)
+          f"{cfg.synthesis_steps} steps each, {strategy.num_replicas_in_sync} replica(s)"
+          + (f", shard {cfg.shard}" if sharding.is_shard(cfg) else ""), flush=True)
     _Reconstruction(cfg, run_dir, synthesizer, objective, spec, meta["num_classes"], store).run()
+    if sharding.is_shard(cfg):
+        return sharding.write_shard_result(cfg, run_dir, store, objective=cfg.objective)
     return _finish(cfg, run_dir, store, spec, meta, stats_path, objective)
 
 
