@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import types
+import zipfile
 
 import numpy as np
 import pytest
@@ -251,3 +252,20 @@ def test_a_damaged_flags_cfg_is_never_taken_silently(line, outcome, valid_text, 
     else:
         with pytest.raises(Exception, match="flags.cfg is damaged"):
             RunDir(run.path).check(cfg)
+
+
+def test_a_keras_config_is_digested_without_python_object_ids(tmp_path):
+    """The same model saved by two processes differs only in ``shared_object_id`` (an id())."""
+    from zskd_tf.runtime import integrity
+
+    def keras_file(name, object_id, units):
+        path = str(tmp_path / name)
+        config = {"layers": [{"dtype": {"shared_object_id": object_id}, "units": units},
+                             {"dtype": {"shared_object_id": object_id}}]}
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", json.dumps(config))
+            archive.writestr("model.weights.h5", b"weights")
+        return integrity.file_sha256(path)
+
+    assert keras_file("a.keras", 1397, 8) == keras_file("b.keras", 2024, 8)
+    assert keras_file("a.keras", 1397, 8) != keras_file("c.keras", 1397, 9)

@@ -19,8 +19,10 @@ import numpy as np
 # Written while a run works and never read as a product: not part of the digests.
 WORKING_DIRS = frozenset({"checkpoints", "tensorboard", "batches"})
 WORKING_FILES = frozenset({"metrics.jsonl"})
-# Rewritten with other bytes at every export of the same weights (the variables are hashed).
-REBUILT_ON_EXPORT = frozenset({"saved_model.pb", "fingerprint.pb"})
+# A SavedModel is rewritten with other bytes at every export of the same weights (its graph,
+# and its variables in another order); as an input, a run directory is known by model.keras.
+REBUILT_ON_EXPORT = frozenset({"saved_model.pb", "fingerprint.pb", "variables.index"})
+REBUILT_PREFIX = "variables.data-"
 
 
 def _update(digest, stream) -> None:
@@ -51,9 +53,27 @@ def _archive_sha256(path: str) -> str:
                     digest.update(json.dumps(meta, sort_keys=True).encode("utf-8"))
                 elif name == "metadata.json":
                     member.read()  # checked, not digested
+                elif name == "config.json":  # a .keras model's; Python object ids renumbered
+                    digest.update(_canonical_config(member.read()))
                 else:
                     _update(digest, member)
     return digest.hexdigest()
+
+
+def _canonical_config(data: bytes) -> bytes:
+    """A Keras config with its ``shared_object_id`` values (Python ``id()``s, which differ
+    from one process to the next) replaced by their order of first appearance."""
+    ids = {}
+
+    def renumber(node):
+        if isinstance(node, dict):
+            return {k: (ids.setdefault(v, len(ids)) if k == "shared_object_id" else renumber(v))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [renumber(v) for v in node]
+        return node
+
+    return json.dumps(renumber(json.loads(data)), sort_keys=True).encode("utf-8")
 
 
 def file_sha256(path: str) -> str:
@@ -112,6 +132,7 @@ def path_sha256(path: str, skip: frozenset = frozenset(),
     if os.path.isfile(path):
         return file_sha256(path)
     listing = {name: digest for name, digest in digests(path, skip, other_run).items()
-               if os.path.basename(name) not in REBUILT_ON_EXPORT}
+               if os.path.basename(name) not in REBUILT_ON_EXPORT
+               and not os.path.basename(name).startswith(REBUILT_PREFIX)}
     listing = json.dumps(listing, sort_keys=True)
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
