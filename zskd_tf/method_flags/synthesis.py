@@ -18,4 +18,4 @@ flags.DEFINE_boolean(
     "Compute the teacher's convolution input gradients in bfloat16 (the forward pass, the loss "
     "and Adam stay float32): a gradient equal to float32's up to bfloat16 rounding, faster only "
     "on hardware with bfloat16 units (e.g. CPUs with AMX or AVX512-BF16) and slower without "
-    "them (docs/methods/extensions.md §7).")
+    "them.")

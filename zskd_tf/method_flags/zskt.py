@@ -4,7 +4,7 @@ from absl import flags
 from zskd_tf.constants import ZSKT_MATCHING_LOSSES, ZSKT_VARIANTS
 
 flags.DEFINE_integer("iterations", None,
-                     "Outer iterations N (docs/methods/zskt.md §5: 80,000 CIFAR).")
+                     "Outer iterations N (default: the paper's 80,000; 50,000 on SVHN).")
 flags.DEFINE_integer("n_generator_steps", 1, "Generator steps per outer iteration (n_G).")
 flags.DEFINE_integer("n_student_steps", 10, "Student steps per outer iteration (n_S).")
 flags.DEFINE_integer("z_dim", 100, "Generator noise dimension.")
@@ -12,7 +12,7 @@ flags.DEFINE_float("student_lr", 2e-3, "Student Adam learning rate (cosine to 0)
 flags.DEFINE_float("generator_lr", 1e-3, "Generator Adam learning rate (cosine to 0).")
 flags.DEFINE_enum("variant", "original", ZSKT_VARIANTS,
                   "original: the paper's loop; modified: new z and new images for every "
-                  "student step (docs/methods/zskt.md §9.2).")
+                  "student step (the public replication's variant).")
 flags.DEFINE_enum(
     "matching_loss", "kl", ZSKT_MATCHING_LOSSES,
     "What generator and student fight over: kl, the paper's KL(teacher || student) "
@@ -26,7 +26,7 @@ flags.DEFINE_enum(
 flags.DEFINE_integer(
     "generator_width", 128,
     "Channels of the generator's seed and first convolution; the second has half as many "
-    "(the paper: 128). Narrower generators suit small students (docs/methods/zskt.md §1) and cost "
+    "(the paper: 128). Narrower generators suit small students (e.g. LeNets) and cost "
     "width^2 less in their convolutions.")
 flags.DEFINE_boolean(
     "mixed_bfloat16", False,
