@@ -185,6 +185,7 @@ class RunDir:
         self._stale = None  # why the directory's content is another run (set by check)
         self._result = _UNREAD  # result() read and verified once
         self._inputs = None  # digests of the input paths (set by check/claim)
+        self._warned_damage = False  # check() runs again in claim(): say it once
 
     def file(self, *names: str) -> str:
         return os.path.join(self.path, *names)
@@ -225,7 +226,8 @@ class RunDir:
             if damaged and self._stale:
                 self._stale = (f"holds a run whose {FLAGS_FILE} is damaged: what the run was "
                                "is unknown")
-            elif damaged:  # only lines that do not define the run: claim() rewrites it
+            elif damaged and not self._warned_damage:  # claim() rewrites it
+                self._warned_damage = True
                 print(f"warning: {saved_path} is damaged; every flag that defines the run "
                       "still matches, so it is rewritten and the run goes on",
                       file=sys.stderr, flush=True)
