@@ -104,7 +104,8 @@ def _config(cfg, at_taps) -> zs.ZeroShotConfig:
         temperature=cfg.temperature, variant=cfg.variant, matching_loss=cfg.matching_loss,
         freeze_generator_at=cfg.freeze_generator_at,
         generator_bn_weight=cfg.generator_bn_weight,
-        generator_balance_weight=cfg.generator_balance_weight)
+        generator_balance_weight=cfg.generator_balance_weight,
+        generator_confidence_weight=cfg.generator_confidence_weight)
 
 
 def _policy(cfg) -> str:
