@@ -20,6 +20,10 @@ DATASET = "fashion_mnist"
 TEACHER_MODEL = "lenet5"
 STUDENT_MODEL = "lenet5_half"
 LOPES_OBJECTIVE = "all_layers"
+# The ZSKD and Lopes et al. students see their synthetic images randomly scaled, shifted and
+# rotated, each scored by the teacher online, for 120 epochs: chosen on a validation split at
+# the --quick scale (docs/quick_pipeline_study.md; +12 points for ZSKD, +9 for Lopes et al.).
+SYNTHETIC_STUDENT = ("--targets=teacher", "--augment=affine", "--epochs=120")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +95,7 @@ def plan(preset: Preset, root: str, teacher: str | None) -> list[Step]:
         Step("zskd_student", "ZSKD: student on the impressions", (
             "--procedure=distill", *student,
             f"--dataset={d('zskd_impressions')}/impressions.npz", "--loss=soft_ce",
-            "--temperature=20", "--soft_ce_scale=400", "--targets=stored")),
+            "--temperature=20", "--soft_ce_scale=400", *SYNTHETIC_STUDENT)),
         Step("lopes_stats", "Lopes et al.: activation statistics of the teacher", (
             "--procedure=compute_stats", t, f"--dataset={DATASET}")),
         Step("lopes_dataset", f"Lopes et al.: reconstruction ({LOPES_OBJECTIVE})", (
@@ -101,7 +105,7 @@ def plan(preset: Preset, root: str, teacher: str | None) -> list[Step]:
         Step("lopes_student", "Lopes et al.: student on the reconstruction", (
             "--procedure=distill", *student,
             f"--dataset={d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "--loss=soft_ce",
-            "--temperature=8", "--epochs=30")),
+            "--temperature=8", *SYNTHETIC_STUDENT)),
         Step("zskt_student", "ZSKT: zero-shot student against a generator", (
             "--procedure=zero_shot", *student, f"--dataset={DATASET}", "--beta=0",
             "--generator_range=teacher",
