@@ -29,7 +29,8 @@ LAYERS = (
     ("methods", ("zskd_tf.trainers", "zskd_tf.zskd", "zskd_tf.lopes",
                  "zskd_tf.keras_distillation")),
     ("procedures", ("zskd_tf.procedures", "zskd_tf.pipeline")),
-    ("command-line flags", ("zskd_tf.cli_flags", "zskd_tf.method_flags", "zskd_tf.cli_runner")),
+    ("command-line flags", ("zskd_tf.cli_flags", "zskd_tf.method_flags", "zskd_tf.cli_runner",
+                            "zskd_tf.cli_help")),
     ("entry points", ("zskd_tf.main", "zskd_tf.api", PACKAGE)),
 )
 FIRST_CLI_LAYER = "command-line flags"
@@ -191,9 +192,15 @@ def test_defining_the_flags_loads_no_tensorflow():
     assert out.strip() == "", f"importing zskd_tf.main loaded {out.strip()}"
 
 
+ZSKT_FLAGS = ("--procedure", "--run_dir", "--teacher", "--iterations", "--student_lr")
+OTHER_METHODS_FLAGS = ("--betas", "--synthesis_steps", "--objective")
+
+
 @pytest.mark.parametrize("flag", ["--help", "--helpfull"])
 def test_help_lists_the_flags(flag):
+    """--help lists the procedure's flags (tests/test_cli_help.py), --helpfull every flag."""
     proc = run_cli("--procedure=zero_shot", flag, timeout=120)
-    for name in ("--procedure", "--run_dir", "--teacher", "--iterations", "--student_lr",
-                 "--betas", "--synthesis_steps", "--objective"):
+    for name in ZSKT_FLAGS:
         assert name in proc.stdout, (name, proc.stdout[-2000:])
+    for name in OTHER_METHODS_FLAGS:
+        assert (name in proc.stdout) == (flag == "--helpfull"), (name, proc.stdout[-2000:])

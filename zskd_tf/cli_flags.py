@@ -14,12 +14,11 @@ from absl import flags
 from zskd_tf.constants import AUGMENTATIONS
 from zskd_tf.errors import UserError
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
+from zskd_tf.procedures import registry
 from zskd_tf.runtime.batch_store import parse_shard
 from zskd_tf.runtime.run_dir import FlagSchema
 
-PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
-                   "compute_stats", "optimize_dataset", "zero_shot", "transition_curves",
-                   "pipeline", "quantize", "merge")
+PROCEDURE_NAMES = registry.NAMES
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
 for _module in (synthesis, zskd, lopes, zskt):
     flags.adopt_module_key_flags(_module)  # key flags of this module: main's --help lists them
@@ -35,7 +34,7 @@ OPERATIONAL_FLAGS = frozenset({
 # and is reported stale when one changes (runtime/run_dir.py).
 INPUT_PATH_FLAGS = ("teacher", "stats", "init_from", "student_run", "model_path", "dataset",
                     "eval_data", "student")
-SHARDED_PROCEDURES = ("data_impressions", "optimize_dataset")  # --shard=i/N, then merge
+SHARDED_PROCEDURES = registry.SHARDED  # --shard=i/N, then merge
 
 # --- what to run ---------------------------------------------------------------------------
 flags.DEFINE_enum("procedure", None, PROCEDURE_NAMES, "What to run.")
@@ -201,20 +200,6 @@ _POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
              "calibration_samples")
 _NON_NEGATIVE = ("momentum", "weight_decay", "logical_cpus", "holdout_first", "beta",
                  "anchor_weight")
-_NEEDS = {  # procedure -> flags it cannot run without
-    "train": ("run_dir",),
-    "evaluate": ("run_dir", "model_path"),
-    "export": ("run_dir", "model_path"),
-    "distill": ("run_dir",),
-    "data_impressions": ("run_dir", "teacher"),
-    "compute_stats": ("run_dir", "teacher"),
-    "optimize_dataset": ("run_dir", "teacher", "stats"),
-    "zero_shot": ("run_dir", "teacher", "student"),
-    "transition_curves": ("run_dir", "teacher", "student_run"),
-    "pipeline": ("run_dir",),
-    "quantize": ("run_dir", "teacher"),
-    "merge": ("run_dir", "inputs"),
-}
 CALIBRATION_SOURCES = ("generator", "real", "noise")  # or a synthetic .npz
 
 
@@ -248,7 +233,7 @@ def validate(cfg) -> None:
     """Checks that do not need TensorFlow; raises UserError naming the flag."""
     if cfg.procedure is None:
         raise UserError(f"--procedure is required: one of {', '.join(PROCEDURE_NAMES)}")
-    for name in _NEEDS.get(cfg.procedure, ()):
+    for name in registry.get(cfg.procedure).needs:
         if not getattr(cfg, name):
             raise UserError(f"--{name} is required for --procedure={cfg.procedure}")
     for name, value in sorted(vars(cfg).items()):  # NaN passes every comparison below
