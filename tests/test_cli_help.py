@@ -149,7 +149,12 @@ def _call_reads(call: ast.Call, module: str, names: set[str], seen: set) -> set[
         return {call.args[1].value} if isinstance(call.args[1], ast.Constant) else set()
     found = set()
     if isinstance(call.func, ast.Name) and call.func.id == "with_defaults":
-        found |= {k.arg for k in call.keywords}
+        found |= {k.arg for k in call.keywords if k.arg}
+    if isinstance(call.func, ast.Attribute) and call.func.attr == "from_flags":
+        config = _callee(ast.Call(call.func.value, [], []), module)  # a typed config class
+        fields = _function(*config) if config and config[1] else None
+        if isinstance(fields, ast.ClassDef):
+            found |= {n.target.id for n in fields.body if isinstance(n, ast.AnnAssign)}
     target = _callee(call, module)
     function = _function(*target) if target else None
     if isinstance(function, ast.FunctionDef) and target not in seen:
@@ -181,8 +186,8 @@ def test_every_flag_a_procedure_reads_is_in_its_help():
 
 def test_the_reader_walk_finds_reads_through_calls():
     """The walk itself, on zero_shot: a direct read, one through a helper of another module
-    (``teacher_task.description_of``), and one through ``with_defaults``."""
+    (``teacher_task.description_of``), and the fields of a typed config's ``from_flags``."""
     read = _reads(_tree("zskd_tf.procedures.zero_shot"), "zskd_tf.procedures.zero_shot",
                   {"cfg"}, set())
-    assert {"student_lr", "input_range", "beta"} <= read
+    assert {"init_from", "input_range", "student_lr", "generator_width"} <= read
     assert "betas" not in read

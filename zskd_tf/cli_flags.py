@@ -17,6 +17,7 @@ from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (de
 from zskd_tf.procedures import registry
 from zskd_tf.runtime.batch_store import parse_shard
 from zskd_tf.runtime.run_dir import FlagSchema
+from zskd_tf.trainers import zero_shot_config
 
 PROCEDURE_NAMES = registry.NAMES
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
@@ -116,7 +117,7 @@ flags.DEFINE_enum("targets", "auto", ("auto", "teacher", "stored"),
                   "soft_targets; auto = the teacher when --teacher is given.")
 flags.DEFINE_float("beta", None,
                    "Attention-transfer weight (default: distill 0; few-shot KD+AT uses 1000, "
-                   "zero_shot 250).")
+                   f"zero_shot {zero_shot_config.DEFAULTS.beta:g}).")
 flags.DEFINE_list("at_taps", None,
                   "Feature taps used by attention transfer (default: every spatial tap the "
                   "teacher and student share, e.g. the WRN group outputs).")
