@@ -16,6 +16,7 @@ import tensorflow as tf
 from helpers import REPO, assert_user_error, cli_env, read_json, run_cli, two_cpu_strategy
 from zskd_tf import model_io
 from zskd_tf.data import synthetic
+from zskd_tf.errors import UserError
 from zskd_tf.lopes import metadata, objectives, spectral, statistics, stats_file
 from zskd_tf.procedures.optimize_dataset import initial_images
 from zskd_tf.trainers.reconstruction import ReconstructionSynthesizer
@@ -272,6 +273,8 @@ def test_compute_stats_products(lenet5_teacher, stats_run):
     assert set(meta["spectral"]["graphs"]) == {"all", "pair0", "pair1"}
     teacher = stats_file.load_teacher(lenet5_teacher, "fashion_mnist")
     assert meta["teacher"] == stats_file.teacher_fingerprint(teacher)
+    with pytest.raises(UserError, match="SavedModel, whose recorded layers cannot be read"):
+        stats_file.load_teacher(os.path.join(lenet5_teacher, "saved_model"), "fashion_mnist")
     summary = read_json(os.path.join(stats_run, "stats_summary.json"))
     assert summary["file_bytes"] == os.path.getsize(path)
     with np.load(path) as npz:
