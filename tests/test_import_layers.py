@@ -21,7 +21,8 @@ PACKAGE = "zskd_tf"
 
 # Lowest first. A name stands for that module or package and everything below it.
 LAYERS = (
-    ("foundation", ("zskd_tf.errors", "zskd_tf.constants", "zskd_tf.runtime")),
+    ("foundation", ("zskd_tf.errors", "zskd_tf.constants", "zskd_tf.typed_config",
+                    "zskd_tf.runtime")),
     ("building blocks", ("zskd_tf.data", "zskd_tf.models", "zskd_tf.losses",
                          "zskd_tf.evaluation", "zskd_tf.analysis", "zskd_tf.tflite_runtime")),
     ("model files", ("zskd_tf.model_io", "zskd_tf.export", "zskd_tf.calibration",

@@ -13,6 +13,7 @@ from absl import flags
 
 from zskd_tf.constants import AUGMENTATIONS
 from zskd_tf.errors import UserError
+from zskd_tf.lopes import config as lopes_config
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
 from zskd_tf.procedures import registry
 from zskd_tf.runtime.batch_store import parse_shard
@@ -252,8 +253,7 @@ def validate(cfg) -> None:
         raise UserError(f"--learning_rate must be > 0, got {cfg.learning_rate}")
     if cfg.seed < 0:
         raise UserError(f"--seed must be >= 0, got {cfg.seed}")
-    if not 0 < cfg.spectral_keep <= 1:
-        raise UserError(f"--spectral_keep must be in (0, 1], got {cfg.spectral_keep}")
+    lopes_config.check_spectral_keep(cfg.spectral_keep)
     if not 0 <= cfg.alpha <= 1:
         raise UserError(f"--alpha must be in [0, 1], got {cfg.alpha}")
     if cfg.lr_decay is not None and not 0 < cfg.lr_decay <= 1:

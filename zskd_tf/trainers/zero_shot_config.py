@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from zskd_tf import constants
+from zskd_tf import constants, typed_config
 from zskd_tf.errors import UserError
 
 VARIANTS = constants.ZSKT_VARIANTS
@@ -34,7 +34,7 @@ def paper_iterations(dataset: str | None) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class ZeroShotConfig:
+class ZeroShotConfig(typed_config.FlagConfig):
     """One ZSKT run's hyper-parameters; each field is the flag of the same name.
 
     The trainer reads the fields down to ``generator_balance_weight``; the procedure also
@@ -86,8 +86,7 @@ class ZeroShotConfig:
         Returns:
             The :class:`ZeroShotConfig`; UserError naming the flag for a value out of range.
         """
-        given = {field.name: getattr(values, field.name) for field in dataclasses.fields(cls)
-                 if getattr(values, field.name, None) is not None}
+        given = typed_config.fields_given(cls, values)
         given.setdefault("iterations", paper_iterations(getattr(values, "dataset", None)))
         if "at_taps" in given:
             given["at_taps"] = tuple(given["at_taps"]) or WRN_TAPS

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from zskd_tf import typed_config
 from zskd_tf.errors import UserError
 from zskd_tf.zskd import targets as targets_lib
 
@@ -21,7 +22,7 @@ PAPER_NUM_SAMPLES = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
 
 
 @dataclasses.dataclass(frozen=True)
-class ImpressionConfig:
+class ImpressionConfig(typed_config.FlagConfig):
     """How data impressions are made; each field is the flag of the same name.
 
     ``betas`` may be given as the flag's strings; they are kept as positive floats.
@@ -52,21 +53,6 @@ class ImpressionConfig:
         if self.impression_init not in targets_lib.INITS:
             raise UserError(f"--impression_init must be one of "
                             f"{', '.join(targets_lib.INITS)}, got {self.impression_init!r}")
-
-    @classmethod
-    def from_flags(cls, values) -> ImpressionConfig:
-        """The config a command line asks for, checked.
-
-        Args:
-            values: the flags' values as attributes (the command line's or the Python API's
-                config); a flag left at None takes the field's default.
-
-        Returns:
-            The :class:`ImpressionConfig`; UserError naming the flag for a bad value.
-        """
-        return cls(**{field.name: getattr(values, field.name)
-                      for field in dataclasses.fields(cls)
-                      if getattr(values, field.name, None) is not None})
 
     def num_samples_for(self, dataset: str) -> int:
         """How many impressions to make for a teacher of ``dataset``.
