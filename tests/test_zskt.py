@@ -312,22 +312,37 @@ def test_class_imbalance_is_zero_when_balanced_and_log_c_when_one_class_takes_al
     assert float(losses.class_imbalance(tf.constant(logits))) == pytest.approx(want, rel=1e-5)
 
 
-def test_generator_balance_weight_adds_the_class_imbalance_of_the_teacher():
-    trainer = _trainer(generator_balance_weight=2.0)
+@pytest.mark.parametrize("term, weight_flag, measure", [
+    ("generator_balance", "generator_balance_weight", losses.class_imbalance),
+    ("generator_confidence", "generator_confidence_weight", losses.teacher_uncertainty),
+])
+def test_a_dafl_weight_adds_its_term_of_the_teacher_to_the_generator_loss(
+        term, weight_flag, measure):
+    trainer = _trainer(**{weight_flag: 2.0})
     z = _z()[:, 0]
     g_loss, g_kl, extra = trainer.generator_loss(z)
     t_logits = trainer.teacher(trainer.generator(z, training=True), training=False)
-    want = float(losses.class_imbalance(t_logits))
-    assert float(extra["generator_balance"]) == pytest.approx(want, rel=1e-4)
+    want = float(measure(t_logits))
+    assert float(extra[term]) == pytest.approx(want, rel=1e-4)
     assert float(g_loss) == pytest.approx(-float(g_kl) + 2.0 * want, rel=1e-4, abs=1e-6)
     with tf.GradientTape() as tape:  # the term reaches the generator through the teacher
-        term = trainer.generator_loss(z)[2]["generator_balance"]
-    grads = tape.gradient(term, trainer.generator.trainable_variables)
+        value = trainer.generator_loss(z)[2][term]
+    grads = tape.gradient(value, trainer.generator.trainable_variables)
     assert any(float(tf.norm(g)) > 0 for g in grads if g is not None)
-    assert "generator_balance" in trainer.train_step(_z(draws=1))
-    assert "generator_balance" not in _trainer().train_step(_z())  # off by default (the paper)
-    with pytest.raises(UserError, match="generator_balance_weight"):
-        zs.ZeroShotConfig(generator_balance_weight=float("nan"))
+    assert term in trainer.train_step(_z(draws=1))
+    assert term not in _trainer().train_step(_z())  # off by default (the paper)
+    with pytest.raises(UserError, match=weight_flag):
+        zs.ZeroShotConfig(**{weight_flag: float("nan")})
+
+
+def test_teacher_uncertainty_is_the_cross_entropy_against_the_top_class():
+    sure = tf.constant([[60.0, 0, 0], [0, 0, 60.0]])
+    assert float(losses.teacher_uncertainty(sure)) == pytest.approx(0.0, abs=1e-5)
+    logits = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    want = -log_p.max(1).mean()
+    assert float(losses.teacher_uncertainty(tf.constant(logits))) == pytest.approx(want,
+                                                                                    rel=1e-5)
 
 
 def test_generator_bn_weight_needs_a_teacher_with_batchnorm():

@@ -93,6 +93,14 @@ def class_imbalance(logits):
     return tf.math.log(tf.cast(tf.shape(mean_probs)[0], tf.float32)) - entropy
 
 
+def teacher_uncertainty(logits):
+    """Mean cross-entropy of ``softmax(logits)`` against its own argmax: 0 when the teacher is
+    certain of every image, large when it hesitates (DAFL's one-hot loss, Chen et al. 2019)."""
+    logits = tf.cast(logits, tf.float32)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.argmax(logits, axis=-1), logits=logits))
+
+
 def l1_anchor(variables, anchors):
     """Sum over tensors of mean |w - w0|: the pull of ZSKT fine-tuning to the zero-shot weights
     (docs/methods/zskt.md §9.3)."""

@@ -61,6 +61,12 @@ flags.DEFINE_float(
     "H(mean teacher prediction over the batch)) (DAFL's information-entropy loss, Chen et al. "
     "2019): the generator must keep showing the teacher every class about equally often. 0 "
     "(the default, the paper): -KL only. Works with any teacher.")
+flags.DEFINE_float(
+    "generator_confidence_weight", _D.generator_confidence_weight,
+    "zero_shot: weight w of a confidence term in the generator's loss, -KL + w * CE(teacher "
+    "softmax, its own top class) (DAFL's one-hot loss, Chen et al. 2019): the generated images "
+    "must be ones the teacher classifies with confidence, not only ones where the student "
+    "disagrees. 0 (the default, the paper): -KL only. Works with any teacher.")
 flags.DEFINE_list("seeds", None, "Run one student per seed and report mean and std.")
 flags.DEFINE_string("student_run", None,
                     "transition_curves: the run directory or model file of the network "

@@ -120,6 +120,8 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
             names += ("generator_bn",)
         if config.generator_balance_weight:
             names += ("generator_balance",)
+        if config.generator_confidence_weight:
+            names += ("generator_confidence",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.built = True  # every sub-model is built (docs/methods/keras_notes.md §3)
@@ -172,6 +174,9 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
         * ``generator_balance_weight`` w: ``+ w * losses.class_imbalance``: the teacher's
           mean prediction over the batch must stay near uniform, so the generator cannot
           settle on a few classes (DAFL's information-entropy term).
+        * ``generator_confidence_weight`` w: ``+ w * losses.teacher_uncertainty``: the
+          teacher's cross-entropy against its own top class, so the images must also be
+          ones the teacher is sure of (DAFL's one-hot term).
         """
         images = self.generator(z, training=True)
         s_logits = self.student(images, training=True)
@@ -187,6 +192,9 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
         if self.config.generator_balance_weight:
             extra["generator_balance"] = losses.class_imbalance(t_logits)
             loss += self.config.generator_balance_weight * extra["generator_balance"]
+        if self.config.generator_confidence_weight:
+            extra["generator_confidence"] = losses.teacher_uncertainty(t_logits)
+            loss += self.config.generator_confidence_weight * extra["generator_confidence"]
         return loss, kl, extra
 
     def student_targets(self, z):

@@ -55,6 +55,7 @@ class ZeroShotConfig(typed_config.FlagConfig):
     freeze_generator_at: float = 1.0  # not in the paper: see generator_stop_iteration
     generator_bn_weight: float = 0.0  # not in the paper: see ZeroShotTrainer.generator_loss
     generator_balance_weight: float = 0.0  # not in the paper: likewise
+    generator_confidence_weight: float = 0.0  # not in the paper: likewise
     batch_size: int = 128
     z_dim: int = 100
     generator_range: str = "free"  # not in the paper: "teacher" squashes into its input range
@@ -62,7 +63,8 @@ class ZeroShotConfig(typed_config.FlagConfig):
     mixed_bfloat16: bool = False  # not in the paper
 
     def __post_init__(self):
-        for name in ("generator_bn_weight", "generator_balance_weight"):
+        for name in ("generator_bn_weight", "generator_balance_weight",
+                     "generator_confidence_weight"):
             if not getattr(self, name) >= 0.0:  # also refuses NaN
                 raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.freeze_generator_at <= 1.0:

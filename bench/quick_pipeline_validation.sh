@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Which student recipes should the --quick pipeline use? Each of its three methods, at the
+# pipeline's --quick scale, on a validation split.
+#
+# Honest selection: the teacher is the pipeline's (LeNet-5, 5 epochs) trained without the
+# first 10,000 Fashion-MNIST training images (--holdout_first=10000), and every student is
+# scored on exactly those images (evaluate --split=holdout). Lopes et al.'s statistics are
+# recorded on the teacher's own 50,000 training images. The test set is not read for any choice.
+#
+#   bench/quick_pipeline_validation.sh                 # every row, products in runs/val/quick
+#   bench/quick_pipeline_validation.sh zskd            # rows whose name contains "zskd"
+#   SEED=1 bench/quick_pipeline_validation.sh zskt     # another seed
+#
+# Prints one line per row: the row's name, seed and the student's holdout accuracy (final
+# epoch / iteration), with the seconds the row's own steps took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${BENCH_DIR:-runs/val}
+seed=${SEED:-0}
+only=${1:-}
+teacher=$out/lenet5_e5
+q=$out/quick
+
+zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
+zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --holdout_first=10000 --epochs=5 \
+  --run_dir="$teacher"
+
+paper=(--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001)
+sseung=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0)
+stored=(--targets=stored)
+affine=(--targets=teacher --augment=affine --epochs=120)
+# name | kind | synthesis flags | student flags
+rows=(
+  "zskd_paper_stored|zskd|${paper[*]}|${stored[*]}"
+  "zskd_paper_affine|zskd|${paper[*]}|${affine[*]}"
+  "zskd_sseung_affine|zskd|${sseung[*]}|${affine[*]}"
+  "lopes_stored|lopes||--epochs=30"
+  "lopes_affine|lopes||${affine[*]}"
+  "zskt_paper|zskt||"
+  "zskt_balance1|zskt||--generator_balance_weight=1"
+  "zskt_l1|zskt||--matching_loss=l1"
+  "zskt_dafl|zskt||--generator_balance_weight=1 --generator_confidence_weight=1"
+)
+
+holdout() {  # student run directory -> prints its holdout accuracy
+  zskd --procedure=evaluate --model_path="$1" --split=holdout --holdout_first=10000 \
+    --run_dir="$1/holdout"
+  python -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['accuracy']:.2%}\")" \
+    "$1/holdout/result.json"
+}
+
+for row in "${rows[@]}"; do
+  IFS='|' read -r name kind synthesis student <<<"$row"
+  [[ -z $only || $name == *$only* ]] || continue
+  start=$SECONDS
+  case $kind in
+    zskd)
+      di=$q/zskd_$(echo "$synthesis" | md5sum | cut -c1-8)_seed$seed
+      # shellcheck disable=SC2086
+      zskd --procedure=data_impressions --teacher="$teacher" --num_samples=6000 \
+        --synthesis_steps=400 --synthesis_batch_size=500 --seed="$seed" $synthesis \
+        --run_dir="$di"
+      s=$q/${name}_seed$seed
+      # shellcheck disable=SC2086
+      zskd --procedure=distill --student=lenet5_half --teacher="$teacher" \
+        --dataset="$di/impressions.npz" --loss=soft_ce --temperature=20 --soft_ce_scale=400 \
+        --seed="$seed" --max_test_examples=100 $student --run_dir="$s" ;;
+    lopes)
+      stats=$q/lopes_stats
+      zskd --procedure=compute_stats --teacher="$teacher" --dataset=fashion_mnist \
+        --holdout_first=10000 --run_dir="$stats"
+      ds=$q/lopes_all_layers_seed$seed
+      zskd --procedure=optimize_dataset --teacher="$teacher" --stats="$stats" \
+        --objective=all_layers --num_samples=3200 --synthesis_steps=300 --seed="$seed" \
+        --run_dir="$ds"
+      s=$q/${name}_seed$seed
+      # shellcheck disable=SC2086
+      zskd --procedure=distill --student=lenet5_half --teacher="$teacher" \
+        --dataset="$ds/all_layers.npz" --loss=soft_ce --temperature=8 --seed="$seed" \
+        --max_test_examples=100 $student --run_dir="$s" ;;
+    zskt)
+      z=$q/${name}_seed$seed
+      # shellcheck disable=SC2086
+      zskd --procedure=zero_shot --student=lenet5_half --teacher="$teacher" \
+        --dataset=fashion_mnist --beta=0 --generator_range=teacher --iterations=600 \
+        --seeds="$seed" --max_test_examples=100 $student --run_dir="$z"
+      s=$z/seed_$seed ;;
+  esac
+  echo "$name seed $seed: holdout $(holdout "$s")  ($((SECONDS - start)) s)"
+done
