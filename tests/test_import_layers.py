@@ -21,7 +21,8 @@ PACKAGE = "zskd_tf"
 
 # Lowest first. A name stands for that module or package and everything below it.
 LAYERS = (
-    ("foundation", ("zskd_tf.errors", "zskd_tf.constants", "zskd_tf.runtime")),
+    ("foundation", ("zskd_tf.errors", "zskd_tf.constants", "zskd_tf.typed_config",
+                    "zskd_tf.runtime")),
     ("building blocks", ("zskd_tf.data", "zskd_tf.models", "zskd_tf.losses",
                          "zskd_tf.evaluation", "zskd_tf.analysis", "zskd_tf.tflite_runtime")),
     ("model files", ("zskd_tf.model_io", "zskd_tf.export", "zskd_tf.calibration",
@@ -29,7 +30,8 @@ LAYERS = (
     ("methods", ("zskd_tf.trainers", "zskd_tf.zskd", "zskd_tf.lopes",
                  "zskd_tf.keras_distillation")),
     ("procedures", ("zskd_tf.procedures", "zskd_tf.pipeline")),
-    ("command-line flags", ("zskd_tf.cli_flags", "zskd_tf.method_flags", "zskd_tf.cli_runner")),
+    ("command-line flags", ("zskd_tf.cli_flags", "zskd_tf.method_flags", "zskd_tf.cli_runner",
+                            "zskd_tf.cli_help")),
     ("entry points", ("zskd_tf.main", "zskd_tf.api", PACKAGE)),
 )
 FIRST_CLI_LAYER = "command-line flags"
@@ -191,9 +193,15 @@ def test_defining_the_flags_loads_no_tensorflow():
     assert out.strip() == "", f"importing zskd_tf.main loaded {out.strip()}"
 
 
+ZSKT_FLAGS = ("--procedure", "--run_dir", "--teacher", "--iterations", "--student_lr")
+OTHER_METHODS_FLAGS = ("--betas", "--synthesis_steps", "--objective")
+
+
 @pytest.mark.parametrize("flag", ["--help", "--helpfull"])
 def test_help_lists_the_flags(flag):
+    """--help lists the procedure's flags (tests/test_cli_help.py), --helpfull every flag."""
     proc = run_cli("--procedure=zero_shot", flag, timeout=120)
-    for name in ("--procedure", "--run_dir", "--teacher", "--iterations", "--student_lr",
-                 "--betas", "--synthesis_steps", "--objective"):
+    for name in ZSKT_FLAGS:
         assert name in proc.stdout, (name, proc.stdout[-2000:])
+    for name in OTHER_METHODS_FLAGS:
+        assert (name in proc.stdout) == (flag == "--helpfull"), (name, proc.stdout[-2000:])

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import keras
 import numpy as np
@@ -16,7 +17,9 @@ import tensorflow as tf
 from helpers import REPO, assert_user_error, cli_env, read_json, run_cli, two_cpu_strategy
 from zskd_tf import model_io
 from zskd_tf.data import synthetic
+from zskd_tf.errors import UserError
 from zskd_tf.lopes import metadata, objectives, spectral, statistics, stats_file
+from zskd_tf.lopes.config import ReconstructionConfig, StatsConfig
 from zskd_tf.procedures.optimize_dataset import initial_images
 from zskd_tf.trainers.reconstruction import ReconstructionSynthesizer
 
@@ -272,6 +275,8 @@ def test_compute_stats_products(lenet5_teacher, stats_run):
     assert set(meta["spectral"]["graphs"]) == {"all", "pair0", "pair1"}
     teacher = stats_file.load_teacher(lenet5_teacher, "fashion_mnist")
     assert meta["teacher"] == stats_file.teacher_fingerprint(teacher)
+    with pytest.raises(UserError, match="SavedModel, whose recorded layers cannot be read"):
+        stats_file.load_teacher(os.path.join(lenet5_teacher, "saved_model"), "fashion_mnist")
     summary = read_json(os.path.join(stats_run, "stats_summary.json"))
     assert summary["file_bytes"] == os.path.getsize(path)
     with np.load(path) as npz:
@@ -367,3 +372,22 @@ def test_bad_inputs_exit_2(lenet5_teacher, stats_run, tmp_path):
     assert_user_error(run_cli("--procedure=compute_stats", f"--teacher={lenet5_teacher}",
                               "--dataset=mnist", f"--run_dir={tmp_path}/stats2"),
                       "trained on fashion_mnist")
+
+
+def test_lopes_configs_take_the_defaults_and_refuse_bad_values():
+    given = types.SimpleNamespace(synthesis_steps=5, num_samples=None, objective=None,
+                                  temperature=None, spectral_keep=0.5)
+    reconstruction = ReconstructionConfig.from_flags(given)
+    assert (reconstruction.synthesis_steps, reconstruction.synthesis_batch_size,
+            reconstruction.synthesis_lr, reconstruction.objective) == (5, 64, 0.07, "top_layer")
+    assert reconstruction.num_samples_for(10) == 100 * 10 * 64  # 100 batches per class
+    assert ReconstructionConfig(num_samples=40).num_samples_for(10) == 40
+    stats = StatsConfig.from_flags(given)
+    assert (stats.temperature, stats.spectral_keep) == (8.0, 0.5)
+    with pytest.raises(UserError, match="--objective"):
+        ReconstructionConfig(objective="middle_layer")
+    for bad in (0.0, 1.5):
+        with pytest.raises(UserError, match="--spectral_keep"):
+            StatsConfig(spectral_keep=bad)
+    with pytest.raises(UserError, match="--temperature"):
+        StatsConfig(temperature=float("nan"))

@@ -189,6 +189,23 @@ def test_a_finished_run_whose_teacher_changed_is_stale(lenet5_teacher, tmp_path)
     assert "already finished" not in redone.stdout
 
 
+def test_an_input_directory_is_known_by_its_products_not_its_savedmodel_bytes(tmp_path):
+    from zskd_tf.runtime import integrity
+    variables = tmp_path / "run" / "saved_model" / "variables"
+    variables.mkdir(parents=True)
+    rebuilt = [variables / "variables.data-00000-of-00001", variables / "variables.index",
+               variables.parent / "saved_model.pb", variables.parent / "fingerprint.pb"]
+    for path in [*rebuilt, tmp_path / "run" / "model.keras"]:
+        path.write_bytes(b"first export")
+    before = integrity.path_sha256(str(tmp_path / "run"))
+    for path in rebuilt:  # exported again: other bytes, same weights
+        path.write_bytes(b"second export")
+    assert integrity.path_sha256(str(tmp_path / "run")) == before
+    (tmp_path / "run" / "model.keras").write_bytes(b"retrained")
+    assert integrity.path_sha256(str(tmp_path / "run")) != before
+    assert not integrity.rebuilt_on_export("run/variables.json")
+
+
 def test_digests_ignore_save_times_but_not_content(tmp_path):
     import keras
 

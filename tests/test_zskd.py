@@ -25,6 +25,7 @@ from zskd_tf.trainers.impressions import ImpressionSynthesizer
 from zskd_tf.zskd import concentration as conc
 from zskd_tf.zskd import targets as tg
 from zskd_tf.zskd import teacher as teacher_lib
+from zskd_tf.zskd.config import ImpressionConfig
 
 RNG = np.random.default_rng(0)
 TINY = ["--num_samples=40", "--synthesis_batch_size=20", "--synthesis_steps=25",
@@ -176,6 +177,26 @@ def test_plan_and_betas_refuse_bad_values():
         with pytest.raises(UserError, match="--betas"):
             tg.parse_betas(bad)
     assert tg.parse_betas(["1", "0.1"]) == (1.0, 0.1)
+
+
+def test_impression_config_takes_the_papers_defaults_and_refuses_bad_values():
+    with flagsaver.flagsaver():
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["zskd_tf", "--procedure=data_impressions", "--run_dir=r", "--teacher=t",
+                     "--impression_tv=0.5", "--betas=2"])
+        cfg = cli_flags.config_from_flags()
+    config = ImpressionConfig.from_flags(cfg)
+    assert (config.betas, config.impression_tv, config.temperature, config.synthesis_steps,
+            config.synthesis_batch_size, config.synthesis_lr) == ((2.0,), 0.5, 20.0, 1500, 100,
+                                                                  1e-3)
+    assert config.num_samples_for("cifar10") == 40000
+    with pytest.raises(UserError, match="--num_samples"):
+        config.num_samples_for("svhn")  # the paper made no transfer set for it
+    assert ImpressionConfig(num_samples=40).num_samples_for("svhn") == 40
+    for bad in ({"impression_l2": -1.0}, {"impression_bn_weight": float("nan")},
+                {"impression_jitter": -1}, {"impression_init": "zeros"}, {"betas": ["0"]}):
+        with pytest.raises(UserError, match=f"--{next(iter(bad))}"):
+            ImpressionConfig(**bad)
 
 
 # --- the impressions loss and its optimisation -------------------------------------------------

@@ -455,6 +455,24 @@ def test_unknown_variant_is_a_user_error():
             zs.ZeroShotConfig(freeze_generator_at=fraction)
     with pytest.raises(UserError, match="generator_bn_weight"):
         zs.ZeroShotConfig(generator_bn_weight=-1.0)
+    with pytest.raises(UserError, match="generator_range"):
+        zs.ZeroShotConfig(generator_range="clipped")
+
+
+def test_config_from_flags_takes_the_papers_defaults_and_the_flags_given():
+    base = ("--procedure=zero_shot", "--run_dir=r", "--teacher=t", "--student=wrn-16-1")
+    paper = zs.ZeroShotConfig.from_flags(_parsed_flags(*base))
+    assert (paper.iterations, paper.beta, paper.batch_size, paper.temperature,
+            paper.at_taps) == (80_000, 250.0, 128, 1.0, zs.WRN_TAPS)
+    assert zs.ZeroShotConfig.from_flags(_parsed_flags(*base, "--dataset=svhn")).iterations \
+        == 50_000
+    given = zs.ZeroShotConfig.from_flags(_parsed_flags(
+        *base, "--iterations=7", "--beta=0", "--at_taps=group2", "--z_dim=8",
+        "--generator_range=teacher"))
+    assert (given.iterations, given.beta, given.at_taps, given.z_dim,
+            given.generator_range) == (7, 0.0, ("group2",), 8, "teacher")
+    for name in ("n_student_steps", "student_lr", "generator_lr", "variant", "z_dim"):
+        assert flags.FLAGS[name].default == getattr(paper, name), name  # the flags' defaults
 
 
 def _fit_one_iteration(strategy, z):
@@ -621,9 +639,10 @@ def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_
 
     # --init_from: a new run's student starts from a finished student's weights.
     finished = model_io.load_classifier(os.path.join(reference, "seed_0"))
+    init_cfg = _parsed_flags(*args, f"--init_from={reference}/seed_0",
+                             f"--run_dir={tmp_path}/init")
     student, _ = zero_shot_procedure._build_networks(
-        _parsed_flags(*args, f"--init_from={reference}/seed_0", f"--run_dir={tmp_path}/init"),
-        finished.spec, 10)
+        init_cfg, zs.ZeroShotConfig.from_flags(init_cfg), finished.spec, 10)
     for a, b in zip(student.get_weights(), finished.model.get_weights()):
         np.testing.assert_array_equal(a, b)
 

@@ -13,13 +13,14 @@ from absl import flags
 
 from zskd_tf.constants import AUGMENTATIONS
 from zskd_tf.errors import UserError
+from zskd_tf.lopes import config as lopes_config
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
+from zskd_tf.procedures import registry
 from zskd_tf.runtime.batch_store import parse_shard
 from zskd_tf.runtime.run_dir import FlagSchema
+from zskd_tf.trainers import zero_shot_config
 
-PROCEDURE_NAMES = ("train", "evaluate", "export", "distill", "data_impressions",
-                   "compute_stats", "optimize_dataset", "zero_shot", "transition_curves",
-                   "pipeline", "quantize", "merge")
+PROCEDURE_NAMES = registry.NAMES
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)
 for _module in (synthesis, zskd, lopes, zskt):
     flags.adopt_module_key_flags(_module)  # key flags of this module: main's --help lists them
@@ -35,7 +36,7 @@ OPERATIONAL_FLAGS = frozenset({
 # and is reported stale when one changes (runtime/run_dir.py).
 INPUT_PATH_FLAGS = ("teacher", "stats", "init_from", "student_run", "model_path", "dataset",
                     "eval_data", "student")
-SHARDED_PROCEDURES = ("data_impressions", "optimize_dataset")  # --shard=i/N, then merge
+SHARDED_PROCEDURES = registry.SHARDED  # --shard=i/N, then merge
 
 # --- what to run ---------------------------------------------------------------------------
 flags.DEFINE_enum("procedure", None, PROCEDURE_NAMES, "What to run.")
@@ -117,7 +118,7 @@ flags.DEFINE_enum("targets", "auto", ("auto", "teacher", "stored"),
                   "soft_targets; auto = the teacher when --teacher is given.")
 flags.DEFINE_float("beta", None,
                    "Attention-transfer weight (default: distill 0; few-shot KD+AT uses 1000, "
-                   "zero_shot 250).")
+                   f"zero_shot {zero_shot_config.DEFAULTS.beta:g}).")
 flags.DEFINE_list("at_taps", None,
                   "Feature taps used by attention transfer (default: every spatial tap the "
                   "teacher and student share, e.g. the WRN group outputs).")
@@ -201,20 +202,6 @@ _POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
              "calibration_samples")
 _NON_NEGATIVE = ("momentum", "weight_decay", "logical_cpus", "holdout_first", "beta",
                  "anchor_weight")
-_NEEDS = {  # procedure -> flags it cannot run without
-    "train": ("run_dir",),
-    "evaluate": ("run_dir", "model_path"),
-    "export": ("run_dir", "model_path"),
-    "distill": ("run_dir",),
-    "data_impressions": ("run_dir", "teacher"),
-    "compute_stats": ("run_dir", "teacher"),
-    "optimize_dataset": ("run_dir", "teacher", "stats"),
-    "zero_shot": ("run_dir", "teacher", "student"),
-    "transition_curves": ("run_dir", "teacher", "student_run"),
-    "pipeline": ("run_dir",),
-    "quantize": ("run_dir", "teacher"),
-    "merge": ("run_dir", "inputs"),
-}
 CALIBRATION_SOURCES = ("generator", "real", "noise")  # or a synthetic .npz
 
 
@@ -248,7 +235,7 @@ def validate(cfg) -> None:
     """Checks that do not need TensorFlow; raises UserError naming the flag."""
     if cfg.procedure is None:
         raise UserError(f"--procedure is required: one of {', '.join(PROCEDURE_NAMES)}")
-    for name in _NEEDS.get(cfg.procedure, ()):
+    for name in registry.get(cfg.procedure).needs:
         if not getattr(cfg, name):
             raise UserError(f"--{name} is required for --procedure={cfg.procedure}")
     for name, value in sorted(vars(cfg).items()):  # NaN passes every comparison below
@@ -266,8 +253,7 @@ def validate(cfg) -> None:
         raise UserError(f"--learning_rate must be > 0, got {cfg.learning_rate}")
     if cfg.seed < 0:
         raise UserError(f"--seed must be >= 0, got {cfg.seed}")
-    if not 0 < cfg.spectral_keep <= 1:
-        raise UserError(f"--spectral_keep must be in (0, 1], got {cfg.spectral_keep}")
+    lopes_config.check_spectral_keep(cfg.spectral_keep)
     if not 0 <= cfg.alpha <= 1:
         raise UserError(f"--alpha must be in [0, 1], got {cfg.alpha}")
     if cfg.lr_decay is not None and not 0 < cfg.lr_decay <= 1:

@@ -4,15 +4,14 @@ User mistakes print one line ``error: ...`` and exit with status 2; a bug in zsk
 with status 1 and a traceback.
 """
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging  # noqa: E402
 
-from zskd_tf import cli_flags, cli_runner  # noqa: E402  (cli_flags defines the flags)
-
-flags.adopt_module_key_flags(cli_flags)  # --help lists them
+from zskd_tf import cli_flags, cli_help, cli_runner  # noqa: E402  (cli_flags defines the flags)
 
 
 def main():
@@ -24,4 +23,9 @@ def main():
 
 
 if __name__ == "__main__":
+    if cli_help.asks_for_help(sys.argv):  # --help: the flags of the procedure named
+        _procedure = cli_help.procedure_named(sys.argv)
+        for _name in cli_help.help_flags(_procedure):
+            flags.declare_key_flag(_name)
+        __doc__ = cli_help.usage(__doc__, _procedure)
     cli_runner.run(main)

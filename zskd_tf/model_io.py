@@ -150,12 +150,23 @@ def load_classifier(path: str, raw_shape=None) -> LoadedClassifier:
     raise UserError(f"{path} is not a .keras file, a .tflite file nor a SavedModel directory")
 
 
-def load_keras_classifier(path: str, flag: str, raw_shape=None) -> LoadedClassifier:
-    """A classifier we can differentiate through: a run directory or .keras, not a SavedModel."""
+def load_keras_classifier(path: str, flag: str, raw_shape=None,
+                          why: str = "which cannot be differentiated through") -> LoadedClassifier:
+    """A classifier held as a Keras model: a run directory or .keras, not a SavedModel.
+
+    Args:
+        path: a run directory or ``.keras`` file.
+        flag: the flag naming ``path``, for messages.
+        raw_shape: see :func:`load_classifier`.
+        why: what the caller cannot do with a SavedModel, for the message.
+
+    Returns:
+        The :class:`LoadedClassifier`; UserError for a SavedModel or TFLite file.
+    """
     loaded = load_classifier(path, raw_shape)
     if loaded.model is None:
-        raise UserError(f"{flag}={path} is {loaded.kind}, which cannot be differentiated "
-                        "through: give a run directory or a .keras file")
+        raise UserError(f"{flag}={path} is {loaded.kind}, {why}: give a run directory or a "
+                        ".keras file")
     return loaded
 
 

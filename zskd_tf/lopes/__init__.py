@@ -5,6 +5,7 @@
 ``spectral``: the weight graph of the fully connected layers and its Fourier basis;
 ``metadata``: the passes over the training data that compute both (``compute_stats``);
 ``stats_file``: the ``stats.npz`` format, the teacher fingerprint and its checks;
-``objectives``: the four reconstruction objectives (targets and loss).
+``objectives``: the four reconstruction objectives (targets and loss);
+``config``: the typed settings of ``compute_stats`` and ``optimize_dataset`` and their defaults.
 Method notes: docs/methods/lopes.md; user documentation: README.md, Lopes section.
 """

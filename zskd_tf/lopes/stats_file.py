@@ -145,11 +145,8 @@ def check_teacher(meta: dict, path: str, teacher_print: dict, teacher_dataset: s
 
 def load_teacher(path: str, dataset: str):
     """The teacher as a Keras model (taps are read from it) with its input mapping."""
-    teacher = model_io.load_classifier(path, raw_shape=IMAGE_SHAPES.get(dataset))
-    if teacher.model is None:
-        raise UserError(f"--teacher={path} is a SavedModel; its recorded layers cannot be read: "
-                        "give the teacher's run directory or .keras file")
-    return teacher
+    return model_io.load_keras_classifier(path, "--teacher", IMAGE_SHAPES.get(dataset),
+                                          why="whose recorded layers cannot be read")
 
 
 def teacher_fingerprint(teacher) -> dict:

@@ -1,10 +1,14 @@
-"""Flags of Lopes et al. (``--procedure=compute_stats`` and ``optimize_dataset``)."""
+"""Flags of Lopes et al. (``--procedure=compute_stats`` and ``optimize_dataset``).
+
+Their defaults are the fields of :mod:`zskd_tf.lopes.config`'s configs.
+"""
 from absl import flags
 
+from zskd_tf.lopes import config
+
 flags.DEFINE_string("stats", None, "stats.npz made by compute_stats, or its run directory.")
-flags.DEFINE_enum("objective", "top_layer",
-                  ("top_layer", "all_layers", "spectral_all_layers", "spectral_layer_pairs"),
+flags.DEFINE_enum("objective", config.RECONSTRUCTION_DEFAULTS.objective, config.OBJECTIVES,
                   "Reconstruction objective: match the top layer's statistics, every "
                   "layer's, or the spectral coefficients of all layers or of layer pairs.")
-flags.DEFINE_float("spectral_keep", 0.1,
+flags.DEFINE_float("spectral_keep", config.STATS_DEFAULTS.spectral_keep,
                    "Fraction of spectral coefficients kept by the spectral objectives.")

@@ -1,28 +1,18 @@
-"""One module per ``--procedure``; each exposes ``run(cfg) -> dict`` (the result)."""
+"""One module per ``--procedure``; each exposes ``run(cfg) -> dict`` (the result).
+
+The procedures, their modules and their flags are listed in :mod:`zskd_tf.procedures.registry`.
+"""
 import importlib
 import json
 import os
 
-from zskd_tf.runtime import cluster, devices, run_dir
-
-_MODULES = {
-    "train": "zskd_tf.procedures.train",
-    "evaluate": "zskd_tf.procedures.evaluate",
-    "export": "zskd_tf.procedures.export",
-    "distill": "zskd_tf.procedures.distill",
-    "data_impressions": "zskd_tf.procedures.data_impressions",
-    "compute_stats": "zskd_tf.procedures.compute_stats",
-    "optimize_dataset": "zskd_tf.procedures.optimize_dataset",
-    "zero_shot": "zskd_tf.procedures.zero_shot",
-    "transition_curves": "zskd_tf.procedures.transition_curves",
-    "pipeline": "zskd_tf.procedures.pipeline",
-    "quantize": "zskd_tf.procedures.quantize",
-    "merge": "zskd_tf.procedures.merge",
-}
+from zskd_tf.procedures import registry
+from zskd_tf.runtime import cluster, run_dir
 
 
 def run(cfg) -> dict:
     """Sets up devices (before TensorFlow starts) and runs the procedure ``cfg.procedure``."""
+    from zskd_tf.runtime import devices  # loads TensorFlow: not when the flags are defined
     devices.configure(cfg.logical_cpus, cfg.deterministic, cfg.seed)
     member = None
     if getattr(cfg, "strategy", None) == "multi_worker":
@@ -33,7 +23,7 @@ def run(cfg) -> dict:
             if finished is not None:
                 return finished
             cfg = _with_run_dir(cfg, member.scratch_dir)
-        result = importlib.import_module(_MODULES[cfg.procedure]).run(cfg)
+        result = importlib.import_module(registry.get(cfg.procedure).module).run(cfg)
         if member is not None and not member.is_chief:
             print(f"{member.name} done; the products are the chief's, in {member.run_dir}",
                   flush=True)

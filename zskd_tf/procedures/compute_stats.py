@@ -3,8 +3,9 @@
 From ``--teacher`` and its training data (``--dataset``, default: the dataset the teacher
 was trained on; ``--holdout_first`` and ``--max_train_examples`` select the images), per
 class: mean, std and Cholesky factor of every recorded layer (the teacher's pre-ReLU taps
-and logits/T, ``--temperature`` default 8), and the spectral coefficients of the fully
-connected chain with their kept sets (``--spectral_keep``, default 0.1).
+and logits/T, ``--temperature``), and the spectral coefficients of the fully connected chain
+with their kept sets (``--spectral_keep``); both flags make a
+:class:`zskd_tf.lopes.config.StatsConfig`, which holds their defaults.
 
 Products: ``stats.npz`` (layout in ``zskd_tf.lopes.stats_file``), ``stats_summary.json``
 (sizes in bytes per class), ``result.json``. Two inference passes over the data: minutes at
@@ -23,11 +24,11 @@ from zskd_tf.data import datasets, pipeline
 from zskd_tf.errors import UserError
 from zskd_tf.lopes import metadata as metadata_lib
 from zskd_tf.lopes import stats_file
+from zskd_tf.lopes.config import StatsConfig
 from zskd_tf.procedures.common import finished_result, limit, with_defaults
 from zskd_tf.runtime import atomic
 from zskd_tf.runtime.run_dir import RunDir
 
-TEMPERATURE = 8.0
 INFERENCE_BATCH = 500
 
 
@@ -82,7 +83,8 @@ def summary(path: str, metadata: metadata_lib.Metadata) -> dict:
 
 
 def run(cfg) -> dict:
-    cfg = with_defaults(cfg, temperature=TEMPERATURE)
+    config = StatsConfig.from_flags(cfg)
+    cfg = with_defaults(cfg, temperature=config.temperature)  # flags.cfg records it
     cfg.dataset = _dataset(cfg, model_io.read_info(cfg.teacher).get("dataset"))
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
@@ -97,11 +99,11 @@ def run(cfg) -> dict:
     run_dir.claim(cfg)
     print_fn = functools.partial(print, flush=True)
     print_fn(f"computing the statistics of {cfg.teacher} on {len(x)} {cfg.dataset} training "
-             f"images (T={cfg.temperature:g}, spectral keep {cfg.spectral_keep:g})")
+             f"images (T={config.temperature:g}, spectral keep {config.spectral_keep:g})")
     started = time.monotonic()
     metadata = metadata_lib.compute(
         teacher.model, lambda: pipeline.eval_batches(x, y, teacher.spec, INFERENCE_BATCH),
-        raw.num_classes, cfg.temperature, cfg.spectral_keep, len(x), print_fn)
+        raw.num_classes, config.temperature, config.spectral_keep, len(x), print_fn)
     path = run_dir.file(stats_file.FILE_NAME)
     stats_file.save(path, metadata, teacher=stats_file.teacher_fingerprint(teacher),
                     dataset=cfg.dataset,
@@ -110,8 +112,8 @@ def run(cfg) -> dict:
     sizes = summary(path, metadata)
     atomic.write_json(run_dir.file("stats_summary.json"), sizes)
     result = {"teacher": cfg.teacher, "dataset": cfg.dataset, "stats": path,
-              "num_train_examples": len(x), "temperature": cfg.temperature,
-              "spectral_keep": cfg.spectral_keep if metadata.graphs else None,
+              "num_train_examples": len(x), "temperature": config.temperature,
+              "spectral_keep": config.spectral_keep if metadata.graphs else None,
               "spectral_graphs": {g: s.layers for g, s in metadata.graphs.items()},
               "stats_file_bytes": sizes["file_bytes"],
               "stats_bytes_per_class": sizes["bytes_per_class"],

@@ -1,16 +1,16 @@
 """``--procedure=data_impressions``: ZSKD data impressions of a teacher (Nayak et al. 2019).
 
 Recipe (docs/methods/zskd.md §1-3): concentration matrix of the teacher's final Dense layer;
-for every impression a Dirichlet target ``Dir(beta * alpha^k)`` (``--betas``, default 1.0 and
-0.1, equal shares per class and beta); starting from uniform noise over the teacher's input
-range, Adam (``--synthesis_lr``, default 0.001 as the authors' code; TF1's epsilon 1e-8)
-minimises ``CE(y, softmax(teacher(x) / T))`` (plus, if asked, sseung0703's image L2
-``--impression_l2``, a smoothness prior ``--impression_tv``, and DeepInversion's BatchNorm
-feature-statistics prior ``--impression_bn_weight``; ``--impression_init=normal``
-starts from his N(0, 1)) for ``--synthesis_steps`` (1500) steps per batch of
-``--synthesis_batch_size`` (100), with a fresh optimizer state per batch and the images clipped
-to the teacher's input range after every step. ``--temperature`` defaults to 20,
-``--num_samples`` to the paper's transfer-set size for the teacher's dataset.
+for every impression a Dirichlet target ``Dir(beta * alpha^k)`` (``--betas``, equal shares per
+class and beta); starting from uniform noise over the teacher's input range, Adam
+(``--synthesis_lr``; TF1's epsilon 1e-8) minimises ``CE(y, softmax(teacher(x) / T))`` (plus,
+if asked, sseung0703's image L2 ``--impression_l2``, a smoothness prior ``--impression_tv``,
+and DeepInversion's BatchNorm feature-statistics prior ``--impression_bn_weight``;
+``--impression_init=normal`` starts from his N(0, 1)) for ``--synthesis_steps`` steps per
+batch of ``--synthesis_batch_size``, with a fresh optimizer state per batch and the images
+clipped to the teacher's input range after every step. The ZSKD flags become one
+:class:`zskd_tf.zskd.config.ImpressionConfig`, which holds their defaults (``--num_samples``:
+the paper's transfer-set size for the teacher's dataset) and checks them.
 
 Products: ``concentration.npy`` (K x K, float64), ``impressions.npz`` (the synthetic-dataset
 format: ``x`` = the final impressions in the teacher's input space, ``soft_targets`` = the
@@ -23,7 +23,6 @@ makes.
 """
 from __future__ import annotations
 
-import math
 import time
 
 import keras
@@ -36,53 +35,38 @@ from zskd_tf.procedures import sharding
 from zskd_tf.procedures.common import finished_result, with_defaults
 from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.run_dir import RunDir
-from zskd_tf.trainers.impressions import PAPER_TEMPERATURE, ImpressionSynthesizer
+from zskd_tf.trainers.impressions import ImpressionSynthesizer
 from zskd_tf.zskd import concentration as concentration_lib
 from zskd_tf.zskd import targets as targets_lib
+from zskd_tf.zskd.config import PAPER_NUM_SAMPLES, ImpressionConfig  # noqa: F401  (re-export)
 from zskd_tf.zskd.teacher import load_teacher
 
-# Transfer-set sizes of the paper (docs/methods/zskd.md §5): 40 % of MNIST, 80 % of
-# Fashion-MNIST/CIFAR-10.
-PAPER_NUM_SAMPLES = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
-DEFAULTS = {"temperature": PAPER_TEMPERATURE, "synthesis_steps": 1500,
-            "synthesis_batch_size": 100, "synthesis_lr": 1e-3}
+# Flags left at None that flags.cfg records filled in with the config's value (as it always
+# has: a run directory made before the config existed still resumes).
+RECORDED_DEFAULTS = ("temperature", "synthesis_steps", "synthesis_batch_size", "synthesis_lr")
 ADAM_EPSILON = 1e-8  # TF1 / Keras 2 default used by the authors (Keras 3's is 1e-7)
 IMPRESSIONS_FILE = "impressions.npz"
 CONCENTRATION_FILE = "concentration.npy"
 
 
-def _num_samples(cfg, dataset: str) -> int:
-    if cfg.num_samples:
-        return cfg.num_samples
-    if dataset not in PAPER_NUM_SAMPLES:
-        raise UserError(f"give --num_samples: the paper has no transfer-set size for {dataset}")
-    return PAPER_NUM_SAMPLES[dataset]
-
-
 def run(cfg) -> dict:
-    cfg = with_defaults(cfg, **DEFAULTS)
-    betas = targets_lib.parse_betas(cfg.betas)
+    config = ImpressionConfig.from_flags(cfg)  # every ZSKD flag, defaulted and checked
+    cfg = with_defaults(cfg, **{name: getattr(config, name) for name in RECORDED_DEFAULTS})
     # --num_classes, --class_names, --input_range: foreign teachers only (zskd_tf/teacher_task.py)
     description = teacher_task.description_of(cfg)
     targets_lib.check_seed(cfg.seed)
-    for name in ("impression_l2", "impression_tv", "impression_bn_weight"):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise UserError(f"--{name} must be a finite number >= 0, got {value}")
-    if cfg.impression_jitter < 0:
-        raise UserError(f"--impression_jitter must be >= 0, got {cfg.impression_jitter}")
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
     if finished:
         return finished
     strategy = devices.make_strategy(cfg.strategy)
     teacher = load_teacher(cfg.teacher, dataset=cfg.dataset, dataset_given="dataset" in cfg.present,
-                           final_layer=cfg.final_layer, input_range=description.input_range,
+                           final_layer=config.final_layer, input_range=description.input_range,
                            strategy=strategy, num_classes=description.num_classes,
                            class_names=description.class_names)
-    num_samples = _num_samples(cfg, teacher.dataset)
-    plan = targets_lib.ImpressionPlan(num_samples, teacher.num_classes, betas,
-                                      min(cfg.synthesis_batch_size, num_samples))
+    num_samples = config.num_samples_for(teacher.dataset)
+    plan = targets_lib.ImpressionPlan(num_samples, teacher.num_classes, config.betas,
+                                      min(config.synthesis_batch_size, num_samples))
     replicas = strategy.num_replicas_in_sync
     if plan.batch_size % replicas:
         raise UserError(f"--synthesis_batch_size={plan.batch_size} must be divisible by the "
@@ -93,15 +77,15 @@ def run(cfg) -> dict:
     with strategy.scope():
         synthesizer = ImpressionSynthesizer(teacher.logits_model,
                                             (plan.batch_size, *teacher.spec.shape),
-                                            cfg.temperature, teacher.value_range,
+                                            config.temperature, teacher.value_range,
                                             fast_input_gradient=cfg.fast_input_gradient,
                                             bfloat16_input_gradient=cfg.bfloat16_input_gradient,
-                                            image_l2=cfg.impression_l2,
-                                            image_tv=cfg.impression_tv,
-                                            jitter=cfg.impression_jitter,
-                                            flip=cfg.impression_flip,
-                                            bn_weight=cfg.impression_bn_weight)
-        optimizer = keras.optimizers.Adam(cfg.synthesis_lr, epsilon=ADAM_EPSILON)
+                                            image_l2=config.impression_l2,
+                                            image_tv=config.impression_tv,
+                                            jitter=config.impression_jitter,
+                                            flip=config.impression_flip,
+                                            bn_weight=config.impression_bn_weight)
+        optimizer = keras.optimizers.Adam(config.synthesis_lr, epsilon=ADAM_EPSILON)
         synthesizer.compile(optimizer=optimizer)
         optimizer.build([synthesizer.images])
     run_dir.claim(cfg)  # every input is valid: from here on the directory is this run's
@@ -112,19 +96,21 @@ def run(cfg) -> dict:
     print(f"data impressions of {cfg.teacher} ({teacher.dataset}, {teacher.num_classes} "
           f"classes, final layer {teacher.final_layer}, logits: {teacher.logits_from}): "
           f"{num_samples} in {plan.num_batches} batches of {plan.batch_size}, betas "
-          f"{','.join(map(str, betas))}, T={cfg.temperature:g}, {cfg.synthesis_steps} Adam "
-          f"steps at lr {cfg.synthesis_lr:g}, {replicas} replica(s), "
+          f"{','.join(map(str, config.betas))}, T={config.temperature:g}, "
+          f"{config.synthesis_steps} Adam steps at lr {config.synthesis_lr:g}, {replicas} "
+          f"replica(s), "
           f"{'bfloat16' if cfg.bfloat16_input_gradient else 'fast'} input gradient "
           f"through {synthesizer.accelerated_layers or 'no layer'}; "
           f"{len(pending)} batch(es) to make"
           + (f" (shard {cfg.shard})" if sharding.is_shard(cfg) else ""), flush=True)
     started = time.monotonic()
     for index in pending:
-        _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, run_dir)
+        _make_batch(cfg, config, index, plan, teacher, concentration, synthesizer, store,
+                    run_dir)
     if sharding.is_shard(cfg):
         return sharding.write_shard_result(cfg, run_dir, store, teacher=cfg.teacher,
                                            products=[CONCENTRATION_FILE])
-    result = _finish(cfg, run_dir, store, plan, teacher, betas)
+    result = _finish(cfg, config, run_dir, store, plan, teacher)
     result["seconds_this_session"] = round(time.monotonic() - started, 1)
     run_dir.write_result(result)
     print(f"mean loss {result['mean_loss']:.4f}, teacher argmax = target argmax for "
@@ -141,16 +127,17 @@ def _teacher_outputs(teacher, x, targets, temperature):
     return logits, np.exp(log_p), -(targets * log_p).sum(axis=1)
 
 
-def _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, run_dir):
+def _make_batch(cfg, config: ImpressionConfig, index, plan, teacher, concentration,
+                synthesizer, store, run_dir):
     start = time.monotonic()
     targets = plan.targets(index, concentration, cfg.seed)
     rows, beta_index = plan.groups(index)
     x0 = targets_lib.initial_images(cfg.seed, index, synthesizer.images.shape,
-                                    *teacher.value_range, init=cfg.impression_init)
-    _, _, initial_loss = _teacher_outputs(teacher, x0, targets, cfg.temperature)
-    x = synthesizer.optimise(x0, targets.astype(np.float32), cfg.synthesis_steps,
+                                    *teacher.value_range, init=config.impression_init)
+    _, _, initial_loss = _teacher_outputs(teacher, x0, targets, config.temperature)
+    x = synthesizer.optimise(x0, targets.astype(np.float32), config.synthesis_steps,
                              seed=targets_lib.step_seed(cfg.seed, index))
-    logits, soft, loss = _teacher_outputs(teacher, x, targets, cfg.temperature)
+    logits, soft, loss = _teacher_outputs(teacher, x, targets, config.temperature)
     where = f"batch {index + 1}/{plan.num_batches}"
     if not (np.isfinite(x).all() and np.isfinite(logits).all()):
         kept = plan.num_batches - len(store.pending())
@@ -165,28 +152,30 @@ def _make_batch(cfg, index, plan, teacher, concentration, synthesizer, store, ru
     seconds = time.monotonic() - start
     record = {"batch": index + 1, "initial_loss": float(initial_loss.mean()),
               "loss": float(loss.mean()), "seconds": round(seconds, 2),
-              "image_steps_per_sec": round(plan.batch_size * cfg.synthesis_steps / seconds, 1)}
+              "image_steps_per_sec": round(plan.batch_size * config.synthesis_steps / seconds,
+                                           1)}
     run_dir.append_metrics(record)
     if cfg.verbose != "quiet":
         print(f"{where}: loss {record['initial_loss']:.4f} -> {record['loss']:.4f} "
               f"({seconds:.1f} s)", flush=True)
 
 
-def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
+def _finish(cfg, config: ImpressionConfig, run_dir, store, plan, teacher) -> dict:
     """Assembles the batches into the products; returns the result."""
     parts = store.assemble()
     extra = {"teacher": cfg.teacher, "final_layer": teacher.final_layer,
              "logits": teacher.logits_from, "class_names": list(teacher.class_names),
-             "betas": list(betas), "temperature": cfg.temperature,
-             "synthesis_steps": cfg.synthesis_steps, "synthesis_lr": cfg.synthesis_lr,
+             "betas": list(config.betas), "temperature": config.temperature,
+             "synthesis_steps": config.synthesis_steps, "synthesis_lr": config.synthesis_lr,
              "synthesis_batch_size": plan.batch_size, "seed": cfg.seed,
-             "init": targets_lib.INITS[cfg.impression_init],
-             "image_l2": cfg.impression_l2, "image_tv": cfg.impression_tv,
-             "jitter": cfg.impression_jitter, "flip": cfg.impression_flip,
-             "bn_weight": cfg.impression_bn_weight,
+             "init": targets_lib.INITS[config.impression_init],
+             "image_l2": config.impression_l2, "image_tv": config.impression_tv,
+             "jitter": config.impression_jitter, "flip": config.impression_flip,
+             "bn_weight": config.impression_bn_weight,
              "bfloat16_input_gradient": cfg.bfloat16_input_gradient,
              "y": "argmax of the teacher's logits on the final impression",
-             "soft_targets": f"teacher softmax at T={cfg.temperature:g} on the final impression"}
+             "soft_targets": f"teacher softmax at T={config.temperature:g} on the final "
+                             "impression"}
     synthetic.save_synthetic(run_dir.file(IMPRESSIONS_FILE), parts["x"], parts["y"],
                              parts["soft_targets"], input_spec=teacher.spec,
                              dataset=teacher.dataset, method="zskd_data_impressions",
@@ -197,13 +186,14 @@ def _finish(cfg, run_dir, store, plan, teacher, betas) -> dict:
     return {"teacher": cfg.teacher, "dataset": teacher.dataset,
             "class_names": list(teacher.class_names), "final_layer": teacher.final_layer,
             "logits": teacher.logits_from, "num_impressions": plan.num_samples,
-            "num_batches": plan.num_batches, "betas": list(betas),
-            "temperature": cfg.temperature, "synthesis_steps": cfg.synthesis_steps,
-            "synthesis_lr": cfg.synthesis_lr, "synthesis_batch_size": plan.batch_size,
-            "impression_init": cfg.impression_init, "impression_l2": cfg.impression_l2,
-            "impression_tv": cfg.impression_tv, "impression_jitter": cfg.impression_jitter,
-            "impression_flip": cfg.impression_flip,
-            "impression_bn_weight": cfg.impression_bn_weight,
+            "num_batches": plan.num_batches, "betas": list(config.betas),
+            "temperature": config.temperature, "synthesis_steps": config.synthesis_steps,
+            "synthesis_lr": config.synthesis_lr, "synthesis_batch_size": plan.batch_size,
+            "impression_init": config.impression_init, "impression_l2": config.impression_l2,
+            "impression_tv": config.impression_tv,
+            "impression_jitter": config.impression_jitter,
+            "impression_flip": config.impression_flip,
+            "impression_bn_weight": config.impression_bn_weight,
             "bfloat16_input_gradient": cfg.bfloat16_input_gradient,
             "mean_loss": float(parts["loss"].mean()),
             "mean_kl_target_to_teacher": float((parts["loss"] - entropy).mean()),

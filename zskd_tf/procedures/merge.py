@@ -17,11 +17,10 @@ import importlib
 import os
 
 from zskd_tf.errors import UserError
-from zskd_tf.procedures import sharding
+from zskd_tf.procedures import registry, sharding
 from zskd_tf.runtime.run_dir import INTEGRITY_KEY, RunDir, flag_lines
 
-PROCEDURE_MODULES = {"data_impressions": "zskd_tf.procedures.data_impressions",
-                     "optimize_dataset": "zskd_tf.procedures.optimize_dataset"}
+PROCEDURE_MODULES = {name: registry.get(name).module for name in registry.SHARDED}
 
 
 def run(cfg) -> dict:

@@ -1,10 +1,9 @@
 """``--procedure=zero_shot``: ZSKT, a student taught by a teacher without any real training
 image, through a generator trained adversarially against the student (docs/methods/zskt.md §2).
 
-Defaults (docs/methods/zskt.md §5): ``--iterations`` 80,000 (50,000 on SVHN),
-``--n_generator_steps`` 1, ``--n_student_steps`` 10, ``--batch_size`` 128, ``--z_dim`` 100,
-``--student_lr`` 2e-3, ``--generator_lr`` 1e-3, ``--beta`` 250 (attention transfer on the WRN
-group outputs; other models need ``--beta=0``), ``--temperature`` 1, ``--variant=original``.
+The ZSKT flags become one :class:`zskd_tf.trainers.zero_shot_config.ZeroShotConfig`, which
+holds their defaults (the paper's, docs/methods/zskt.md §5) and checks them; ``--beta``'s
+attention transfer uses the WRN group outputs by default, so other models need ``--beta=0``.
 
 The student is evaluated on the real test set of ``--dataset`` (or on ``--eval_data``) every
 N/100 iterations (metrics.jsonl); the reported accuracy is the last one. A foreign teacher
@@ -45,9 +44,13 @@ from zskd_tf.runtime.fitting import fit_resumable
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import input_gradients
 from zskd_tf.trainers import zero_shot as zs
+from zskd_tf.trainers.zero_shot_config import ZeroShotConfig
 
 EVALUATIONS = 100  # the reference evaluates every N/100 iterations
 GENERATOR_FILE = "generator.keras"
+# Flags left at None that flags.cfg records filled in with the config's value (as it always
+# has: a run directory made before the config existed still resumes).
+RECORDED_DEFAULTS = ("iterations", "batch_size", "beta", "temperature")
 
 
 def _seeds(cfg) -> list[int]:
@@ -82,35 +85,23 @@ def _test_split(cfg, teacher, task) -> tuple[Split | None, list]:
     return Split(x, y, teacher.spec), list(raw.class_names)
 
 
-def _at_taps(cfg, teacher, student) -> tuple:
-    """The taps attention transfer uses: --at_taps, or the WRN group outputs."""
-    if not cfg.beta:
+def _at_taps(config: ZeroShotConfig, teacher, student) -> tuple:
+    """The taps attention transfer uses (--at_taps, or the WRN group outputs), checked."""
+    if not config.beta:
         return ()
-    wanted = tuple(cfg.at_taps) if cfg.at_taps else zs.WRN_TAPS
+    wanted = config.at_taps
     shared = taps_lib.common_spatial_taps(teacher, student)
     missing = [name for name in wanted if name not in shared]
     if missing:
-        raise UserError(f"--beta={cfg.beta} (attention transfer) needs the feature maps "
+        raise UserError(f"--beta={config.beta} (attention transfer) needs the feature maps "
                         f"{', '.join(wanted)} with equal spatial sizes in teacher and student "
                         f"(e.g. two WRNs); {', '.join(missing)} missing: use --beta=0")
     return wanted
 
 
-def _config(cfg, at_taps) -> zs.ZeroShotConfig:
-    return zs.ZeroShotConfig(
-        iterations=cfg.iterations, n_generator_steps=cfg.n_generator_steps,
-        n_student_steps=cfg.n_student_steps, student_lr=cfg.student_lr,
-        generator_lr=cfg.generator_lr, beta=cfg.beta, at_taps=at_taps,
-        temperature=cfg.temperature, variant=cfg.variant, matching_loss=cfg.matching_loss,
-        freeze_generator_at=cfg.freeze_generator_at,
-        generator_bn_weight=cfg.generator_bn_weight,
-        generator_balance_weight=cfg.generator_balance_weight,
-        generator_confidence_weight=cfg.generator_confidence_weight)
-
-
-def _policy(cfg) -> str:
+def _policy(config: ZeroShotConfig) -> str:
     """The Keras dtype policy student and generator compute with (--mixed_bfloat16)."""
-    return "mixed_bfloat16" if cfg.mixed_bfloat16 else "float32"
+    return "mixed_bfloat16" if config.mixed_bfloat16 else "float32"
 
 
 def _build_student(cfg, spec, num_classes, policy="float32"):
@@ -119,22 +110,23 @@ def _build_student(cfg, spec, num_classes, policy="float32"):
                                       input_shape=spec.shape, conv=cfg.conv, block=cfg.block)
 
 
-def _build_networks(cfg, spec, num_classes):
-    policy = _policy(cfg)
+def _build_networks(cfg, config: ZeroShotConfig, spec, num_classes):
+    policy = _policy(config)
     student = _build_student(cfg, spec, num_classes, policy)
     if cfg.init_from:
         model_io.init_weights_from(student, cfg.init_from, cfg.student)
-    output_range = spec.value_range if cfg.generator_range == "teacher" else None
+    output_range = spec.value_range if config.generator_range == "teacher" else None
     with devices.dtype_policy(policy):
-        generator = generator_lib.generator(spec.shape, cfg.z_dim, output_range=output_range,
-                                            width=cfg.generator_width)
+        generator = generator_lib.generator(spec.shape, config.z_dim, output_range=output_range,
+                                            width=config.generator_width)
     return student, generator
 
 
-def _deployable(cfg, student, spec, num_classes):
+def _deployable(setup, student, spec, num_classes):
     """The student to evaluate, save and export: itself, or under --mixed_bfloat16 a float32
     copy (same float32 weights), so that the saved model computes in float32 everywhere."""
-    if _policy(cfg) == "float32":
+    cfg = setup.cfg
+    if _policy(setup.config) == "float32":
         return student
     twin = _build_student(cfg, spec, num_classes)
     twin.set_weights(student.get_weights())
@@ -145,7 +137,7 @@ def _deployable(cfg, student, spec, num_classes):
 class _Setup:
     """What every seed shares."""
     cfg: object
-    config: zs.ZeroShotConfig
+    config: ZeroShotConfig
     strategy: object
     teacher: model_io.LoadedClassifier
     test: Split | None
@@ -155,21 +147,21 @@ class _Setup:
 def _train(trainer, seed_dir: RunDir, checkpointer: Checkpointer, setup: _Setup, seed: int):
     """Fits until the last iteration; one Keras epoch per evaluation interval of N/100
     iterations, the test set scored after each."""
-    cfg, n = setup.cfg, setup.config.iterations
+    config, n = setup.config, setup.config.iterations
 
     def noise(start, count):
-        return zs.noise_dataset(seed, start, start + count, cfg.batch_size,
-                                setup.config.noise_draws, cfg.z_dim)
+        return zs.noise_dataset(seed, start, start + count, config.batch_size,
+                                config.noise_draws, config.z_dim)
 
     test = setup.test
     fit_resumable(trainer, seed_dir, checkpointer, noise, n, max(1, n // EVALUATIONS),
-                  cfg.batch_size,
+                  config.batch_size,
                   pipeline.eval_batches(test.x, test.y, test.spec, 500) if test else None,
-                  cfg.verbose, eval_every_epochs=1, step_variable=trainer.iteration)
+                  setup.cfg.verbose, eval_every_epochs=1, step_variable=trainer.iteration)
 
 
 def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
-    cfg = setup.cfg
+    cfg, config = setup.cfg, setup.config
     seed_dir = RunDir(run_dir.file(f"seed_{seed}"))
     finished = seed_dir.result()
     if finished is not None:
@@ -177,7 +169,7 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
         return finished
     keras.utils.set_random_seed(seed)
     with setup.strategy.scope():
-        student, generator = _build_networks(cfg, setup.teacher.spec,
+        student, generator = _build_networks(cfg, config, setup.teacher.spec,
                                              len(setup.info["class_names"]))
         trainer = zs.ZeroShotTrainer(setup.teacher.model, student, generator, setup.config)
         trainer.compile(*zs.make_optimizers(setup.config))
@@ -189,15 +181,16 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
                                 iteration=trainer.iteration)
     if checkpointer.restore():
         print(f"seed {seed}: resuming at iteration {int(trainer.iteration.numpy())}", flush=True)
-    print(f"seed {seed}: {setup.config.iterations} iterations of {cfg.n_generator_steps} "
-          f"generator + {cfg.n_student_steps} student steps on batches of {cfg.batch_size} "
-          f"({cfg.variant} variant, beta {cfg.beta}); products in {seed_dir.path}", flush=True)
+    print(f"seed {seed}: {config.iterations} iterations of {config.n_generator_steps} "
+          f"generator + {config.n_student_steps} student steps on batches of "
+          f"{config.batch_size} ({config.variant} variant, beta {config.beta}); products in "
+          f"{seed_dir.path}", flush=True)
     started = time.monotonic()
     _train(trainer, seed_dir, checkpointer, setup, seed)
     seconds = time.monotonic() - started
     spec = setup.teacher.spec
-    student = _deployable(cfg, student, spec, len(setup.info["class_names"]))
-    result = {"seed": seed, "iterations": setup.config.iterations,
+    student = _deployable(setup, student, spec, len(setup.info["class_names"]))
+    result = {"seed": seed, "iterations": config.iterations,
               "train_seconds_this_session": round(seconds, 1)}
     if setup.test is not None:
         scores = model_io.LoadedClassifier(seed_dir.path, student, spec,
@@ -221,29 +214,30 @@ def _accuracy_text(result: dict) -> str:
 
 
 def run(cfg) -> dict:
-    cfg = with_defaults(cfg, batch_size=128, beta=250.0, temperature=1.0,
-                        iterations=50_000 if cfg.dataset == "svhn" else 80_000)
+    config = ZeroShotConfig.from_flags(cfg)  # every ZSKT flag, defaulted and checked
+    cfg = with_defaults(cfg, **{name: getattr(config, name) for name in RECORDED_DEFAULTS})
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
     if finished:
         return finished
     seeds = _seeds(cfg)
     strategy = devices.make_strategy(cfg.strategy)
-    devices.check_global_batch(cfg.batch_size, strategy)
+    devices.check_global_batch(config.batch_size, strategy)
     with strategy.scope():  # the teacher's variables must live where the replicas run
         teacher, task = teacher_task.resolve(
             cfg.teacher, dataset=cfg.dataset if "dataset" in cfg.present else None,
             description=teacher_task.description_of(cfg), differentiable=True)
     if "dataset" in cfg.present:  # the test set asked for, also for a zskd_tf teacher
         task = dataclasses.replace(task, dataset=cfg.dataset)
-    if cfg.mixed_bfloat16:  # the generator step's gradient through the frozen teacher
+    if config.mixed_bfloat16:  # the generator step's gradient through the frozen teacher
         input_gradients.accelerate_input_gradients(teacher.model, block_form=False,
                                                    gradient_dtype="bfloat16")
     test, class_names = _test_split(cfg, teacher, task)
-    student, generator = _build_networks(cfg, teacher.spec, len(class_names))  # checks the shapes
-    memory.check_batch_fits("batch_size", cfg.batch_size,
+    student, generator = _build_networks(cfg, config, teacher.spec,
+                                         len(class_names))  # checks the shapes
+    memory.check_batch_fits("batch_size", config.batch_size,
                             memory.activations_per_example(student, teacher.model, generator))
-    config = _config(cfg, _at_taps(cfg, teacher.model, student))
+    config = dataclasses.replace(config, at_taps=_at_taps(config, teacher.model, student))
     if config.generator_bn_weight:  # a UserError now, not after the run directory is claimed
         taps_lib.batchnorm_layers(teacher.model)
     setup = _Setup(cfg, config, strategy, teacher, test,
@@ -264,9 +258,7 @@ def run(cfg) -> dict:
     result |= {"student_trainable_params": complexity.count_trainable_params(student),
               "generator_trainable_params": complexity.count_trainable_params(generator),
               "teacher_trainable_params": t_params,
-              "zero_shot": {**dataclasses.asdict(config), "at_taps": list(config.at_taps),
-                            "batch_size": cfg.batch_size, "z_dim": cfg.z_dim,
-                            "mixed_bfloat16": cfg.mixed_bfloat16}}
+              "zero_shot": {**dataclasses.asdict(config), "at_taps": list(config.at_taps)}}
     run_dir.write_result(result)
     accuracy = (f"test accuracy {result['test_accuracy']:.4f} +- "
                 f"{result['test_accuracy_std']:.4f}" if test is not None else "no test set")

@@ -22,7 +22,20 @@ WORKING_FILES = frozenset({"metrics.jsonl"})
 # A SavedModel is rewritten with other bytes at every export of the same weights (its graph,
 # and its variables in another order); as an input, a run directory is known by model.keras.
 REBUILT_ON_EXPORT = frozenset({"saved_model.pb", "fingerprint.pb", "variables.index"})
-REBUILT_PREFIX = "variables.data-"
+REBUILT_PREFIX = "variables.data-"  # the variables' shards: variables.data-00000-of-00001
+
+
+def rebuilt_on_export(name: str) -> bool:
+    """Whether a file is one of a SavedModel's, whose bytes change at every export.
+
+    Args:
+        name: a file's path or name.
+
+    Returns:
+        True for ``REBUILT_ON_EXPORT`` and the variables' data shards.
+    """
+    base = os.path.basename(name)
+    return base in REBUILT_ON_EXPORT or base.startswith(REBUILT_PREFIX)
 
 
 def _update(digest, stream) -> None:
@@ -127,12 +140,11 @@ def changed(directory: str, recorded: dict[str, str]) -> list[str]:
 
 def path_sha256(path: str, skip: frozenset = frozenset(),
                 other_run: Callable[[str], bool] = lambda p: False) -> str:
-    """One digest of a file, or of a directory's products (see :func:`digests`; without
-    ``REBUILT_ON_EXPORT``), e.g. of a command's input."""
+    """One digest of a file, or of a directory's products (see :func:`digests`; without the
+    files :func:`rebuilt_on_export`), e.g. of a command's input."""
     if os.path.isfile(path):
         return file_sha256(path)
     listing = {name: digest for name, digest in digests(path, skip, other_run).items()
-               if os.path.basename(name) not in REBUILT_ON_EXPORT
-               and not os.path.basename(name).startswith(REBUILT_PREFIX)}
+               if not rebuilt_on_export(name)}
     listing = json.dumps(listing, sort_keys=True)
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()

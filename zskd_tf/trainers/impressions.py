@@ -28,8 +28,7 @@ import tensorflow as tf
 from zskd_tf import losses
 from zskd_tf.models import taps
 from zskd_tf.trainers.synthesis import ImageSynthesizer
-
-PAPER_TEMPERATURE = 20.0
+from zskd_tf.zskd.config import PAPER_TEMPERATURE
 
 
 class ImpressionSynthesizer(ImageSynthesizer):

@@ -30,69 +30,15 @@ with PyTorch DataParallel.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import keras
 import tensorflow as tf
 
-from zskd_tf import constants, losses
-from zskd_tf.errors import UserError
+from zskd_tf import losses
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.trainers.distributed import SymbolicBuildFix, replica_logs
-
-VARIANTS = constants.ZSKT_VARIANTS
-MATCHING_LOSSES = constants.ZSKT_MATCHING_LOSSES
-WRN_TAPS = ("group1", "group2", "group3")
-
-
-@dataclasses.dataclass(frozen=True)
-class ZeroShotConfig:
-    """One ZSKT run's hyper-parameters (defaults: docs/methods/zskt.md §5)."""
-    iterations: int = 80_000
-    n_generator_steps: int = 1
-    n_student_steps: int = 10
-    student_lr: float = 2e-3
-    generator_lr: float = 1e-3
-    beta: float = 250.0
-    at_taps: tuple = WRN_TAPS
-    temperature: float = 1.0
-    variant: str = "original"
-    clip_norm: float = 5.0
-    matching_loss: str = "kl"
-    freeze_generator_at: float = 1.0  # not in the paper: see generator_stop_iteration
-    generator_bn_weight: float = 0.0  # not in the paper: see ZeroShotTrainer.generator_loss
-    generator_balance_weight: float = 0.0  # not in the paper: likewise
-    generator_confidence_weight: float = 0.0  # not in the paper: likewise
-
-    def __post_init__(self):
-        for name in ("generator_bn_weight", "generator_balance_weight",
-                     "generator_confidence_weight"):
-            if not getattr(self, name) >= 0.0:  # also refuses NaN
-                raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 < self.freeze_generator_at <= 1.0:
-            raise UserError("--freeze_generator_at must be a fraction of --iterations in "
-                            f"(0, 1], got {self.freeze_generator_at}")
-        if self.variant not in VARIANTS:
-            raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, "
-                            f"got {self.variant!r}")
-        if self.matching_loss not in MATCHING_LOSSES:
-            raise UserError(f"--matching_loss must be one of {', '.join(MATCHING_LOSSES)}, "
-                            f"got {self.matching_loss!r}")
-
-    @property
-    def generator_stop_iteration(self) -> int | None:
-        """The outer iteration from which the generator's learning rate is 0 (the generator
-        then stays as it is while the student keeps learning from it), or None: the paper
-        trains both to the end."""
-        if self.freeze_generator_at >= 1.0:
-            return None
-        return max(1, round(self.freeze_generator_at * self.iterations))
-
-    @property
-    def noise_draws(self) -> int:
-        """z batches one iteration uses: one, or one more per student step (modified)."""
-        return 1 + (self.n_student_steps if self.variant == "modified" else 0)
+from zskd_tf.trainers.zero_shot_config import WRN_TAPS, ZeroShotConfig  # noqa: F401  (re-export)
 
 
 class IterationCosine(keras.optimizers.schedules.LearningRateSchedule):

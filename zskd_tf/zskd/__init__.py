@@ -6,5 +6,6 @@
   uses, and the seeded sampling of each batch's targets;
 * :mod:`teacher` — any accepted teacher (zskd_tf run directory, foreign ``.keras`` file or
   SavedModel) as logits model + final Dense kernel + input space;
-* :mod:`figures` — the OpenCV drawings behind ``tools/visualize_*.py``.
+* :mod:`figures` — the OpenCV drawings behind ``tools/visualize_*.py``;
+* :mod:`config` — the typed settings of ``data_impressions`` and their defaults.
 """

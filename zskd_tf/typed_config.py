@@ -1,0 +1,42 @@
+"""What every method's typed config shares: taking its fields from the flags' values.
+
+A method's config is a frozen dataclass whose fields are flags of the same name
+(``zskd/config.py``, ``lopes/config.py``, ``trainers/zero_shot_config.py``); a flag left at
+None means "the field's default".
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+def fields_given(cls, values) -> dict:
+    """The values of ``cls``'s fields that the flags set.
+
+    Args:
+        cls: a dataclass whose fields are named as flags.
+        values: the flags' values as attributes (the command line's or the Python API's
+            config).
+
+    Returns:
+        {field name: value} for every field whose flag is present in ``values`` and not None.
+    """
+    return {field.name: getattr(values, field.name) for field in dataclasses.fields(cls)
+            if getattr(values, field.name, None) is not None}
+
+
+class FlagConfig:
+    """Base of a method's typed config (a frozen dataclass whose fields are named as flags)."""
+
+    @classmethod
+    def from_flags(cls, values):
+        """The config a command line asks for, checked.
+
+        Args:
+            values: the flags' values as attributes (the command line's or the Python API's
+                config); a flag left at None takes the field's default.
+
+        Returns:
+            ``cls(**fields_given(cls, values))``; the config's own checks raise UserError
+            naming the flag of a bad value.
+        """
+        return cls(**fields_given(cls, values))

@@ -1,0 +1,75 @@
+"""ZSKD's settings (``--procedure=data_impressions``) as one typed config: the single home of
+their defaults and checks.
+
+No TensorFlow here: ``method_flags/zskd.py`` takes the flags' defaults from
+:class:`ImpressionConfig`, and ``--procedure=data_impressions`` builds one with
+:meth:`ImpressionConfig.from_flags`. The defaults are those of the paper and the authors' code
+(docs/methods/zskd.md); the ``impression_*`` priors are off by default (not in ZSKD).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from zskd_tf import typed_config
+from zskd_tf.errors import UserError
+from zskd_tf.zskd import targets as targets_lib
+
+PAPER_TEMPERATURE = 20.0
+# Transfer-set sizes of the paper (docs/methods/zskd.md §5): 40 % of MNIST, 80 % of
+# Fashion-MNIST/CIFAR-10.
+PAPER_NUM_SAMPLES = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImpressionConfig(typed_config.FlagConfig):
+    """How data impressions are made; each field is the flag of the same name.
+
+    ``betas`` may be given as the flag's strings; they are kept as positive floats.
+    ``num_samples`` None means the paper's transfer-set size for the teacher's dataset.
+    """
+    betas: tuple = (1.0, 0.1)
+    temperature: float = PAPER_TEMPERATURE
+    synthesis_steps: int = 1500
+    synthesis_batch_size: int = 100
+    synthesis_lr: float = 1e-3  # the authors' code
+    num_samples: int | None = None
+    final_layer: str | None = None  # None: found automatically
+    impression_init: str = "uniform"  # the authors' code
+    impression_l2: float = 0.0
+    impression_tv: float = 0.0
+    impression_jitter: int = 0
+    impression_flip: bool = False
+    impression_bn_weight: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", targets_lib.parse_betas(self.betas))
+        for name in ("impression_l2", "impression_tv", "impression_bn_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"--{name} must be a finite number >= 0, got {value}")
+        if self.impression_jitter < 0:
+            raise UserError(f"--impression_jitter must be >= 0, got {self.impression_jitter}")
+        if self.impression_init not in targets_lib.INITS:
+            raise UserError(f"--impression_init must be one of "
+                            f"{', '.join(targets_lib.INITS)}, got {self.impression_init!r}")
+
+    def num_samples_for(self, dataset: str) -> int:
+        """How many impressions to make for a teacher of ``dataset``.
+
+        Args:
+            dataset: the teacher's dataset name.
+
+        Returns:
+            ``num_samples``, else the paper's size for ``dataset``; UserError when the paper
+            has none.
+        """
+        if self.num_samples:
+            return self.num_samples
+        if dataset not in PAPER_NUM_SAMPLES:
+            raise UserError(f"give --num_samples: the paper has no transfer-set size for "
+                            f"{dataset}")
+        return PAPER_NUM_SAMPLES[dataset]
+
+
+DEFAULTS = ImpressionConfig()
