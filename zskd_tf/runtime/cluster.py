@@ -20,10 +20,10 @@ import shutil
 import tempfile
 
 from zskd_tf.errors import UserError
+from zskd_tf.runtime import slurm
 
 # Procedures whose training loop runs under the cluster's strategy.
 PROCEDURES = ("train", "distill", "zero_shot")
-_SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_PROCID")
 
 
 @dataclasses.dataclass
@@ -108,11 +108,8 @@ def _resolver():
     if text is not None:
         check_tf_config(text)
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    if all(os.environ.get(name) for name in _SLURM_VARIABLES):
-        try:
-            return tf.distribute.cluster_resolver.SlurmClusterResolver()
-        except (RuntimeError, ValueError, KeyError, OSError) as e:
-            _fail(f"the Slurm job's cluster cannot be read ({e})")
+    if slurm.in_job():
+        return slurm.resolver()
     _fail("set TF_CONFIG to describe the cluster (or run inside a Slurm job)")
 
 
