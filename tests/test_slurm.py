@@ -48,8 +48,8 @@ def test_a_two_task_step_on_one_node(slurm_task):
 
 
 def test_tasks_on_several_nodes_follow_the_node_list(slurm_task):
-    slurm_task.setenv("SLURM_STEP_NODELIST", "gpu[07-08],cpu1")
-    slurm_task.setenv("SLURM_STEP_TASKS_PER_NODE", "2(x2),1")
+    slurm_task.setenv("SLURM_STEP_NODELIST", "cpu1,gpu[07-08]")
+    slurm_task.setenv("SLURM_STEP_TASKS_PER_NODE", "1,2(x2)")
     slurm_task.setenv("SLURM_STEP_NUM_TASKS", "5")
     slurm_task.setenv("SLURM_PROCID", "4")
     resolver = slurm.resolver()
