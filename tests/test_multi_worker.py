@@ -5,12 +5,18 @@ the test session.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+import types
 
 import numpy as np
 import pytest
@@ -20,10 +26,13 @@ from zskd_tf.errors import UserError
 from zskd_tf.runtime import cluster
 
 TIMEOUT = 240  # seconds for any one process (a tiny run takes about 30 s on 2 shared cores)
+# 6 epochs x 2 steps of 64 images, a checkpoint at the end of every epoch (the time-based ones
+# are pushed out of the run), the test set scored only at the end.
 TRAIN = ("--procedure=train", "--dataset=fashion_mnist", f"--data_dir={FASHION_MNIST_DIR}",
-         "--model=lenet5", "--epochs=2", "--batch_size=64", "--max_train_examples=256",
+         "--model=lenet5", "--epochs=6", "--batch_size=64", "--max_train_examples=128",
          "--max_test_examples=128", "--augment=none", "--deterministic", "--verbose=quiet",
-         "--checkpoint_every_secs=100000")
+         "--checkpoint_every_secs=100000", "--eval_every_epochs=6")
+STEPS, STEPS_PER_EPOCH = 12, 2
 
 
 def _env(tf_config: str | None, scratch: str | None = None) -> dict:
@@ -73,13 +82,30 @@ def _tf_config(ports: list[int], index: int) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
+def _start_cluster(run_dir: str, scratch: str, *task_args) -> list[subprocess.Popen]:
+    """One worker process per ``task_args`` entry (its command line) on 127.0.0.1, all
+    writing ``run_dir`` and keeping their temporary files under ``scratch``."""
+    ports = _free_ports(len(task_args))
+    os.makedirs(scratch, exist_ok=True)
+    return [_start((*args, "--strategy=multi_worker", f"--run_dir={run_dir}"),
+                   _tf_config(ports, i), scratch) for i, args in enumerate(task_args)]
+
+
+@contextlib.contextmanager
+def _stopped_at_exit(processes: list[subprocess.Popen]):
+    """Kills whatever of ``processes`` still runs when the block ends (a failed assertion)."""
+    try:
+        yield processes
+    finally:
+        for proc in processes:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def _run_cluster(run_dir: str, scratch: str, args=TRAIN) -> list[subprocess.CompletedProcess]:
     """Two workers run ``args`` into ``run_dir``; their temporary files go under ``scratch``."""
-    ports = _free_ports(2)
-    os.makedirs(scratch, exist_ok=True)
-    workers = [_start((*args, "--strategy=multi_worker", f"--run_dir={run_dir}"),
-                      _tf_config(ports, i), scratch) for i in range(2)]
-    done = _finish(workers)
+    done = _finish(_start_cluster(run_dir, scratch, args, args))
     for proc in done:
         assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
     return done
@@ -123,6 +149,42 @@ def test_check_tf_config_returns_the_task():
     assert cluster.check_tf_config(json.dumps(config)) == ("worker", 1)
 
 
+# What TensorFlow 2.21 reports (abridged) when a process of a two-worker cluster is gone.
+_HEARTBEATS = ("{{function_node __wrapped__CollectiveReduceV2_device_/job:worker/replica:0/task:0/"
+               "device:CPU:0}} Collective ops is aborted by: Error reported from /job:worker/task:"
+               "1: The following tasks are unhealthy (stopped sending heartbeats):\n/job:worker/"
+               "replica:0/task:1\nThe tasks have crashed.")
+_NO_LEADER = ("{{function_node __wrapped__CollectiveBcastRecv_device_/job:worker/replica:0/task:1/"
+              "device:CPU:0}} Collective ops is aborted by: Failed to send RPC to coordination "
+              "service. Either the leader task was preempted/died/restarted unexpectedly")
+_NOT_REGISTERED = ("Barrier timed out. Id: [Init]Wait_for_all_tasks_to_register::0. The first "
+                   "task at the barrier: /job:worker/replica:0/task:0. Some timed out task "
+                   "names:\n/job:worker/replica:0/task:1\n")
+_LEADER_UNREACHABLE = ("Deadline Exceeded\nAdditional GRPC error information from remote target "
+                       "/job:worker/replica:0/task:0 while calling /tensorflow.CoordinationService"
+                       "/RegisterTask")
+_SOCKET_CLOSED = ("{{function_node __wrapped__CollectiveBcastRecv_device_/job:worker/replica:0/"
+                  "task:1/device:CPU:0}} Collective ops is aborted by: Socket closed")
+
+
+@pytest.mark.parametrize("text, own, lost", [
+    (_HEARTBEATS, "worker 0", ["worker 1"]),
+    (_NO_LEADER, "worker 1", ["worker 0"]),
+    (_NOT_REGISTERED, "worker 0", ["worker 1"]),
+    (_LEADER_UNREACHABLE, "worker 1", ["worker 0"]),
+    (_SOCKET_CLOSED, "worker 1", ["worker 0"]),  # no name: the leader is what a worker loses
+    ("Socket closed", "worker 0", ["another process"]),
+])
+def test_the_lost_process_is_named_from_tensorflows_message(text, own, lost):
+    assert cluster._lost_tasks(text, own, "worker 0") == lost
+
+
+def test_no_cluster_no_peer_failure():
+    import tensorflow as tf
+
+    assert cluster.peer_failure(tf.errors.UnavailableError(None, None, "gone")) is None
+
+
 @pytest.mark.parametrize("tf_config, fragment", [
     ("{not json", "not valid JSON"),
     (None, "set TF_CONFIG"),
@@ -143,37 +205,113 @@ def test_a_single_machine_procedure_refuses_the_cluster(tmp_path):
     assert_user_error(proc, "--procedure=evaluate runs on one machine")
 
 
-@pytest.mark.slow
-def test_two_workers_equal_one_process_and_resume_from_the_chiefs_checkpoint(tmp_path):
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """TRAIN run to its end by two workers (``cluster``) and by one process (``single``)."""
     if not os.path.isdir(FASHION_MNIST_DIR):
         pytest.skip("the Debian package dataset-fashion-mnist is not installed (./setup.sh)")
-    cluster, single = str(tmp_path / "cluster"), str(tmp_path / "single")
-    scratch = str(tmp_path / "tmp")
-    alone = _start((*TRAIN, "--strategy=default", f"--run_dir={single}"), None)
-    _run_cluster(cluster, scratch)
+    root = tmp_path_factory.mktemp("finished")
+    runs = types.SimpleNamespace(cluster=str(root / "cluster"), single=str(root / "single"),
+                                 scratch=str(root / "tmp"))
+    alone = _start((*TRAIN, "--strategy=default", f"--run_dir={runs.single}"), None)
+    _run_cluster(runs.cluster, runs.scratch)
     assert _finish([alone])[0].returncode == 0
-    # 2 epochs x 4 steps of 64 images: each of the 2 replicas took 32 a step, same weights
-    assert read_json(os.path.join(cluster, "result.json"))["steps"] == 8
-    _assert_same_weights(cluster, single)
-    assert not glob.glob(os.path.join(scratch, "zskd_worker*"))  # worker 1's, removed
+    return runs
 
-    # The cluster stopped after the first epoch's checkpoint: both workers restart and go on
-    # from the chief's step 4 (a worker starting at step 0 would wait for a chief that is
-    # done, and the test would time out).
-    for path in glob.glob(os.path.join(cluster, "checkpoints", "ckpt-8.*")):
-        os.remove(path)
-    os.remove(os.path.join(cluster, "result.json"))
-    chief, worker = _run_cluster(cluster, scratch)
-    assert "resuming at step 4 of 8" in chief.stdout
-    assert "resuming at step 4 of 8" in worker.stdout
-    assert "the products are the chief's" in worker.stdout
-    _assert_same_weights(cluster, single)
+
+def _wait_for_file(pattern: str, processes: list[subprocess.Popen]) -> None:
+    """Polls until a file matches ``pattern`` (failing if a process ends first)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not glob.glob(pattern):
+        assert all(proc.poll() is None for proc in processes), f"ended before {pattern}"
+        assert time.monotonic() < deadline, f"no {pattern} within {TIMEOUT} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_two_workers_equal_one_process_and_report_a_finished_run(finished):
+    # 6 epochs x 2 steps of 64 images: each of the 2 replicas took 32 a step, same weights
+    assert read_json(os.path.join(finished.cluster, "result.json"))["steps"] == STEPS
+    _assert_same_weights(finished.cluster, finished.single)
+    assert not glob.glob(os.path.join(finished.scratch, "zskd_worker*"))  # worker 1's, removed
 
     # Started again, the finished run is reported and the worker does not wait for the chief.
-    chief, worker = _run_cluster(cluster, scratch)
+    chief, worker = _run_cluster(finished.cluster, finished.scratch)
     assert "run already finished" in chief.stdout
     assert "worker 1 has nothing to do" in worker.stdout
-    assert not glob.glob(os.path.join(scratch, "zskd_worker*"))
+    assert not glob.glob(os.path.join(finished.scratch, "zskd_worker*"))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_chief_and_both_resume_from_its_checkpoint(tmp_path,
+                                                                            finished):
+    run, scratch = str(tmp_path / "run"), str(tmp_path / "tmp")
+    with _stopped_at_exit(_start_cluster(run, scratch, TRAIN, TRAIN)) as (chief, worker):
+        # the chief's first checkpoint (end of epoch 1), 5 epochs before the end
+        _wait_for_file(os.path.join(run, "checkpoints", "ckpt-*.index"), [chief, worker])
+        worker.send_signal(signal.SIGKILL)
+        stopped = _finish([chief])[0]  # TensorFlow notices the missing heartbeats
+    assert worker.returncode == -signal.SIGKILL
+    assert_user_error(stopped, "--strategy=multi_worker: worker 1 of the cluster stopped",
+                      "start every process again with the same command")
+    assert not os.path.exists(os.path.join(run, "result.json"))
+
+    chief, worker = _run_cluster(run, scratch)
+    resumed = [re.search(rf"resuming at step (\d+) of {STEPS}\b", proc.stdout)
+               for proc in (chief, worker)]
+    assert all(resumed), (chief.stdout, worker.stdout)
+    step = int(resumed[0].group(1))
+    assert int(resumed[1].group(1)) == step  # the worker restored the chief's checkpoint
+    assert 0 < step < STEPS and step % STEPS_PER_EPOCH == 0, step
+    assert "the products are the chief's" in worker.stdout
+    _assert_same_weights(run, finished.cluster)
+    # SIGKILL left the killed worker no time to remove its scratch directory
+    assert len(glob.glob(os.path.join(scratch, "zskd_worker1_*"))) == 1
+
+
+@pytest.mark.slow
+def test_a_damaged_result_of_the_chief_is_completed_again_by_both(tmp_path, finished):
+    """JSON, but not the record the chief wrote: the chief discards it and completes the run
+    again (nothing is left to train); the worker follows the chief's decision instead of
+    reading the file itself (it took such a file for a finished run and left the chief
+    alone)."""
+    run, scratch = str(tmp_path / "run"), str(tmp_path / "tmp")
+    shutil.copytree(finished.cluster, run)
+    with open(os.path.join(run, "result.json"), "w", encoding="utf-8") as f:
+        f.write("[]")
+    chief, worker = _run_cluster(run, scratch)
+    for proc in (chief, worker):
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "result.json is damaged" in chief.stderr, chief.stderr[-2000:]
+    assert "resuming at step 12 of 12" in worker.stdout
+    assert "the products are the chief's" in worker.stdout
+    assert read_json(os.path.join(run, "result.json"))["steps"] == STEPS
+    _assert_same_weights(run, finished.cluster)
+
+
+@pytest.mark.slow
+def test_a_chief_refusing_its_input_stops_every_worker(tmp_path, lenet5_teacher):
+    """The chief's machine lacks the teacher (after joining the cluster), or the chief's
+    command has a bad flag (before joining): each worker, whose own input is fine, ends
+    with one error line instead of waiting for the chief."""
+    zero_shot = ("--procedure=zero_shot", "--student=lenet5_half", "--beta=0",
+                 f"--data_dir={FASHION_MNIST_DIR}", "--iterations=3", "--batch_size=16",
+                 "--seeds=0", "--max_test_examples=100", "--verbose=quiet")
+    missing = str(tmp_path / "no_teacher")
+    teacher_runs = _start_cluster(str(tmp_path / "zero_shot"), str(tmp_path / "tmp"),
+                                  (*zero_shot, f"--teacher={missing}"),
+                                  (*zero_shot, f"--teacher={lenet5_teacher}"))
+    wait = ("--cluster_wait_secs=10",)
+    flag_runs = _start_cluster(str(tmp_path / "train"), str(tmp_path / "tmp"),
+                               (*TRAIN, *wait, "--epochs=0"), (*TRAIN, *wait))
+    with _stopped_at_exit(teacher_runs + flag_runs):
+        chief, worker = _finish(teacher_runs)
+        assert_user_error(chief, f"{missing}' does not exist")
+        assert_user_error(worker, "worker 0 (the chief) of the cluster stopped")
+        chief, worker = _finish(flag_runs)
+        assert_user_error(chief, "--epochs must be a positive number")
+        assert_user_error(worker, "worker 0 (the chief) did not join the cluster within 10 s")
+    assert not os.path.exists(tmp_path / "zero_shot") and not os.path.exists(tmp_path / "train")
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ for _module in (synthesis, zskd, lopes, zskt):
 # run and its resumption without the run directory being refused.
 OPERATIONAL_FLAGS = frozenset({
     "run_dir", "overwrite", "data_dir", "strategy", "logical_cpus", "checkpoint_every_secs",
-    "verbose", "flagfile", "eval_every_epochs",
+    "verbose", "flagfile", "eval_every_epochs", "cluster_wait_secs",
 })
 
 # Flags naming files or run directories a command reads: a finished run records their digests
@@ -181,6 +181,9 @@ flags.DEFINE_enum("strategy", "auto", ("auto", "mirrored", "default", "multi_wor
                   "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (or the Slurm "
                   "job); every worker runs the same command, only the chief writes --run_dir "
                   "(train, distill, zero_shot; docs/several_machines.md).")
+flags.DEFINE_integer("cluster_wait_secs", 300,
+                     "multi_worker: how long each process waits for all the others to start "
+                     "before it stops with an error naming the missing ones.")
 flags.DEFINE_integer("logical_cpus", 0,
                      "Split the CPU into this many logical devices (to try multi-replica "
                      "code without GPUs); 0 leaves it alone.")
@@ -194,7 +197,8 @@ flags.DEFINE_enum("verbose", "auto", ("auto", "bar", "epoch", "quiet"),
                   "Progress output: a bar on terminals, one line per epoch otherwise.")
 
 _POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
-             "checkpoint_every_secs", "eval_every_epochs", "samples_per_class", "temperature",
+             "checkpoint_every_secs", "eval_every_epochs", "cluster_wait_secs",
+             "samples_per_class", "temperature",
              "soft_ce_scale",
              "num_samples", "synthesis_steps", "synthesis_batch_size", "synthesis_lr",
              "iterations", "n_generator_steps", "n_student_steps", "z_dim", "student_lr",

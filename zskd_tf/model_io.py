@@ -19,7 +19,7 @@ import tensorflow as tf
 import zskd_tf.models.layers  # noqa: F401  (registers custom layers for .keras loading)
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
-from zskd_tf.runtime import atomic, guarded, integrity
+from zskd_tf.runtime import atomic, cluster, guarded, integrity
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model_info.json"
@@ -123,6 +123,8 @@ def _load_keras(path: str) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - any failure to read the file is the user's input
+        if cluster.is_peer_loss(e):
+            raise
         raise UserError(f"cannot load the Keras model {path}: "
                         f"{str(e).splitlines()[0][:200]}") from None
 
@@ -241,6 +243,8 @@ def _from_savedmodel(path: str, raw_shape) -> LoadedClassifier:
     try:
         loaded = tf.saved_model.load(path)
     except Exception as e:  # noqa: BLE001
+        if cluster.is_peer_loss(e):
+            raise
         raise UserError(f"cannot load the SavedModel {path}: "
                         f"{str(e).splitlines()[0][:200]}") from None
     info_path = os.path.join(path, EXPORT_INFO_FILE)

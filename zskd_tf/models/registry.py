@@ -10,6 +10,7 @@ import keras
 
 from zskd_tf.errors import UserError
 from zskd_tf.models import alexnet, lenet, mlp, small_cnn, wrn
+from zskd_tf.runtime import cluster
 
 _FIXED = {  # name -> (family, builder)
     "lenet5": ("lenet", lenet.lenet5),
@@ -126,6 +127,8 @@ def build_student(name: str, *, num_classes: int, input_shape, conv: str = "Conv
     try:
         model = keras.saving.load_model(name, compile=False)
     except Exception as e:  # noqa: BLE001 - any failure to read the file is the user's input
+        if cluster.is_peer_loss(e):
+            raise
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise UserError(f"--student={name} is not a Keras model file ({reason})") from None
     if not isinstance(model, keras.Model) or len(model.inputs or ()) != 1:

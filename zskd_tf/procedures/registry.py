@@ -14,7 +14,7 @@ import dataclasses
 
 # Read by every procedure: where and how the run executes (zskd_tf/procedures/__init__.py).
 COMMON = ("procedure", "run_dir", "overwrite", "seed", "strategy", "logical_cpus",
-          "deterministic")
+          "deterministic", "cluster_wait_secs")
 
 # Groups of flags several procedures read through the same helper.
 NAMED_DATASET = ("dataset", "data_dir")

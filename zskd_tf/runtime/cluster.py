@@ -10,20 +10,28 @@ restarted cluster resumes where the chief's last checkpoint left it.
 
 The strategy must exist before TensorFlow runs its first operation: ``join`` is called once
 at the start of a procedure, and ``devices.make_strategy("multi_worker")`` returns it.
+
+A cluster cannot go on without one of its processes. ``join`` waits a bounded time for all of
+them (``wait_secs``), and ``peer_failure`` turns TensorFlow's errors about a process that is
+gone (stopped, killed, or never started because it refused its input) into one line saying
+which one and what to do.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 
 from zskd_tf.errors import UserError
+from zskd_tf.runtime import slurm
 
 # Procedures whose training loop runs under the cluster's strategy.
 PROCEDURES = ("train", "distill", "zero_shot")
-_SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_PROCID")
+DEFAULT_WAIT_SECS = 300  # how long a process waits for the others to start
+_TASK = re.compile(r"/job:(chief|worker)/replica:\d+/task:(\d+)")
 
 
 @dataclasses.dataclass
@@ -36,12 +44,15 @@ class Member:
         name: ``"worker 1"``-style name of this process's task.
         run_dir: the run directory every process was given (the chief's).
         scratch_dir: where a non-chief worker writes instead (None on the chief).
+        leader: ``"worker 0"``-style name of the task that hosts TensorFlow's coordination
+            service (the chief).
     """
     strategy: object
     is_chief: bool
     name: str
     run_dir: str
     scratch_dir: str | None = None
+    leader: str = "worker 0"
 
 
 _MEMBER: list[Member] = []  # the one cluster this process joined
@@ -108,27 +119,52 @@ def _resolver():
     if text is not None:
         check_tf_config(text)
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    if all(os.environ.get(name) for name in _SLURM_VARIABLES):
-        try:
-            return tf.distribute.cluster_resolver.SlurmClusterResolver()
-        except (RuntimeError, ValueError, KeyError, OSError) as e:
-            _fail(f"the Slurm job's cluster cannot be read ({e})")
+    if slurm.in_job():
+        return slurm.resolver()
     _fail("set TF_CONFIG to describe the cluster (or run inside a Slurm job)")
 
 
-def join(procedure: str, run_dir: str) -> Member:
+def _task_name(kind: str, index) -> str:
+    return f"{kind} {index}"
+
+
+def _configure_coordination(spec, wait_secs: int) -> str:
+    """Sets up TensorFlow's coordination service as ``MultiWorkerMirroredStrategy`` would,
+    but with a bounded wait for the other processes: by default a worker waits an hour for a
+    missing chief, and the chief forever for a missing worker. Returns the leader's name.
+
+    With ``cluster_register_with_barrier`` every process, the leader included, fails with
+    DEADLINE_EXCEEDED naming the missing tasks once ``wait_secs`` have passed.
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    leader = multi_worker_util.coordination_leader(spec)
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+            for job in ("chief", "worker") if job in spec.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=leader, coordinated_jobs=jobs,
+        cluster_register_timeout_in_ms=int(wait_secs * 1000))
+    context.context().coordination_service.cluster_register_with_barrier = True
+    return _task_name(*_TASK.search(leader).groups())
+
+
+def join(procedure: str, run_dir: str, wait_secs: float = DEFAULT_WAIT_SECS) -> Member:
     """Creates the cluster's strategy (before any TensorFlow operation runs) and this process's
     role in it. Calling it again returns the same member.
 
     Args:
         procedure: the ``--procedure`` being run (only those in ``PROCEDURES`` may).
         run_dir: the ``--run_dir`` every process of the cluster was given.
+        wait_secs: how long to wait for every other process of the cluster to start.
 
     Returns:
         The ``Member``; a non-chief worker's ``scratch_dir`` is a new temporary directory.
 
     Raises:
-        UserError: the procedure cannot run on a cluster, or the cluster is described wrongly.
+        UserError: the procedure cannot run on a cluster, the cluster is described wrongly,
+            or a process of it did not start within ``wait_secs``.
     """
     if _MEMBER:  # a second run in the same process (the Python API)
         if _MEMBER[0].scratch_dir is not None:
@@ -140,13 +176,113 @@ def join(procedure: str, run_dir: str) -> Member:
     resolver = _resolver()
     import tensorflow as tf
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     kind, index = resolver.task_type, resolver.task_id
+    leader = _configure_coordination(resolver.cluster_spec(), wait_secs)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    except tf.errors.OpError as e:
+        missing = _lost_tasks(str(e), _task_name(kind, index), leader)
+        _fail(f"{_described(missing, leader)} did not join the cluster within {wait_secs:g} s "
+              "(--cluster_wait_secs): start every process with the same command; one that "
+              "stopped says why in its own output")
     is_chief = strategy.extended.should_checkpoint
     scratch = None if is_chief else tempfile.mkdtemp(prefix=f"zskd_{kind}{index}_")
-    member = Member(strategy, is_chief, f"{kind} {index}", os.path.abspath(run_dir), scratch)
+    member = Member(strategy, is_chief, _task_name(kind, index), os.path.abspath(run_dir),
+                    scratch, leader)
     _MEMBER.append(member)
     return member
+
+
+def _lost_tasks(text: str, own: str, leader: str) -> list[str]:
+    """The tasks that a TensorFlow error message ``text`` reports missing, seen from ``own``.
+
+    The coordination service lists them after "unhealthy" (no heartbeats) or "timed out task
+    names" (not registered in time); an error without such a list comes from a process that
+    cannot reach the service, so the leader hosting it is gone.
+    """
+    if "leader task" in text:
+        return [leader]
+    for marker in ("timed out task names", "unhealthy"):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+            break
+    names = []
+    for kind, index in _TASK.findall(text):
+        name = _task_name(kind, index)
+        if name != own and name not in names:
+            names.append(name)
+    return names or ([leader] if leader != own else ["another process"])
+
+
+def _described(names: list[str], leader: str) -> str:
+    return " and ".join(f"{name} (the chief)" if name == leader and not name.startswith("chief")
+                        else name for name in names)
+
+
+def is_peer_loss(error: BaseException) -> bool:
+    """Whether ``error`` is TensorFlow's way of saying that another process of the cluster is
+    gone. Code that turns any failure (e.g. of loading a model) into a UserError about its
+    input lets such an error through: the input is fine.
+
+    Args:
+        error: an exception.
+
+    Returns:
+        True when this process joined a cluster and ``error`` is one of the errors an aborted
+        collective operation or a lost coordination service raises.
+    """
+    if joined() is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                              tf.errors.AbortedError, tf.errors.CancelledError))
+
+
+def peer_failure(error: BaseException) -> UserError | None:
+    """What to tell the user when a TensorFlow error means another process of the cluster is
+    gone (killed, crashed, or stopped because it refused its input).
+
+    TensorFlow's coordination service notices a process that stops sending heartbeats within
+    seconds and aborts the collective operations every other process is waiting in.
+
+    Args:
+        error: an exception raised while this process ran a procedure.
+
+    Returns:
+        A UserError naming the lost process and what to do, or None when ``error`` is not
+        about the cluster (or this process joined none).
+    """
+    if not is_peer_loss(error):
+        return None
+    member = joined()
+    lost = _lost_tasks(str(error), member.name, member.leader)
+    return UserError(
+        f"--strategy=multi_worker: {_described(lost, member.leader)} of the cluster stopped, and "
+        f"{member.name} cannot go on without it; start every process again with the same "
+        "command: they resume from the chief's last checkpoint (a process that refused its "
+        "input says why in its own output)")
+
+
+def chief_decides(value: bool) -> bool:
+    """The chief's ``value``, on every process of the cluster (one collective operation, so
+    every process must call it at the same point).
+
+    Args:
+        value: this process's answer; only the chief's counts.
+
+    Returns:
+        The chief's ``value`` (``value`` itself when no cluster was joined).
+    """
+    member = joined()
+    if member is None:
+        return value
+    import tensorflow as tf
+
+    strategy = member.strategy
+    mine = 1.0 if member.is_chief and value else 0.0
+    votes = strategy.run(lambda: tf.constant(mine))
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)) > 0
 
 
 def joined() -> Member | None:
