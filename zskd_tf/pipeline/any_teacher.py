@@ -25,7 +25,8 @@ ZSKD follows the Fashion-MNIST recipe of ``flags/zskd/``: N(0, 1) start, image L
 lr 3 for 400 steps, batches of 500; the student sees the impressions randomly scaled, shifted
 and rotated (``--augment=affine``), each scored by the teacher online (``--targets=teacher``;
 a SavedModel teacher cannot be run inside training: its stored soft targets are used, without
-augmentation). Attention transfer (ZSKT's ``--beta=250``) is used only when teacher and student
+augmentation). The Lopes et al. student is trained the same way (chosen on a validation split
+for the demo pipeline, docs/quick_pipeline_study.md). Attention transfer (ZSKT's ``--beta=250``) is used only when teacher and student
 share feature taps of equal size (two WRNs). Every student is exported (SavedModel, TFLite and
 an int8 TFLite calibrated on its own method's synthetic images).
 
@@ -246,10 +247,10 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
 def _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch, teacher, student,
                   stats, at_taps) -> list[Step]:
     s = f"--student={student}"
+    online = (t, *no_dataset, "--targets=teacher", "--augment=affine") if teacher.keras \
+        else ("--targets=stored", "--augment=none")
     if method.startswith("zskd"):
         bn = (f"--impression_bn_weight={BN_PRIOR_WEIGHT}",) if method == "zskd_bn" else ()
-        online = (t, *no_dataset, "--targets=teacher", "--augment=affine") if teacher.keras \
-            else ("--targets=stored", "--augment=none")
         return [
             Step(f"{method}_impressions", f"{TITLES[method]}: data impressions", (
                 "--procedure=data_impressions", t, *task, *ZSKD_RECIPE, *bn,
@@ -270,10 +271,9 @@ def _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch, tea
                 f"--objective={LOPES_OBJECTIVE}", f"--num_samples={preset.reconstructions}",
                 f"--synthesis_steps={preset.reconstruction_steps}")),
             Step("lopes_student", "Lopes et al.: student on the reconstruction", (
-                "--procedure=distill", s, t, *no_dataset,
+                "--procedure=distill", s, *online,
                 f"--dataset={d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "--loss=soft_ce",
-                "--temperature=8", f"--epochs={max(1, preset.student_epochs // 2)}",
-                *evaluation))]
+                "--temperature=8", f"--epochs={preset.student_epochs}", *evaluation))]
     bn = (f"--generator_bn_weight={BN_PRIOR_WEIGHT}",) if method == "zskt_bn" else ()
     attention = ((f"--beta={AT_BETA:g}", f"--at_taps={','.join(at_taps)}") if at_taps
                  else ("--beta=0",))
