@@ -26,9 +26,10 @@ lr 3 for 400 steps, batches of 500; the student sees the impressions randomly sc
 and rotated (``--augment=affine``), each scored by the teacher online (``--targets=teacher``;
 a SavedModel teacher cannot be run inside training: its stored soft targets are used, without
 augmentation). The Lopes et al. student is trained the same way (chosen on a validation split
-for the demo pipeline, docs/quick_pipeline_study.md). Attention transfer (ZSKT's ``--beta=250``) is used only when teacher and student
-share feature taps of equal size (two WRNs). Every student is exported (SavedModel, TFLite and
-an int8 TFLite calibrated on its own method's synthetic images).
+for the demo pipeline, docs/quick_pipeline_study.md). Attention transfer (ZSKT's
+``--beta=250``) is used only when teacher and student share feature taps of equal size (two
+WRNs). Every student is exported (SavedModel, TFLite and an int8 TFLite calibrated on its own
+method's synthetic images).
 
 Real data is only used to evaluate: with ``--eval_data`` the teacher and each student are
 scored on it; without, the report shows each student's top-1 agreement with the teacher on
