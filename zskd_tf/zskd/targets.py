@@ -1,4 +1,5 @@
-"""Which Dirichlet target each data impression gets, batch by batch (docs/methods/zskd.md §2).
+"""Which Dirichlet target each data impression gets, batch by batch (docs/methods/zskd.md,
+"Dirichlet targets").
 
 Impressions are split equally among the classes and, within a class, among the betas
 (default 1.0 and 0.1: half of all impressions each). Impression ``j`` belongs to group
