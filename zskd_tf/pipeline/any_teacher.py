@@ -44,7 +44,7 @@ import dataclasses
 import os
 
 from zskd_tf.errors import UserError
-from zskd_tf.pipeline.steps import LOPES_OBJECTIVE, Step
+from zskd_tf.pipeline.steps import LOPES_OBJECTIVE, SYNTHETIC_VIEWS, Step
 
 METHODS = ("zskd", "zskd_bn", "lopes", "zskt", "zskt_bn")
 TITLES = {"zskd": "ZSKD (Nayak et al. 2019)", "zskd_bn": "ZSKD + BatchNorm prior",
@@ -248,7 +248,7 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
 def _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch, teacher, student,
                   stats, at_taps) -> list[Step]:
     s = f"--student={student}"
-    online = (t, *no_dataset, "--targets=teacher", "--augment=affine") if teacher.keras \
+    online = (t, *no_dataset, *SYNTHETIC_VIEWS) if teacher.keras \
         else ("--targets=stored", "--augment=none")
     if method.startswith("zskd"):
         bn = (f"--impression_bn_weight={BN_PRIOR_WEIGHT}",) if method == "zskd_bn" else ()

@@ -23,7 +23,8 @@ LOPES_OBJECTIVE = "all_layers"
 # The ZSKD and Lopes et al. students see their synthetic images randomly scaled, shifted and
 # rotated, each scored by the teacher online, for 120 epochs: chosen on a validation split at
 # the --quick scale (docs/quick_pipeline_study.md; +12 points for ZSKD, +9 for Lopes et al.).
-SYNTHETIC_STUDENT = ("--targets=teacher", "--augment=affine", "--epochs=120")
+SYNTHETIC_VIEWS = ("--targets=teacher", "--augment=affine")
+SYNTHETIC_STUDENT = (*SYNTHETIC_VIEWS, "--epochs=120")
 
 
 @dataclasses.dataclass(frozen=True)
