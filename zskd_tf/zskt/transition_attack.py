@@ -1,4 +1,6 @@
-"""Transition curves and the mean transition error (MTE) of ZSKT (docs/methods/zskt.md §7).
+"""Transition curves and the mean transition error (MTE) of ZSKT: the maths of
+``--procedure=transition_curves`` (docs/methods/zskt.md, "Transition curves and mean
+transition error (MTE)").
 
 For an image x with dataset label y on which network A (the attacked student) and network B
 (the teacher) predict the same class, and for each of the C-1 target classes
