@@ -7,10 +7,11 @@ machine's shared notes (absolute, or relative out of the repository) are refused
 
 Sections are cited by name: the page, a comma, then the heading in double quotes, e.g.
 ``docs/methods/zskt.md, "Generator"``; more headings of the same page follow after "," or
-"and". A cited name must be a heading of that page (without its number, if it has one). Code
-(``.py`` and ``.sh`` files) cites no section by number ("§"): a number says nothing to the
-reader and silently points elsewhere when the page is renumbered. Flagfiles and the method
-pages themselves may still cite numbers, which must be numbered headings of the page.
+"and". A cited name must be a heading of that page (without its number, if it has one). Only
+the Markdown pages themselves may cite a section by number (a section sign and digits), and it
+must be a numbered heading of the cited page; code and flagfiles may not: a number says
+nothing to the reader and silently points elsewhere when the page is renumbered. Code (``.py``
+and ``.sh`` files) uses no section sign at all.
 
 In test modules only comments and docstrings are read: their string literals are test data
 (e.g. the broken links a link checker must find), not citations.
@@ -145,6 +146,9 @@ def find_problems(path: str) -> list[str]:
                 continue
             known = _headings(target)
             cited = [s for pair in _SECTION.findall(sections) for s in pair if s]
+            if cited and not path.endswith(".md") and not path.endswith(CODE_SUFFIXES):
+                problems.append(f"{where}:{number}: cite the section of {reference} by its "
+                                f"heading, not by number: {text.strip()}")
             for section in cited:
                 if section not in known:
                     problems.append(f"{where}:{number}: {reference} has no section §{section}")
@@ -190,13 +194,15 @@ def test_the_checker_tells_outside_references_apart(tmp_path, text, bad):
     assert bool(find_problems(str(citing))) == bad
 
 
-@pytest.mark.parametrize("text, bad", [
-    ("# (docs/methods/zskt.md §7-8, §9.3)", False),
-    ("# (docs/methods/zskt.md §99)", True),
-    ("# (docs/methods/zskt.md §8-99)", True),
+@pytest.mark.parametrize("name, text, bad", [
+    ("run.cfg", '# (docs/methods/zskt.md, "Published results"; paper §4.1)', False),
+    ("run.cfg", "# (docs/methods/zskt.md §8)", True),
+    ("page.md", "(see [notes](docs/methods/zskt.md) §7-8, §9.3)", False),
+    ("page.md", "docs/methods/zskt.md §7-8, §9.3", False),
+    ("page.md", "docs/methods/zskt.md §8-99", True),
 ])
-def test_flagfiles_may_cite_existing_section_numbers(tmp_path, text, bad):
-    citing = tmp_path / "run.cfg"
+def test_only_pages_cite_sections_by_number_and_those_exist(tmp_path, name, text, bad):
+    citing = tmp_path / name
     citing.write_text(text + "\n", encoding="utf-8")
     assert bool(find_problems(str(citing))) == bad
 
