@@ -75,10 +75,17 @@ class IterationCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizers(config: ZeroShotConfig):
-    """(generator Adam, student Adam) with their per-iteration cosine schedules.
+    """The two Adam optimizers of ZSKT, each with its per-iteration cosine schedule.
 
     Create them inside the strategy scope (docs/methods/keras_notes.md, "Optimizers and the
     strategy scope").
+
+    Args:
+        config: the run's settings (learning rates, iterations, steps per iteration, the
+            iteration at which the generator freezes).
+
+    Returns:
+        (generator optimizer, student optimizer).
     """
     def adam(lr, steps, stop=None):
         return keras.optimizers.Adam(IterationCosine(lr, config.iterations, steps, stop),
@@ -89,8 +96,20 @@ def make_optimizers(config: ZeroShotConfig):
 
 def noise_dataset(seed: int, start: int, stop: int, global_batch: int, draws: int,
                   z_dim: int) -> tf.data.Dataset:
-    """The noise of iterations ``start..stop-1``: one ``(global_batch, draws, z_dim)`` element
-    each, z ~ N(0, I), a pure function of ``(seed, iteration)``."""
+    """The noise of iterations ``start..stop-1``, z ~ N(0, I), a pure function of
+    ``(seed, iteration)``: a resumed run draws what an uninterrupted one would have drawn.
+
+    Args:
+        seed: the run's seed.
+        start: the first outer iteration.
+        stop: one past the last outer iteration.
+        global_batch: images per iteration, over all replicas.
+        draws: z batches per iteration (``ZeroShotConfig.noise_draws``).
+        z_dim: length of z.
+
+    Returns:
+        A dataset of one float32 ``(global_batch, draws, z_dim)`` element per iteration.
+    """
     def draw(t):
         return tf.random.stateless_normal((global_batch, draws, z_dim),
                                           seed=tf.stack([tf.constant(seed, tf.int64), t]))
