@@ -52,14 +52,15 @@ OPTION_SETS = {  # --compare: label -> extra flags
 def _seconds_per_iteration(teacher_name: str, student_name: str) -> float:
     import keras
 
-    from zskd_tf.models import generator as generator_lib
     from zskd_tf.models import registry
-    from zskd_tf.trainers import zero_shot as zs
+    from zskd_tf.zskt import generator as generator_lib
+    from zskd_tf.zskt import trainer as zs
+    from zskd_tf.zskt.config import ZeroShotConfig
 
     keras.utils.set_random_seed(0)
     wrns = all(registry.model_family(n) == "wrn" for n in (teacher_name, student_name))
-    config = zs.ZeroShotConfig(iterations=1000, n_student_steps=FLAGS.n_student_steps,
-                               variant=FLAGS.variant, beta=250.0 if wrns else 0.0)
+    config = ZeroShotConfig(iterations=1000, n_student_steps=FLAGS.n_student_steps,
+                            variant=FLAGS.variant, beta=250.0 if wrns else 0.0)
     shape = registry.default_input_shape(teacher_name)
     trainer = zs.ZeroShotTrainer(registry.build_model(teacher_name, input_shape=shape),
                                  registry.build_model(student_name, input_shape=shape),

@@ -154,7 +154,7 @@ def _whole(path: str) -> None:
 def _same_product(reference: str, other: str) -> None:
     _whole(other)
     if reference.endswith(".keras"):
-        from zskd_tf.models import generator as _  # noqa: F401  (registers its layers)
+        import zskd_tf.models.layers  # noqa: F401  (registers the generator's layers)
         a = keras.saving.load_model(reference, compile=False).get_weights()
         b = keras.saving.load_model(other, compile=False).get_weights()
         for wa, wb in zip(a, b, strict=True):

@@ -131,8 +131,8 @@ def test_cli_few_shot_and_no_teacher(lenet5_teacher, tmp_path):
 
 
 def test_iteration_matching_follows_the_fewshot_table():
-    # docs/methods/kd_at_moonshine.md §6: CIFAR 200 epochs x 50,000 / (10 M); SVHN 100 epochs,
-    # M < 100 scaled by M/100.
+    # docs/methods/kd_at_moonshine.md, "Few-shot KD+AT and the no-teacher baseline": CIFAR 200
+    # epochs x 50,000 / (10 M); SVHN 100 epochs, M < 100 scaled by M/100.
     assert _few_shot_epochs(200, 50000, 10, 10, "cifar10") == 100000
     assert _few_shot_epochs(200, 50000, 10, 200, "cifar10") == 5000
     assert _few_shot_epochs(200, 50000, 10, 75, "cifar10") == 13333

@@ -31,8 +31,8 @@ def _weights(model, layer):
     ("wrn-16-1", 175_066), ("wrn-16-2", 691_674), ("wrn-40-1", 563_930), ("wrn-40-2", 2_243_546),
     ("lenet5", 61_706), ("lenet5_half", 35_820), ("lenet", 61_706), ("lenet_half", 35_820),
     ("hinton1200", 2_395_210), ("hinton800", 1_276_810),
-    # docs/methods/zskd.md §7 counts conv+dense weights and biases; Keras also trains the BN
-    # gammas/betas.
+    # docs/methods/zskd.md, "Architectures", counts conv+dense weights and biases; Keras also
+    # trains the BN gammas/betas.
     ("alexnet", 1_656_266 + 2_912), ("alexnet_half", 415_978 + 1_456),
 ])
 def test_trainable_params(name, params):
@@ -45,7 +45,9 @@ def test_standard_wrn_macs(name, macs):
     assert complexity.count_macs(_model(name)) == macs
 
 
-MOONSHINE_WRN_40_2 = [  # docs/methods/kd_at_moonshine.md §5: conv, block, trainable params, MACs
+# docs/methods/kd_at_moonshine.md, "Counting parameters and multiply-accumulates": conv, block,
+# trainable params, MACs.
+MOONSHINE_WRN_40_2 = [
     ("Conv", "basic", 2_243_546, 327_599_370),
     ("ConvB2", "basic", 856_538, 125_486_346),
     ("DConv", "basic", 293_514, 44_127_498),

@@ -101,7 +101,7 @@ def test_dynamic_quantization_has_int8_weights_and_float_activations(lenet5_teac
 
 
 def test_generator_samples_map_to_raw_images(tmp_path):
-    from zskd_tf.models import generator as generator_lib
+    from zskd_tf.zskt import generator as generator_lib
     keras.utils.set_random_seed(0)
     gen = generator_lib.generator(SPEC.shape, z_dim=8, width=4, output_range=SPEC.value_range)
     run = tmp_path / "zskt" / "seed_0"

@@ -80,7 +80,7 @@ def kill_and_finish(args, run_dir: str, duration: float) -> int:
 def _weights(path):
     import keras
 
-    from zskd_tf.models import generator as _  # noqa: F401  (registers the generator's layers)
+    import zskd_tf.models.layers  # noqa: F401  (registers the generator's layers)
     return keras.saving.load_model(path, compile=False).get_weights()
 
 

@@ -1,6 +1,7 @@
 """Run-directory safety: ``--overwrite`` deletes only zskd_tf runs and only after the new
 command's inputs are valid; one writer per run directory; finished runs whose inputs changed
-are reported stale (docs/reliability.md, "Run directories")."""
+are reported stale (docs/reliability.md, "Run directories: never destroy what is not ours, one
+writer, self-healing state")."""
 import fcntl
 import json
 import os

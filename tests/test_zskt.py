@@ -27,19 +27,22 @@ from helpers import (
     two_cpu_strategy,
 )
 from zskd_tf import cli_flags, losses, model_io
-from zskd_tf.analysis import transition_curves as tc
 from zskd_tf.data import datasets, pipeline
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry
-from zskd_tf.models import generator as generator_lib
+from zskd_tf.models import layers as layers_lib
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures import transition_curves
 from zskd_tf.procedures import zero_shot as zero_shot_procedure
 from zskd_tf.procedures.common import model_info
 from zskd_tf.runtime import devices
 from zskd_tf.trainers import classifier, input_gradients
-from zskd_tf.trainers import zero_shot as zs
+from zskd_tf.zskt import generator as generator_lib
+from zskd_tf.zskt import trainer as zs
+from zskd_tf.zskt import transition_attack as tc
+from zskd_tf.zskt.adversarial_losses import class_imbalance, teacher_uncertainty
+from zskd_tf.zskt.config import WRN_TAPS, ZeroShotConfig
 
 PLOT_TOOL = os.path.join(REPO, "tools", "plot_transition_curves.py")
 SHAPE = (16, 16, 1)  # in-process tests: WRN-10-1s on 16x16x1 (taps 16x16, 8x8, 4x4)
@@ -50,7 +53,8 @@ Z_DIM = 8
 
 def test_generator_has_the_reference_size_and_init():
     g = generator_lib.generator((32, 32, 3), z_dim=100)
-    assert complexity.count_trainable_params(g) == 1_051_145  # docs/methods/zskt.md §1
+    # The count of docs/methods/zskt.md, "Generator".
+    assert complexity.count_trainable_params(g) == 1_051_145
     assert g.output_shape == (None, 32, 32, 3)
     assert generator_lib.generator((32, 32, 1), z_dim=100).output_shape == (None, 32, 32, 1)
     for layer, fan_in in (("linear", 100), ("conv1", 9 * 128), ("conv2", 9 * 128),
@@ -72,6 +76,14 @@ def test_generator_has_the_reference_size_and_init():
     assert narrow.get_layer("conv2").kernel.shape == (3, 3, w, w // 2)
     with pytest.raises(UserError, match="width"):
         generator_lib.generator((32, 32, 1), width=1)
+
+
+def test_generator_layers_keep_the_names_saved_generators_load_by():
+    # generator.keras files name their custom layers by registered name, not by module: the
+    # layers live in models/layers.py (which model_io imports) and must keep these names.
+    for cls in (layers_lib.BatchStatNorm, layers_lib.RangeSquash):
+        assert keras.saving.get_registered_name(cls) == f"zskd_tf>{cls.__name__}"
+        assert keras.saving.get_registered_object(f"zskd_tf>{cls.__name__}") is cls
 
 
 def test_generator_range_option_squashes_into_the_teacher_range(tmp_path):
@@ -111,16 +123,17 @@ def test_cosine_is_per_outer_iteration():
     got = [float(schedule(step)) for step in range(12)]
     want = [2e-3 * (1 + math.cos(math.pi * (step // 3) / 4)) / 2 for step in range(12)]
     np.testing.assert_allclose(got, want, rtol=1e-6)
-    # The reference's logged student lr after 800 of 80k iterations (docs/methods/zskt.md §4).
+    # The reference's logged student lr after 800 of 80k iterations (docs/methods/zskt.md,
+    # "Optimisers and schedule").
     reference = zs.IterationCosine(2e-3, 80_000, 10)
     assert float(reference(8000)) == pytest.approx(0.0019995066, rel=1e-6)
     # stop_iteration: the same rates before it, exactly 0 from it on.
     stopped = zs.IterationCosine(2e-3, iterations=4, steps_per_iteration=3, stop_iteration=3)
     np.testing.assert_allclose([float(stopped(step)) for step in range(12)],
                                want[:9] + [0.0] * 3, rtol=1e-6)
-    assert zs.ZeroShotConfig(iterations=1200, freeze_generator_at=0.85) \
+    assert ZeroShotConfig(iterations=1200, freeze_generator_at=0.85) \
         .generator_stop_iteration == 1020
-    assert zs.ZeroShotConfig(iterations=1200).generator_stop_iteration is None  # the paper
+    assert ZeroShotConfig(iterations=1200).generator_stop_iteration is None  # the paper
 
 
 def test_noise_is_a_function_of_seed_and_iteration():
@@ -163,7 +176,7 @@ def _teacher():
 def _trainer(optimizers=None, policy="float32", **config):
     """Student and generator built under the dtype ``policy``; the teacher always float32,
     as a loaded teacher."""
-    config = zs.ZeroShotConfig(**{"iterations": 4, "n_student_steps": 2, **config})
+    config = ZeroShotConfig(**{"iterations": 4, "n_student_steps": 2, **config})
     with devices.dtype_policy(policy):
         student = _wrn(2)
     keras.utils.set_random_seed(3)
@@ -302,19 +315,19 @@ def test_generator_bn_weight_adds_the_teacher_feature_statistics_distance():
 
 def test_class_imbalance_is_zero_when_balanced_and_log_c_when_one_class_takes_all():
     balanced = tf.constant(np.eye(4, dtype=np.float32) * 50.0)  # each class once, confidently
-    assert float(losses.class_imbalance(balanced)) == pytest.approx(0.0, abs=1e-5)
+    assert float(class_imbalance(balanced)) == pytest.approx(0.0, abs=1e-5)
     one_class = tf.constant(np.tile([[50.0, 0, 0, 0]], (4, 1)).astype(np.float32))
-    assert float(losses.class_imbalance(one_class)) == pytest.approx(np.log(4.0), abs=1e-5)
+    assert float(class_imbalance(one_class)) == pytest.approx(np.log(4.0), abs=1e-5)
     logits = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     p_bar = p.mean(0)
     want = np.log(5.0) + (p_bar * np.log(p_bar)).sum()
-    assert float(losses.class_imbalance(tf.constant(logits))) == pytest.approx(want, rel=1e-5)
+    assert float(class_imbalance(tf.constant(logits))) == pytest.approx(want, rel=1e-5)
 
 
 @pytest.mark.parametrize("term, weight_flag, measure", [
-    ("generator_balance", "generator_balance_weight", losses.class_imbalance),
-    ("generator_confidence", "generator_confidence_weight", losses.teacher_uncertainty),
+    ("generator_balance", "generator_balance_weight", class_imbalance),
+    ("generator_confidence", "generator_confidence_weight", teacher_uncertainty),
 ])
 def test_a_dafl_weight_adds_its_term_of_the_teacher_to_the_generator_loss(
         term, weight_flag, measure):
@@ -332,17 +345,16 @@ def test_a_dafl_weight_adds_its_term_of_the_teacher_to_the_generator_loss(
     assert term in trainer.train_step(_z(draws=1))
     assert term not in _trainer().train_step(_z())  # off by default (the paper)
     with pytest.raises(UserError, match=weight_flag):
-        zs.ZeroShotConfig(**{weight_flag: float("nan")})
+        ZeroShotConfig(**{weight_flag: float("nan")})
 
 
 def test_teacher_uncertainty_is_the_cross_entropy_against_the_top_class():
     sure = tf.constant([[60.0, 0, 0], [0, 0, 60.0]])
-    assert float(losses.teacher_uncertainty(sure)) == pytest.approx(0.0, abs=1e-5)
+    assert float(teacher_uncertainty(sure)) == pytest.approx(0.0, abs=1e-5)
     logits = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
     log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     want = -log_p.max(1).mean()
-    assert float(losses.teacher_uncertainty(tf.constant(logits))) == pytest.approx(want,
-                                                                                    rel=1e-5)
+    assert float(teacher_uncertainty(tf.constant(logits))) == pytest.approx(want, rel=1e-5)
 
 
 def test_generator_bn_weight_needs_a_teacher_with_batchnorm():
@@ -354,8 +366,8 @@ def test_gradients_flow_where_the_reference_says():
     trainer = _trainer()
     g_vars = trainer.generator.trainable_variables
     z = _z()[:, 0]
-    # docs/methods/zskt.md §2: the student loss never reaches G; the generator loss goes through
-    # the teacher's softmax too.
+    # docs/methods/zskt.md, "One outer iteration": the student loss never reaches G; the
+    # generator loss goes through the teacher's softmax too.
     with tf.GradientTape(persistent=True) as tape:  # student loss
         loss = trainer.student_loss(*trainer.student_targets(z))[0]
     assert all(g is None for g in tape.gradient(loss, g_vars))
@@ -447,26 +459,26 @@ def test_student_images_per_variant(variant, calls, monkeypatch):
 
 def test_unknown_variant_is_a_user_error():
     with pytest.raises(UserError, match="variant"):
-        zs.ZeroShotConfig(variant="improved")
+        ZeroShotConfig(variant="improved")
     with pytest.raises(UserError, match="matching_loss"):
-        zs.ZeroShotConfig(matching_loss="mse")
+        ZeroShotConfig(matching_loss="mse")
     for fraction in (0.0, -0.5, 1.5):
         with pytest.raises(UserError, match="freeze_generator_at"):
-            zs.ZeroShotConfig(freeze_generator_at=fraction)
+            ZeroShotConfig(freeze_generator_at=fraction)
     with pytest.raises(UserError, match="generator_bn_weight"):
-        zs.ZeroShotConfig(generator_bn_weight=-1.0)
+        ZeroShotConfig(generator_bn_weight=-1.0)
     with pytest.raises(UserError, match="generator_range"):
-        zs.ZeroShotConfig(generator_range="clipped")
+        ZeroShotConfig(generator_range="clipped")
 
 
 def test_config_from_flags_takes_the_papers_defaults_and_the_flags_given():
     base = ("--procedure=zero_shot", "--run_dir=r", "--teacher=t", "--student=wrn-16-1")
-    paper = zs.ZeroShotConfig.from_flags(_parsed_flags(*base))
+    paper = ZeroShotConfig.from_flags(_parsed_flags(*base))
     assert (paper.iterations, paper.beta, paper.batch_size, paper.temperature,
-            paper.at_taps) == (80_000, 250.0, 128, 1.0, zs.WRN_TAPS)
-    assert zs.ZeroShotConfig.from_flags(_parsed_flags(*base, "--dataset=svhn")).iterations \
+            paper.at_taps) == (80_000, 250.0, 128, 1.0, WRN_TAPS)
+    assert ZeroShotConfig.from_flags(_parsed_flags(*base, "--dataset=svhn")).iterations \
         == 50_000
-    given = zs.ZeroShotConfig.from_flags(_parsed_flags(
+    given = ZeroShotConfig.from_flags(_parsed_flags(
         *base, "--iterations=7", "--beta=0", "--at_taps=group2", "--z_dim=8",
         "--generator_range=teacher"))
     assert (given.iterations, given.beta, given.at_taps, given.z_dim,
@@ -642,7 +654,7 @@ def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_
     init_cfg = _parsed_flags(*args, f"--init_from={reference}/seed_0",
                              f"--run_dir={tmp_path}/init")
     student, _ = zero_shot_procedure._build_networks(
-        init_cfg, zs.ZeroShotConfig.from_flags(init_cfg), finished.spec, 10)
+        init_cfg, ZeroShotConfig.from_flags(init_cfg), finished.spec, 10)
     for a, b in zip(student.get_weights(), finished.model.get_weights()):
         np.testing.assert_array_equal(a, b)
 

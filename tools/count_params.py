@@ -2,7 +2,8 @@
 
     python tools/count_params.py --model=wrn-40-2 --conv=Conv,G8B2 --block=basic,bottle
 
-MACs follow docs/methods/kd_at_moonshine.md §5 (see zskd_tf/models/complexity.py).
+MACs follow docs/methods/kd_at_moonshine.md, "Counting parameters and multiply-accumulates"
+(see zskd_tf/models/complexity.py).
 """
 import contextlib
 import itertools

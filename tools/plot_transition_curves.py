@@ -10,8 +10,8 @@ Drawn with OpenCV only (no TensorFlow import, so it starts quickly).
 import _cli
 from absl import flags
 
-from zskd_tf.analysis.curve_plot import plot
 from zskd_tf.errors import UserError
+from zskd_tf.zskt.transition_figure import plot
 
 _RUN_DIR = flags.DEFINE_list("run_dir", None, "transition_curves run directories, one panel each.")
 _OUT = flags.DEFINE_string("out", None, "The PNG file to write.")

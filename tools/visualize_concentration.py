@@ -4,9 +4,9 @@
         --out=concentration.png
 
 Rows are the classes' Dirichlet concentrations alpha^k (row-wise min-max normalised class
-similarity of the teacher's final Dense layer, docs/methods/zskd.md §1); class names label both
-axes (from the run's result.json, or --class_names; indices otherwise). Colours are viridis over
-[0, 1].
+similarity of the teacher's final Dense layer: docs/methods/zskd.md, "Concentration matrix");
+class names label both axes (from the run's result.json, or --class_names; indices otherwise).
+Colours are viridis over [0, 1].
 """
 import json
 import os

@@ -117,7 +117,7 @@ def from_generator(path: str, spec: pp.InputSpec, n: int, seed: int) -> Calibrat
     """``n`` samples of the ZSKT generator in ``path`` (a run directory or its .keras)."""
     import keras
 
-    from zskd_tf.models import generator as _  # noqa: F401  (registers its layers)
+    import zskd_tf.models.layers  # noqa: F401  (registers the generator's layers)
 
     file = generator_path(path)
     try:

@@ -18,7 +18,7 @@ from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (de
 from zskd_tf.procedures import registry
 from zskd_tf.runtime.batch_store import parse_shard
 from zskd_tf.runtime.run_dir import FlagSchema
-from zskd_tf.trainers import zero_shot_config
+from zskd_tf.zskt import config as zero_shot_config
 
 PROCEDURE_NAMES = registry.NAMES
 _FLAG_MODULES = (__name__, synthesis.__name__, zskd.__name__, lopes.__name__, zskt.__name__)

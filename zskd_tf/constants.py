@@ -7,7 +7,7 @@ the module that implements each choice takes it from here (docs/architecture.md)
 # Training augmentations (zskd_tf.data.preprocess); --augment adds "auto".
 AUGMENTATIONS = ("none", "crop_flip", "affine", "affine_wide")
 
-# ZSKT (zskd_tf.trainers.zero_shot): the loop variant (--variant), and what generator and
+# ZSKT (zskd_tf.zskt.trainer): the loop variant (--variant), and what generator and
 # student fight over (--matching_loss: the paper's KL; DFAD's mean absolute logit difference).
 ZSKT_VARIANTS = ("original", "modified")
 ZSKT_MATCHING_LOSSES = ("kl", "l1")

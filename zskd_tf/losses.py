@@ -1,7 +1,9 @@
 """Losses, each with the reduction the original papers' code used.
 
 All functions return the mean over the examples they are given (per replica); trainers
-divide by the number of replicas before taking gradients (see docs/methods/keras_notes.md §1).
+divide by the number of replicas before taking gradients (see docs/methods/keras_notes.md,
+"Loss scaling with several replicas"). The losses only ZSKT uses are in
+:mod:`zskd_tf.zskt.adversarial_losses`.
 """
 from __future__ import annotations
 
@@ -28,15 +30,9 @@ def kl_element_mean(teacher_logits, student_logits, temperature=1.0):
     return tf.reduce_mean(p_t * (tf.nn.log_softmax(t) - tf.nn.log_softmax(s)))
 
 
-def logit_l1(teacher_logits, student_logits):
-    """Mean absolute difference of the logits over all B x C elements (PyTorch ``F.l1_loss``;
-    the matching loss of DFAD, Fang et al. 2019, an alternative to ZSKT's KL)."""
-    return tf.reduce_mean(tf.abs(teacher_logits - student_logits))
-
-
 def kd(labels, student_logits, teacher_logits, alpha, temperature):
     """FewShot/Moonshine KD: ``(1-alpha)*CE + 2*alpha*T^2*KL_elementmean``
-    (docs/methods/kd_at_moonshine.md §1)."""
+    (docs/methods/kd_at_moonshine.md, "The KD loss")."""
     loss = 2.0 * alpha * temperature ** 2 * kl_element_mean(teacher_logits, student_logits,
                                                            temperature)
     if alpha < 1.0:
@@ -83,25 +79,7 @@ def batchnorm_prior(features, layers):
                      for x, layer in zip(features, layers)])
 
 
-def class_imbalance(logits):
-    """How far the batch's mean predicted distribution is from uniform: ``log C - H(p_bar)``
-    with ``p_bar`` the mean over the batch of ``softmax(logits)`` and H its entropy in nats.
-    0 when every class is predicted equally often on average, ``log C`` when one class takes
-    all (DAFL's information-entropy loss, Chen et al. 2019, shifted to be >= 0)."""
-    mean_probs = tf.reduce_mean(tf.nn.softmax(tf.cast(logits, tf.float32)), axis=0)
-    entropy = -tf.reduce_sum(mean_probs * tf.math.log(mean_probs + 1e-12))
-    return tf.math.log(tf.cast(tf.shape(mean_probs)[0], tf.float32)) - entropy
-
-
-def teacher_uncertainty(logits):
-    """Mean cross-entropy of ``softmax(logits)`` against its own argmax: 0 when the teacher is
-    certain of every image, large when it hesitates (DAFL's one-hot loss, Chen et al. 2019)."""
-    logits = tf.cast(logits, tf.float32)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.argmax(logits, axis=-1), logits=logits))
-
-
 def l1_anchor(variables, anchors):
     """Sum over tensors of mean |w - w0|: the pull of ZSKT fine-tuning to the zero-shot weights
-    (docs/methods/zskt.md §9.3)."""
+    (docs/methods/zskt.md, "Fine-tuning with M real images per class")."""
     return tf.add_n([tf.reduce_mean(tf.abs(v - a)) for v, a in zip(variables, anchors)])

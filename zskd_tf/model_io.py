@@ -67,7 +67,7 @@ class LoadedClassifier:
     spec: pp.InputSpec | None
     info: dict
     _serve: object = None
-    # A loaded SavedModel must stay referenced (docs/methods/keras_notes.md §4).
+    # A loaded SavedModel must stay referenced (docs/methods/keras_notes.md, "SavedModels").
     _keep_alive: object = None
     tflite: object = None
 

@@ -1,8 +1,8 @@
 """What every method's typed config shares: taking its fields from the flags' values.
 
 A method's config is a frozen dataclass whose fields are flags of the same name
-(``zskd/config.py``, ``lopes/config.py``, ``trainers/zero_shot_config.py``); a flag left at
-None means "the field's default".
+(``zskd/config.py``, ``lopes/config.py``, ``zskt/config.py``); a flag left at None means "the
+field's default".
 """
 from __future__ import annotations
 

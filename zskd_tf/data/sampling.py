@@ -9,8 +9,8 @@ from zskd_tf.errors import UserError
 def sample_per_class(labels, m: int, seed: int) -> np.ndarray:
     """Exactly ``m`` random examples of every class present in ``labels``: sorted true indices.
 
-    Unlike the replication's loader (docs/methods/zskt.md §9.1), the indices are positions in
-    ``labels``, so the subset really is class-balanced.
+    Unlike the replication's loader (docs/methods/zskt.md, "Few-shot subsets"), the indices
+    are positions in ``labels``, so the subset really is class-balanced.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:

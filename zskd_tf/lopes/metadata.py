@@ -1,4 +1,5 @@
-"""Computing the "metadata" of a teacher from its training data (docs/methods/lopes.md §3, §7).
+"""Computing the "metadata" of a teacher from its training data (docs/methods/lopes.md,
+"Metadata" and "Spectral objectives").
 
 Two passes of the frozen teacher over the data:
 

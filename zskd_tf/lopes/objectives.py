@@ -1,4 +1,5 @@
-"""The four reconstruction objectives of Lopes et al. (docs/methods/lopes.md §6, §7).
+"""The four reconstruction objectives of Lopes et al. (docs/methods/lopes.md, "Objectives" and
+"Spectral objectives").
 
 An objective is a list of *segments*: (recorded layer, weight) pairs whose targets sit side
 by side in one (batch, total units) target array, drawn once per batch. The loss of every

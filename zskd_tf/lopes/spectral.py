@@ -1,6 +1,7 @@
 """The spectral side of Lopes et al.: a graph over the fully connected layers and its basis.
 
-The public code never implemented it (docs/methods/lopes.md §7); this is our concrete design.
+The public code never implemented it (docs/methods/lopes.md, "Spectral objectives"); this is
+our concrete design.
 
 Graph. One node per unit of the recorded fully connected layers at the top of the network
 (the paper: "treat the network's fully connected layers as a graph"): the chain of ``Dense``
@@ -8,7 +9,7 @@ taps that feed each other through element-wise layers only (ReLU, dropout), endi
 logits. Hinton nets: fc1, fc2, logits (2,410 nodes); LeNet: fc1, fc2, logits (214 nodes; the
 conv layers keep the plain statistics loss). Input pixels are not nodes. The edge between
 unit i of layer a and unit j of the next layer b weighs ``W_b[i, j]``, b's kernel, in both
-directions (the directed graph is nilpotent, docs/methods/lopes.md §7).
+directions (the directed graph is nilpotent: same section).
 
 Basis. The eigenvectors of the signed Laplacian ``L = D − A`` with ``D = diag(Σ_j |A_ij|)``
 (PSD; frequency-ordered). The adjacency itself is the spec's first suggestion, but its

@@ -1,6 +1,6 @@
 """Per-class Gaussian statistics of a vector, and sampling from them.
 
-See docs/methods/lopes.md §3 (the metadata) and §5 (sampling).
+See docs/methods/lopes.md, "Metadata" and "Sampling targets".
 
 Moments are streamed in float64: per class the count, the sum and either the full
 co-moment matrix (sum of x xᵀ) or, for wide vectors, the per-unit sum of squares. The

@@ -1,10 +1,10 @@
 """Flags of ZSKT (``--procedure=zero_shot`` and ``transition_curves``).
 
-Their defaults are the fields of :class:`zskd_tf.trainers.zero_shot_config.ZeroShotConfig`.
+Their defaults are the fields of :class:`zskd_tf.zskt.config.ZeroShotConfig`.
 """
 from absl import flags
 
-from zskd_tf.trainers import zero_shot_config as zsc
+from zskd_tf.zskt import config as zsc
 
 _D = zsc.DEFAULTS
 flags.DEFINE_integer("iterations", None,

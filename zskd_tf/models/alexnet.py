@@ -1,4 +1,5 @@
-"""The CIFAR-10 AlexNet teacher and AlexNet-half student of ZSKD (docs/methods/zskd.md §7).
+"""The CIFAR-10 AlexNet teacher and AlexNet-half student of ZSKD (docs/methods/zskd.md,
+"Architectures").
 
 Input 32x32x3 in [0, 1]. Conv blocks: conv ("same", stride 1) -> ReLU -> [LRN] -> [3x3/2 "valid"
 max pool] -> BN; FC blocks: Dense -> ReLU -> dropout 0.5 -> BN; then the logits. BN as

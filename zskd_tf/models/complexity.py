@@ -1,4 +1,5 @@
-"""Analytic model size and cost per sample (convention of docs/methods/kd_at_moonshine.md §5).
+"""Analytic model size and cost per sample (the convention of docs/methods/kd_at_moonshine.md,
+"Counting parameters and multiply-accumulates").
 
 MACs are counted for Conv2D, DepthwiseConv2D and Dense layers: the layer's weights (a grouped
 conv's real kernel, plus one per bias) times its output positions. This is Moonshine's

@@ -1,7 +1,9 @@
-"""Custom layers of the model zoo, registered so that ``.keras`` files load without extra
-arguments."""
+"""Custom layers of the model zoo and of the ZSKT generator, registered so that ``.keras``
+files load without extra arguments (``model_io`` imports this module)."""
 import keras
 import tensorflow as tf
+
+BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d default
 
 
 @keras.saving.register_keras_serializable(package="zskd_tf")
@@ -49,3 +51,49 @@ class GroupedConv2D(keras.layers.Conv2D):
                            dilation_rate=self.dilation_rate, data_format=self.data_format)
             for x, k in zip(keras.ops.split(inputs, self.groups, axis=axis),
                             keras.ops.split(kernel, self.groups, axis=-1))], axis=axis)
+
+
+@keras.saving.register_keras_serializable(package="zskd_tf")
+class BatchStatNorm(keras.layers.Layer):
+    """Batch normalisation over all axes but the last, always with the current batch's
+    mean and (biased) variance, then a learnt per-channel scale and shift (gamma 1, beta 0)."""
+
+    def __init__(self, epsilon=BN_EPSILON, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = (int(input_shape[-1]),)
+        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
+
+    def call(self, inputs, training=None):  # ``training`` is ignored on purpose
+        x = tf.cast(inputs, tf.float32)  # statistics in float32 under mixed precision
+        mean, variance = tf.nn.moments(x, axes=list(range(len(x.shape) - 1)))
+        y = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
+        return tf.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="zskd_tf")
+class RangeSquash(keras.layers.Layer):
+    """``low + (high - low) * sigmoid(x)`` per channel: any value into (low, high)."""
+
+    def __init__(self, low, high, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = [float(v) for v in low], [float(v) for v in high]
+
+    def call(self, inputs):
+        low = tf.constant(self.low, inputs.dtype)
+        return low + (tf.constant(self.high, inputs.dtype) - low) * tf.sigmoid(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high}

@@ -1,5 +1,5 @@
-"""LeNet-5 and LeNet-5-half (docs/methods/zskd.md §7; docs/methods/lopes.md §1 calls them
-"lenet" / "lenet_half").
+"""LeNet-5 and LeNet-5-half (docs/methods/zskd.md, "Architectures"; docs/methods/lopes.md,
+"Data and networks", calls them "lenet" / "lenet_half").
 
 32x32 input, two 5x5 "valid" convs each followed by ReLU and a 2x2 max pool, then FC 120, FC 84
 and the logits. LeNet-5-half halves only the conv widths (6, 16 -> 3, 8). Weights are drawn from

@@ -1,4 +1,5 @@
-"""Hinton's fully connected MNIST nets (docs/methods/lopes.md §1 "hinton1200" / "hinton800").
+"""Hinton's fully connected MNIST nets "hinton1200" and "hinton800" (docs/methods/lopes.md,
+"Data and networks").
 
 The image is flattened inside the model. hinton1200 (teacher, 784-1200-1200-10) drops inputs with
 rate 0.2 and each hidden ReLU output with rate 0.5 (inverted dropout, as TF1's ``tf.nn.dropout``);

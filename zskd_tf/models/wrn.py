@@ -1,6 +1,5 @@
-"""Wide residual networks WRN-d-k with Moonshine's cheap convolutions.
-
-See docs/methods/kd_at_moonshine.md §3.
+"""Wide residual networks WRN-d-k with Moonshine's cheap convolutions
+(docs/methods/kd_at_moonshine.md, "Wide ResNets and cheap convolutions").
 
 Pre-activation BasicBlocks; PyTorch's symmetric padding (``ZeroPadding2D`` + "valid" conv), BN
 momentum 0.9 / epsilon 1e-5, He fan-out normal init of every conv, PyTorch's default init of the

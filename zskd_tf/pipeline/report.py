@@ -20,13 +20,14 @@ import time
 
 import numpy as np
 
-from zskd_tf.analysis import curve_plot
 from zskd_tf.pipeline import steps as steps_lib
 from zskd_tf.runtime import atomic
 from zskd_tf.zskd import figures
+from zskd_tf.zskt import transition_figure
 
 REPORT_DIR = "report"
-# Published Fashion-MNIST figures (LeNet-5 teacher, LeNet-5-half student), docs/methods/zskd.md §8.
+# Published Fashion-MNIST figures (LeNet-5 teacher, LeNet-5-half student): docs/methods/zskd.md,
+# "Published results".
 PAPER = {"teacher": ("90.84 %", "Nayak et al. 2019, LeNet-5 teacher"),
          "ZSKD (Nayak et al. 2019)": ("79.62 %", "48,000 DIs, with augmentation")}
 NO_PAPER_FIGURE = ("-", "no Fashion-MNIST figure published")
@@ -65,7 +66,8 @@ def _deployment(model_dir: str, export_dir: str, images, repeats: int) -> dict:
     saved_model = os.path.join(export_dir, "saved_model")
     row = {"keras_bytes": _size(os.path.join(model_dir, model_io.MODEL_FILE)),
            "saved_model_bytes": _size(saved_model)}
-    # Keep the loaded object referenced while serving (docs/methods/keras_notes.md §4).
+    # Keep the loaded object referenced while serving (docs/methods/keras_notes.md,
+    # "SavedModels").
     loaded = tf.saved_model.load(saved_model)
     row["saved_model_ms"] = _median_ms(lambda x: loaded.serve(tf.constant(x)), images, repeats)
     tflite = os.path.join(export_dir, "model.tflite")
@@ -104,9 +106,9 @@ def _generator_samples(student_dir: str, teacher_dir: str, out: str, seed: int =
     """A grid of the ZSKT generator's images, titled with the teacher's top-2 classes."""
     import keras
 
+    import zskd_tf.models.layers  # noqa: F401  (registers the generator's layers)
     from zskd_tf import model_io
     from zskd_tf.data import preprocess as pp
-    from zskd_tf.models import generator as _  # noqa: F401  (registers its layers)
 
     generator = keras.models.load_model(os.path.join(student_dir, "generator.keras"),
                                         compile=False)
@@ -151,7 +153,7 @@ def _figures(root: str, out_dir: str, teacher_dir: str) -> list[tuple[str, str]]
                                       teacher_dir, p))
     draw("transition_curves.png", "ZSKT transition curves: the attacked student (red) and the "
          "teacher (blue), mean +- 2 standard errors",
-         lambda p: curve_plot.plot([os.path.join(root, "zskt_curves")], p))
+         lambda p: transition_figure.plot([os.path.join(root, "zskt_curves")], p))
     return drawn
 
 

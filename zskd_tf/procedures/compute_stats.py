@@ -1,4 +1,5 @@
-"""``--procedure=compute_stats``: the metadata of Lopes et al. (docs/methods/lopes.md §3, §7).
+"""``--procedure=compute_stats``: the metadata of Lopes et al. (docs/methods/lopes.md,
+"Metadata" and "Spectral objectives").
 
 From ``--teacher`` and its training data (``--dataset``, default: the dataset the teacher
 was trained on; ``--holdout_first`` and ``--max_train_examples`` select the images), per

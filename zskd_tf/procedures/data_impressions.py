@@ -1,6 +1,7 @@
 """``--procedure=data_impressions``: ZSKD data impressions of a teacher (Nayak et al. 2019).
 
-Recipe (docs/methods/zskd.md §1-3): concentration matrix of the teacher's final Dense layer;
+Recipe (docs/methods/zskd.md, "Concentration matrix", "Dirichlet targets" and "Synthesising
+the impressions"): concentration matrix of the teacher's final Dense layer;
 for every impression a Dirichlet target ``Dir(beta * alpha^k)`` (``--betas``, equal shares per
 class and beta); starting from uniform noise over the teacher's input range, Adam
 (``--synthesis_lr``; TF1's epsilon 1e-8) minimises ``CE(y, softmax(teacher(x) / T))`` (plus,

@@ -193,8 +193,8 @@ def _distill_config(cfg, teacher_model, student) -> DistillConfig:
 
 
 def _few_shot_epochs(epochs: int, n_full: int, num_classes: int, m: int, dataset: str) -> int:
-    """Iteration matching (docs/methods/kd_at_moonshine.md §6): epochs x N_train / (K*M); SVHN
-    scales M < 100 by M/100."""
+    """Iteration matching (docs/methods/kd_at_moonshine.md, "Few-shot KD+AT and the no-teacher
+    baseline"): epochs x N_train / (K*M); SVHN scales M < 100 by M/100."""
     scale = n_full / (num_classes * m)
     if dataset == "svhn" and m < 100:
         scale *= m / 100

@@ -1,5 +1,5 @@
 """``--procedure=optimize_dataset``: reconstructs a synthetic training set from ``stats.npz``
-and the teacher alone (Lopes et al., docs/methods/lopes.md §4).
+and the teacher alone (Lopes et al.: docs/methods/lopes.md, "Reconstruction loop").
 
 Settings: ``--objective`` and the synthesis flags make a
 :class:`zskd_tf.lopes.config.ReconstructionConfig`, which holds their defaults (the paper-era

@@ -1,6 +1,5 @@
-"""``--procedure=transition_curves``: belief matching of a student and its teacher.
-
-See docs/methods/zskt.md §7.
+"""``--procedure=transition_curves``: belief matching of a student and its teacher
+(docs/methods/zskt.md, "Transition curves and mean transition error (MTE)").
 
 Attacks ``--student_run`` (network A) towards each wrong class on ``--num_images`` test images
 where A and ``--teacher`` (network B) agree, for ``--adversarial_steps`` steps of size
@@ -18,7 +17,6 @@ import os
 import numpy as np
 
 from zskd_tf import model_io
-from zskd_tf.analysis import transition_curves as tc
 from zskd_tf.data import datasets, sampling
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
@@ -26,6 +24,7 @@ from zskd_tf.procedures.common import finished_result
 from zskd_tf.runtime import atomic
 from zskd_tf.runtime.batch_store import BatchStore
 from zskd_tf.runtime.run_dir import RunDir
+from zskd_tf.zskt import transition_attack as tc
 
 IMAGES_PER_CHUNK = 50  # (C-1) x 50 attacked copies at once; fixed, so resumption lines up
 

@@ -1,9 +1,11 @@
 """``--procedure=zero_shot``: ZSKT, a student taught by a teacher without any real training
-image, through a generator trained adversarially against the student (docs/methods/zskt.md §2).
+image, through a generator trained adversarially against the student (docs/methods/zskt.md,
+"One outer iteration").
 
-The ZSKT flags become one :class:`zskd_tf.trainers.zero_shot_config.ZeroShotConfig`, which
-holds their defaults (the paper's, docs/methods/zskt.md §5) and checks them; ``--beta``'s
-attention transfer uses the WRN group outputs by default, so other models need ``--beta=0``.
+The ZSKT flags become one :class:`zskd_tf.zskt.config.ZeroShotConfig`, which holds their
+defaults (the paper's: docs/methods/zskt.md, "Defaults of a paper run") and checks them;
+``--beta``'s attention transfer uses the WRN group outputs by default, so other models need
+``--beta=0``.
 
 The student is evaluated on the real test set of ``--dataset`` (or on ``--eval_data``) every
 N/100 iterations (metrics.jsonl); the reported accuracy is the last one. A foreign teacher
@@ -35,7 +37,6 @@ from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity, registry
-from zskd_tf.models import generator as generator_lib
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import Split, finished_result, limit, model_info, with_defaults
 from zskd_tf.runtime import atomic, devices, memory
@@ -43,8 +44,9 @@ from zskd_tf.runtime.checkpoints import Checkpointer
 from zskd_tf.runtime.fitting import fit_resumable
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import input_gradients
-from zskd_tf.trainers import zero_shot as zs
-from zskd_tf.trainers.zero_shot_config import ZeroShotConfig
+from zskd_tf.zskt import generator as generator_lib
+from zskd_tf.zskt import trainer as zs
+from zskd_tf.zskt.config import ZeroShotConfig
 
 EVALUATIONS = 100  # the reference evaluates every N/100 iterations
 GENERATOR_FILE = "generator.keras"

@@ -60,7 +60,8 @@ class ClassifierTrainer(SymbolicBuildFix, keras.Model):
         self.perturbation = perturbation
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.built = True  # the classifier is built; see docs/methods/keras_notes.md §3
+        # The classifier is built (docs/methods/keras_notes.md, "Built wrapper models").
+        self.built = True
 
     def call(self, x, training=False):
         return self.classifier(x, training=training)

@@ -15,12 +15,14 @@ from zskd_tf.trainers.classifier import ClassifierTrainer
 class DistillConfig:
     """What the student minimises (defaults: FewShot/Moonshine KD with alpha 0.9, T 4).
 
-    loss: "kd" = (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (docs/methods/kd_at_moonshine.md §1);
+    loss: "kd" = (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (docs/methods/kd_at_moonshine.md,
+          "The KD loss");
           "soft_ce" = scale * CE(p, softmax(s/T)) with p the teacher's softmax(t/T), or the
           stored soft targets of a synthetic set (Lopes et al.: scale 1, T 8; ZSKD: T^2, T 20).
-    beta: attention-transfer weight over ``at_taps`` (sum over taps,
-          docs/methods/kd_at_moonshine.md §2).
-    anchor_weight: L1 pull to the initial weights (ZSKT fine-tuning, docs/methods/zskt.md §9.3).
+    beta: attention-transfer weight over ``at_taps`` (sum over taps:
+          docs/methods/kd_at_moonshine.md, "Attention transfer").
+    anchor_weight: L1 pull to the initial weights (ZSKT fine-tuning: docs/methods/zskt.md,
+          "Fine-tuning with M real images per class").
     freeze_bn: run the student in inference mode (BN uses and keeps its moving statistics).
     """
     loss: str = "kd"

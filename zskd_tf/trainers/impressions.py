@@ -2,21 +2,21 @@
 
 For a batch of sampled Dirichlet targets y, the images x (the only trainable variable) minimise
 the paper's cross-entropy ``mean_i CE(y_i, softmax(teacher(x_i) / T))`` with the teacher frozen
-and in inference mode (docs/methods/zskd.md §3; T = 20). ``image_l2`` adds sseung0703's
-penalty ``image_l2 * mean_i sum(x_i^2) / 2`` (his ``l2_regularizer(1e-3 / B)`` on the batch,
-same section; 0, the paper's and the authors' loss, by default): it pulls every pixel the
-teacher does not care about to 0. ``image_tv`` adds ``image_tv * mean_i TV2(x_i)``, the summed
-squared differences of neighbouring pixels (a smoothness prior of feature-visualisation work, in
-no ZSKD code). ``jitter`` and ``flip`` show the teacher, at every step, the whole batch rolled by a
-random offset of up to ``jitter`` pixels per axis and (``flip``) mirrored left-right with
-probability 1/2 (DeepInversion's jitter, Yin et al. 2020; not in ZSKD): an impression must then
-look like its class wherever it sits and whichever way it faces. ``bn_weight`` adds
-``bn_weight * R``, R the sum over the teacher's BatchNorm layers of the distance of the batch's
-feature mean and variance to the layer's moving statistics (DeepInversion's feature-statistics
-prior, ``losses.batchnorm_prior``; not in ZSKD): the impressions must also look like real data
-to the teacher's BatchNorm layers, which is what a calibration set for quantization needs.
-The offsets are a function of
-the batch seed and the step, so a batch is the same whether or not the run was resumed.
+and in inference mode (T = 20; docs/methods/zskd.md, "Synthesising the impressions").
+``image_l2`` adds sseung0703's penalty ``image_l2 * mean_i sum(x_i^2) / 2`` (his
+``l2_regularizer(1e-3 / B)`` on the batch, same section; 0, the paper's and the authors' loss,
+by default): it pulls every pixel the teacher does not care about to 0. ``image_tv`` adds
+``image_tv * mean_i TV2(x_i)``, the summed squared differences of neighbouring pixels (a
+smoothness prior of feature-visualisation work, in no ZSKD code). ``jitter`` and ``flip`` show
+the teacher, at every step, the whole batch rolled by a random offset of up to ``jitter`` pixels
+per axis and (``flip``) mirrored left-right with probability 1/2 (DeepInversion's jitter, Yin et
+al. 2020; not in ZSKD): an impression must then look like its class wherever it sits and
+whichever way it faces. ``bn_weight`` adds ``bn_weight * R``, R the sum over the teacher's
+BatchNorm layers of the distance of the batch's feature mean and variance to the layer's moving
+statistics (DeepInversion's feature-statistics prior, ``losses.batchnorm_prior``; not in ZSKD):
+the impressions must also look like real data to the teacher's BatchNorm layers, which is what a
+calibration set for quantization needs. The offsets are a function of the batch seed and the
+step, so a batch is the same whether or not the run was resumed.
 Everything else — fresh Adam state per batch, images kept in the teacher's input range
 after each step, several replicas — is :class:`ImageSynthesizer`'s.
 """

@@ -23,20 +23,24 @@ class Recipe:
     adam_epsilon: float = 1e-8    # TF1 / PyTorch default (Keras' own default is 1e-7)
 
 
-# WRN (docs/methods/zskt.md §6, docs/methods/kd_at_moonshine.md §4): SGD 0.1, momentum 0.9,
-# coupled weight decay 5e-4, x0.2 at 30/60/80 % of the run; 200 epochs on CIFAR, 100 on SVHN.
+# WRN (docs/methods/zskt.md, "Teacher recipe"; docs/methods/kd_at_moonshine.md, "Training
+# recipe (teachers, scratch, KD and AT students alike)"): SGD 0.1, momentum 0.9, coupled weight
+# decay 5e-4, x0.2 at 30/60/80 % of the run; 200 epochs on CIFAR, 100 on SVHN.
 _WRN = Recipe("sgd", 0.1, 128, 200, momentum=0.9, weight_decay=5e-4,
               lr_milestones=(0.3, 0.6, 0.8), lr_decay=0.2)
-# LeNet-5 of ZSKD (docs/methods/zskd.md §6, [S]): Adam 1e-3, batch 512, 200 epochs, L2 1e-4.
+# LeNet-5 of ZSKD (docs/methods/zskd.md, "Teacher recipes", [S]): Adam 1e-3, batch 512,
+# 200 epochs, L2 1e-4.
 _LENET5 = Recipe("adam", 1e-3, 512, 200, weight_decay=1e-4)
-# Fashion-MNIST has no published LeNet-5 training code (docs/methods/zskd.md §6). The MNIST
+# Fashion-MNIST has no published LeNet-5 training code (same section). The MNIST
 # recipe above overfits it (train 99.6 %, test 89.8 % after 200 epochs); this one keeps Adam and
 # the L2 of [S], with batch 64 and one x0.1 step at 75 % (README "Benchmarks").
 _LENET5_FASHION = Recipe("adam", 1e-3, 64, 20, weight_decay=1e-4, lr_milestones=(0.75,),
                          lr_decay=0.1)
-# Lopes et al. (docs/methods/lopes.md §2): Adam 1e-3 (eps 1e-8), batch 64, 10 epochs, nothing else.
+# Lopes et al. (docs/methods/lopes.md, "Teacher training"): Adam 1e-3 (eps 1e-8), batch 64,
+# 10 epochs, nothing else.
 _LOPES = Recipe("adam", 1e-3, 64, 10)
-# AlexNet of ZSKD (docs/methods/zskd.md §6, [O]): Adam 1e-3, batch 512, 1000 epochs.
+# AlexNet of ZSKD (docs/methods/zskd.md, "Teacher recipes", [O]): Adam 1e-3, batch 512,
+# 1000 epochs.
 _ALEXNET = Recipe("adam", 1e-3, 512, 1000)
 
 _BY_NAME = {"lenet5": _LENET5, "lenet5_half": _LENET5, "lenet": _LOPES, "lenet_half": _LOPES,
@@ -76,7 +80,8 @@ def learning_rate_schedule(recipe: Recipe, total_steps: int):
 
 
 def make_optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimizer:
-    """Build inside the strategy scope (docs/methods/keras_notes.md §2)."""
+    """Build inside the strategy scope (docs/methods/keras_notes.md, "Optimizers and the
+    strategy scope")."""
     lr = learning_rate_schedule(recipe, total_steps)
     if recipe.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, momentum=recipe.momentum)

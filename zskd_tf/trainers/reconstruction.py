@@ -1,5 +1,6 @@
 """Lopes et al.'s input reconstruction: images optimised so that the frozen teacher's recorded
-activations match targets drawn from its per-class statistics (docs/methods/lopes.md §4, §6).
+activations match targets drawn from its per-class statistics (docs/methods/lopes.md,
+"Reconstruction loop" and "Objectives").
 
 The objective (``zskd_tf.lopes.objectives``) says which layers are compared and how they
 are weighted; the targets of a batch arrive as one (batch, units) array, drawn once per

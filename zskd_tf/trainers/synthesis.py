@@ -2,10 +2,10 @@
 
 ``ImageSynthesizer`` is a Keras model whose only trainable variable is the image batch. One
 ``fit`` optimises one batch: ``start_batch`` loads its initial images, resets the optimizer
-(fresh Adam moments for every batch, docs/methods/zskd.md §3), and ``fit`` runs ``steps``
-steps over a dataset that repeats the batch's targets. Subclasses define
-``synthesis_loss``. With ``fast_input_gradient`` (the default) the teacher's first
-few-channel convolutions differentiate through their space-to-depth form
+(fresh Adam moments for every batch: docs/methods/zskd.md, "Synthesising the impressions"), and
+``fit`` runs ``steps`` steps over a dataset that repeats the batch's targets. Subclasses define
+``synthesis_loss``. With ``fast_input_gradient`` (the default) the teacher's first few-channel
+convolutions differentiate through their space-to-depth form
 (:mod:`zskd_tf.trainers.input_gradients`: same forward, same gradient up to float rounding,
 ~1.4x more image-steps/s for LeNet-5); ``bfloat16_input_gradient`` computes the convolutions'
 input gradients in bfloat16 (1.3-1.9x more on a CPU with AMX; bfloat16 rounding).

@@ -1,4 +1,5 @@
-"""The class-similarity (concentration) matrix of ZSKD (docs/methods/zskd.md §1).
+"""The class-similarity (concentration) matrix of ZSKD (docs/methods/zskd.md, "Concentration
+matrix").
 
 Each class's column of the final Dense kernel (Keras ``Dense.kernel`` is (features, K)) is a
 class template. ``C = cosine(w_i, w_j)``; each ROW is min-max normalised to [0, 1] (the row
@@ -7,7 +8,7 @@ added so that every Dirichlet concentration is positive. Row k is alpha^k, the c
 of class k (scaled by beta when sampling, see :mod:`zskd_tf.zskd.targets`).
 
 Not copied from the public ports: da2so's column-wise normalisation (a broadcasting bug) and
-the global min-max of the official ``dirichmat.py`` / Sharpiless (docs/methods/zskd.md §1).
+the global min-max of the official ``dirichmat.py`` / Sharpiless (same section).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from zskd_tf.errors import UserError
 
-# The official code's epsilon (docs/methods/zskd.md §1): keeps alpha > 0 at the row minimum.
+# The official code's epsilon (docs/methods/zskd.md, "Concentration matrix"): keeps alpha > 0
+# at the row minimum.
 EPSILON = 1e-4
 
 

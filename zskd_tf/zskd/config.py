@@ -16,8 +16,8 @@ from zskd_tf.errors import UserError
 from zskd_tf.zskd import targets as targets_lib
 
 PAPER_TEMPERATURE = 20.0
-# Transfer-set sizes of the paper: 40 % of MNIST, 80 % of Fashion-MNIST/CIFAR-10 (the section
-# "Transfer-set sizes" of docs/methods/zskd.md).
+# Transfer-set sizes of the paper: 40 % of MNIST, 80 % of Fashion-MNIST/CIFAR-10
+# (docs/methods/zskd.md, "Transfer-set sizes").
 PAPER_NUM_SAMPLES = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
 
 

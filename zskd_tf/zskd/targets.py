@@ -6,14 +6,14 @@ Impressions are split equally among the classes and, within a class, among the b
 ``j // per_group``; groups run class-major, beta-minor, as in sseung0703's loop (class k, then
 each beta). Its target is a draw from ``Dir(beta * alpha^k)``, alpha^k being row k of the
 concentration matrix: beta scales alpha and nothing re-normalises it afterwards (the official
-code's re-normalisation cancels beta, docs/methods/zskd.md §2).
+code's re-normalisation cancels beta: docs/methods/zskd.md, "Dirichlet targets").
 
 Everything a batch needs is a function of ``(seed, batch index)`` only, so a resumed run makes
 the same batches as an uninterrupted one. Sampling is float64 numpy; a draw containing NaN
 (all gamma variates underflowing for tiny alphas) is redrawn.
 
-Note (docs/methods/zskd.md §2): the argmax of a target drawn for class k is k only 40-65 % of
-the time, so k is not a label of the impression.
+Note (same section): the argmax of a target drawn for class k is k only 40-65 % of the time,
+so k is not a label of the impression.
 """
 from __future__ import annotations
 
@@ -72,9 +72,10 @@ def initial_images(seed: int, index: int, shape, low, high, init: str = "uniform
     """Batch ``index``'s starting images, float32, per channel of the range [low, high].
 
     ``uniform``: U[low, high]; for a teacher fed x/255 this is U[0, 1], the official
-    initialisation (docs/methods/zskd.md §3). ``normal``: sseung0703's N(0, 1) around ``low``
-    scaled by the range's width, i.e. N(0, 1) for [0, 1], clipped to the range: about half the
-    pixels start at ``low``, as dark as a real MNIST background.
+    initialisation (docs/methods/zskd.md, "Synthesising the impressions"). ``normal``:
+    sseung0703's N(0, 1) around ``low`` scaled by the range's width, i.e. N(0, 1) for [0, 1],
+    clipped to the range: about half the pixels start at ``low``, as dark as a real MNIST
+    background.
     """
     rng = batch_rng(seed, index, _IMAGE_STREAM)
     if init not in INITS:

@@ -2,9 +2,9 @@
 
 No TensorFlow here: ``method_flags/zskt.py`` takes the flags' defaults from
 :class:`ZeroShotConfig`, ``--procedure=zero_shot`` builds one with
-:meth:`ZeroShotConfig.from_flags`, and :class:`zskd_tf.trainers.zero_shot.ZeroShotTrainer`
-trains with it. The defaults are the paper's (docs/methods/zskt.md §5) unless a field says
-otherwise.
+:meth:`ZeroShotConfig.from_flags`, and :class:`zskd_tf.zskt.trainer.ZeroShotTrainer` trains
+with it. The defaults are the paper's (docs/methods/zskt.md, "Defaults of a paper run") unless
+a field says otherwise.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Zero-shot knowledge transfer by adversarial belief matching (ZSKT, docs/methods/zskt.md §2).
+"""Zero-shot knowledge transfer by adversarial belief matching: the ZSKT training loop
+(docs/methods/zskt.md, "One outer iteration").
 
 One ``fit`` step of :class:`ZeroShotTrainer` is one *outer iteration* of the paper:
 
@@ -9,13 +10,13 @@ One ``fit`` step of :class:`ZeroShotTrainer` is one *outer iteration* of the pap
 2. ``original`` variant: the images are regenerated from the same z by the updated generator
    (under stop-gradient), the teacher's logits and attention maps are computed once, and the
    student takes ``n_student_steps`` steps on ``KL + beta * AT`` of that one batch.
-   ``modified`` variant (docs/methods/zskt.md §9.2): every student step draws new noise, so it
-   gets new images and new teacher outputs.
+   ``modified`` variant (docs/methods/zskt.md, "The modified variant"): every student step
+   draws new noise, so it gets new images and new teacher outputs.
 
 The KL is PyTorch's element mean over B x C (``losses.kl_element_mean``), the AT term
 Zagoruyko's attention maps summed over the taps. Both networks use Adam (eps 1e-8) with a
-cosine schedule over the *outer* iterations (constant within one, docs/methods/zskt.md §4) and
-global-norm gradient clipping at 5.
+cosine schedule over the *outer* iterations (constant within one: docs/methods/zskt.md,
+"Optimisers and schedule") and global-norm gradient clipping at 5.
 
 Noise: the step is given its noise as data (``noise_dataset``): iteration t's z is a pure
 function of (seed, t). Under a MirroredStrategy the global batch of z is split across the
@@ -38,7 +39,8 @@ import tensorflow as tf
 from zskd_tf import losses
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.trainers.distributed import SymbolicBuildFix, replica_logs
-from zskd_tf.trainers.zero_shot_config import WRN_TAPS, ZeroShotConfig  # noqa: F401  (re-export)
+from zskd_tf.zskt import adversarial_losses
+from zskd_tf.zskt.config import ZeroShotConfig
 
 
 class IterationCosine(keras.optimizers.schedules.LearningRateSchedule):
@@ -73,9 +75,17 @@ class IterationCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizers(config: ZeroShotConfig):
-    """(generator Adam, student Adam) with their per-iteration cosine schedules.
+    """The two Adam optimizers of ZSKT, each with its per-iteration cosine schedule.
 
-    Create them inside the strategy scope (docs/methods/keras_notes.md §2).
+    Create them inside the strategy scope (docs/methods/keras_notes.md, "Optimizers and the
+    strategy scope").
+
+    Args:
+        config: the run's settings (learning rates, iterations, steps per iteration, the
+            iteration at which the generator freezes).
+
+    Returns:
+        (generator optimizer, student optimizer).
     """
     def adam(lr, steps, stop=None):
         return keras.optimizers.Adam(IterationCosine(lr, config.iterations, steps, stop),
@@ -86,8 +96,20 @@ def make_optimizers(config: ZeroShotConfig):
 
 def noise_dataset(seed: int, start: int, stop: int, global_batch: int, draws: int,
                   z_dim: int) -> tf.data.Dataset:
-    """The noise of iterations ``start..stop-1``: one ``(global_batch, draws, z_dim)`` element
-    each, z ~ N(0, I), a pure function of ``(seed, iteration)``."""
+    """The noise of iterations ``start..stop-1``, z ~ N(0, I), a pure function of
+    ``(seed, iteration)``: a resumed run draws what an uninterrupted one would have drawn.
+
+    Args:
+        seed: the run's seed.
+        start: the first outer iteration.
+        stop: one past the last outer iteration.
+        global_batch: images per iteration, over all replicas.
+        draws: z batches per iteration (``ZeroShotConfig.noise_draws``).
+        z_dim: length of z.
+
+    Returns:
+        A dataset of one float32 ``(global_batch, draws, z_dim)`` element per iteration.
+    """
     def draw(t):
         return tf.random.stateless_normal((global_batch, draws, z_dim),
                                           seed=tf.stack([tf.constant(seed, tf.int64), t]))
@@ -124,7 +146,8 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
             names += ("generator_confidence",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.built = True  # every sub-model is built (docs/methods/keras_notes.md §3)
+        # Every sub-model is built (docs/methods/keras_notes.md, "Built wrapper models").
+        self.built = True
 
     @property
     def metrics(self):
@@ -132,7 +155,7 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
 
     def compile(self, generator_optimizer, student_optimizer, **kwargs):
         """Both optimizers are built here, inside the caller's strategy scope
-        (docs/methods/keras_notes.md §2)."""
+        (docs/methods/keras_notes.md, "Optimizers and the strategy scope")."""
         super().compile(optimizer=None, **kwargs)
         self.generator_optimizer = generator_optimizer
         self.student_optimizer = student_optimizer
@@ -159,7 +182,7 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
         or the mean absolute logit difference with ``matching_loss='l1'``."""
         kl = losses.kl_element_mean(t_logits, s_logits, self.config.temperature)
         if self.config.matching_loss == "l1":
-            return losses.logit_l1(t_logits, s_logits), kl
+            return adversarial_losses.logit_l1(t_logits, s_logits), kl
         return kl, kl
 
     def generator_loss(self, z):
@@ -171,11 +194,11 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
           layers of ``losses.batchnorm_statistics``: the generator must also keep the
           teacher's features at the statistics they had on the real training data
           (DeepInversion's prior).
-        * ``generator_balance_weight`` w: ``+ w * losses.class_imbalance``: the teacher's
-          mean prediction over the batch must stay near uniform, so the generator cannot
-          settle on a few classes (DAFL's information-entropy term).
-        * ``generator_confidence_weight`` w: ``+ w * losses.teacher_uncertainty``: the
-          teacher's cross-entropy against its own top class, so the images must also be
+        * ``generator_balance_weight`` w: ``+ w * adversarial_losses.class_imbalance``: the
+          teacher's mean prediction over the batch must stay near uniform, so the generator
+          cannot settle on a few classes (DAFL's information-entropy term).
+        * ``generator_confidence_weight`` w: ``+ w * adversarial_losses.teacher_uncertainty``:
+          the teacher's cross-entropy against its own top class, so the images must also be
           ones the teacher is sure of (DAFL's one-hot term).
         """
         images = self.generator(z, training=True)
@@ -190,10 +213,10 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
             extra["generator_bn"] = losses.batchnorm_prior(bn_inputs, self.teacher_bn_layers)
             loss += self.config.generator_bn_weight * extra["generator_bn"]
         if self.config.generator_balance_weight:
-            extra["generator_balance"] = losses.class_imbalance(t_logits)
+            extra["generator_balance"] = adversarial_losses.class_imbalance(t_logits)
             loss += self.config.generator_balance_weight * extra["generator_balance"]
         if self.config.generator_confidence_weight:
-            extra["generator_confidence"] = losses.teacher_uncertainty(t_logits)
+            extra["generator_confidence"] = adversarial_losses.teacher_uncertainty(t_logits)
             loss += self.config.generator_confidence_weight * extra["generator_confidence"]
         return loss, kl, extra
 

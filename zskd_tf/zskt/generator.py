@@ -1,6 +1,5 @@
-"""The ZSKT generator: noise z -> images in the teacher's normalised input space.
-
-See docs/methods/zskt.md §1.
+"""The ZSKT generator: noise z -> images in the teacher's normalised input space
+(docs/methods/zskt.md, "Generator").
 
 Linear(z_dim -> 128 x H/4 x W/4) -> reshape -> BN (no activation) -> nearest x2 -> conv3x3 128
 -> BN -> LeakyReLU(0.2) -> nearest x2 -> conv3x3 64 -> BN -> LeakyReLU(0.2) -> conv3x3 C ->
@@ -9,11 +8,12 @@ variance per channel, i.e. in the normalised space the teacher was trained in.
 
 Every BN normalises with the statistics of the batch it is given, whatever ``training`` says:
 the reference keeps the generator in train mode for the whole of ZSKT. PyTorch also keeps
-running statistics for these layers, but ZSKT never reads them, so :class:`BatchStatNorm` has
-none. Weights and biases use PyTorch's default initialisation, U(+-1/sqrt(fan_in)).
+running statistics for these layers, but ZSKT never reads them, so
+:class:`~zskd_tf.models.layers.BatchStatNorm` has none. Weights and biases use PyTorch's
+default initialisation, U(+-1/sqrt(fan_in)).
 
 ``output_range=(low, high)`` (not in the paper) squashes that output into the teacher's valid
-input range with a per-channel ``low + (high - low) * sigmoid(.)`` (:class:`RangeSquash`): for
+input range with a per-channel ``low + (high - low) * sigmoid(.)`` (``RangeSquash``): for
 teachers fed raw-range inputs (x/255 in [0, 1], e.g. LeNet-5), whose inputs the unbounded
 output would otherwise leave.
 """
@@ -22,59 +22,12 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from zskd_tf.errors import UserError
+from zskd_tf.models.layers import BatchStatNorm, RangeSquash
 
 SEED_CHANNELS = 128
-BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d default
-
-
-@keras.saving.register_keras_serializable(package="zskd_tf")
-class BatchStatNorm(layers.Layer):
-    """Batch normalisation over all axes but the last, always with the current batch's
-    mean and (biased) variance, then a learnt per-channel scale and shift (gamma 1, beta 0)."""
-
-    def __init__(self, epsilon=BN_EPSILON, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        channels = (int(input_shape[-1]),)
-        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
-
-    def call(self, inputs, training=None):  # ``training`` is ignored on purpose
-        x = tf.cast(inputs, tf.float32)  # statistics in float32 under mixed precision
-        mean, variance = tf.nn.moments(x, axes=list(range(len(x.shape) - 1)))
-        y = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
-        return tf.cast(y, self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
-
-
-@keras.saving.register_keras_serializable(package="zskd_tf")
-class RangeSquash(layers.Layer):
-    """``low + (high - low) * sigmoid(x)`` per channel: any value into (low, high)."""
-
-    def __init__(self, low, high, **kwargs):
-        super().__init__(**kwargs)
-        self.low, self.high = [float(v) for v in low], [float(v) for v in high]
-
-    def call(self, inputs):
-        low = tf.constant(self.low, inputs.dtype)
-        return low + (tf.constant(self.high, inputs.dtype) - low) * tf.sigmoid(inputs)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "low": self.low, "high": self.high}
 
 
 def _torch_default(fan_in: int) -> dict:
@@ -92,13 +45,21 @@ def _conv(x, filters: int, name: str):
 
 def generator(output_shape=(32, 32, 3), z_dim: int = 100, name: str = "generator",
               output_range=None, width: int = SEED_CHANNELS) -> keras.Model:
-    """The generator for images of ``output_shape`` (H, W, C); H and W must be multiples of 4.
+    """The generator for images of ``output_shape``.
 
-    ``output_range``: None (the paper: the final BN's output as is) or per-channel
-    ``(low, high)`` sequences to squash the output into. ``width``: channels of the seed and of
-    the first convolution, the second has half as many (the paper: 128, i.e. 128 and 64); a
-    narrower generator matches a small student's capacity (docs/methods/zskt.md §1) and costs
-    less."""
+    Args:
+        output_shape: (H, W, C) of the images; H and W must be multiples of 4.
+        z_dim: length of the noise vector z.
+        name: the Keras model's name.
+        output_range: None (the paper: the final BN's output as is) or per-channel
+            ``(low, high)`` sequences to squash the output into.
+        width: channels of the seed and of the first convolution; the second has half as many
+            (the paper: 128, i.e. 128 and 64). A narrower generator matches a small student's
+            capacity (docs/methods/zskt.md, "Generator") and costs less.
+
+    Returns:
+        A Keras model from z (batch, z_dim) to images (batch, H, W, C), float32 output.
+    """
     height, image_width, channels = (int(d) for d in output_shape)
     if width < 2:
         raise UserError(f"the generator's width must be at least 2, got {width}")

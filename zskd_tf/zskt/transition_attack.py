@@ -1,4 +1,6 @@
-"""Transition curves and the mean transition error (MTE) of ZSKT (docs/methods/zskt.md §7).
+"""Transition curves and the mean transition error (MTE) of ZSKT: the maths of
+``--procedure=transition_curves`` (docs/methods/zskt.md, "Transition curves and mean
+transition error (MTE)").
 
 For an image x with dataset label y on which network A (the attacked student) and network B
 (the teacher) predict the same class, and for each of the C-1 target classes
@@ -21,7 +23,17 @@ from zskd_tf.errors import UserError
 
 def agreeing_indices(pred_a: np.ndarray, pred_b: np.ndarray, count: int, seed: int) -> np.ndarray:
     """The first ``count`` indices, in a seeded random order, where both predictions agree
-    (correctness is not required, as in the reference)."""
+    (correctness is not required, as in the reference).
+
+    Args:
+        pred_a: (N,) classes predicted by the attacked network.
+        pred_b: (N,) classes predicted by the watched network (the teacher).
+        count: how many indices to return.
+        seed: seeds the order.
+
+    Returns:
+        (count,) indices into the predictions; UserError when fewer agree.
+    """
     order = np.random.default_rng(seed).permutation(len(pred_a))
     agreeing = order[np.asarray(pred_a)[order] == np.asarray(pred_b)[order]]
     if len(agreeing) < count:
@@ -32,7 +44,15 @@ def agreeing_indices(pred_a: np.ndarray, pred_b: np.ndarray, count: int, seed: i
 
 
 def target_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """(N, C-1) targets: every class but the label, starting after it: (y + c + 1) mod C."""
+    """Every class but the label, starting after it: (y + c + 1) mod C.
+
+    Args:
+        labels: (N,) dataset labels.
+        num_classes: C.
+
+    Returns:
+        (N, C-1) int64 target classes.
+    """
     labels = np.asarray(labels, np.int64).reshape(-1, 1)
     return (labels + np.arange(1, num_classes)) % num_classes
 
@@ -74,5 +94,13 @@ class TransitionAttack:
 
 
 def mean_transition_error(p_a: np.ndarray, p_b: np.ndarray) -> float:
-    """Mean of |p_B - p_A| over every image, target and step (paper Eq. 2)."""
+    """Mean of |p_B - p_A| over every image, target and step (paper Eq. 2).
+
+    Args:
+        p_a: the attacked network's probabilities of the target classes, any shape.
+        p_b: the watched network's, the same shape.
+
+    Returns:
+        The mean transition error, a float in [0, 1].
+    """
     return float(np.mean(np.abs(np.asarray(p_b, np.float64) - np.asarray(p_a, np.float64))))

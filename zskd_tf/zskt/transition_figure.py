@@ -1,4 +1,5 @@
-"""Drawing the mean transition curves of transition_curves runs (ZSKT Fig. 4 style), OpenCV only.
+"""Drawing the mean transition curves of transition_curves runs (ZSKT Fig. 4 style), OpenCV
+only.
 
 One panel per run directory (left to right): the mean over all N x (C-1) curves of the target
 class's probability under the attacked network (A, the student) and under the teacher (B),
@@ -83,6 +84,16 @@ def _draw_panel(curves: dict, result: dict, run_dir: str, max_step: int) -> np.n
 
 
 def plot(run_dirs, out: str, max_step: int = 30) -> None:
+    """Draws one panel per run directory, left to right, into one PNG.
+
+    Args:
+        run_dirs: finished ``transition_curves`` run directories (each with ``curves.npz``).
+        out: the PNG to write; its folder is created.
+        max_step: the last adversarial step drawn.
+
+    Returns:
+        None; UserError when a run has no curves or ``out`` cannot be written.
+    """
     panels = [_draw_panel(*_load(d), d, max_step) for d in run_dirs]
     image = np.concatenate(panels, axis=1)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -1,1 +1,0 @@
-"""Measurements on trained networks (transition curves and mean transition error)."""
