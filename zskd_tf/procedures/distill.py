@@ -27,7 +27,7 @@ from zskd_tf.procedures.common import (
     limit,
     model_info,
     train_and_export,
-    with_defaults,
+    with_config_defaults,
 )
 from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.run_dir import RunDir
@@ -214,7 +214,7 @@ def _build_student(cfg, name, spec, num_classes):
 
 def run(cfg) -> dict:
     config = DistillConfig.from_flags(cfg)  # every distillation flag, defaulted and checked
-    cfg = with_defaults(cfg, **{name: getattr(config, name) for name in RECORDED_DEFAULTS})
+    cfg = with_config_defaults(cfg, config, RECORDED_DEFAULTS)
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
     if finished:
