@@ -65,7 +65,23 @@ def run(procedure: str, run_dir: str | os.PathLike | None = None, **options) -> 
 
 
 def config(procedure: str, run_dir=None, **options) -> types.SimpleNamespace:
-    """The validated configuration the command line would build from these flags."""
+    """The validated configuration the command line would build from these flags.
+
+    The options are parsed by the flags' own parsers and checked by ``cli_flags.validate``,
+    the command line's code: the generic checks, then the procedure's typed config
+    (``TrainConfig``, ``DistillConfig``, ... named in ``procedures/registry.py``). So a bad
+    option raises the UserError the command line prints, before anything is written.
+
+    Args:
+        procedure: a procedure name, as ``--procedure``.
+        run_dir: the run directory; None makes a new temporary one (once the options are
+            valid).
+        **options: flags without ``--``.
+
+    Returns:
+        Every flag's value as an attribute (the defaults for those not given), with
+        ``present`` (the names given) and ``flag_schema``, as ``cli_flags.config_from_flags``.
+    """
     known = set(cli_flags.our_flag_names())
     unknown = sorted(set(options) - known)
     if unknown:
@@ -77,13 +93,15 @@ def config(procedure: str, run_dir=None, **options) -> types.SimpleNamespace:
     values = {name: flags.FLAGS[name].default for name in known}
     for name, value in options.items():
         values[name] = _parsed(name, _model_path(value) if name in _MODEL_OPTIONS else value)
-    run_dir = os.fspath(run_dir) if run_dir is not None else tempfile.mkdtemp(
-        prefix=f"zskd_tf_{procedure}_")
-    values.update(procedure=procedure, run_dir=os.path.abspath(run_dir))
+    temporary = run_dir is None  # made below, once the options are valid
+    values.update(procedure=procedure, run_dir=os.path.abspath(
+        tempfile.gettempdir() if temporary else os.fspath(run_dir)))
     cfg = types.SimpleNamespace(**values)
     cfg.present = set(options) | {"procedure", "run_dir"}
     cfg.flag_schema = cli_flags.flag_schema()
     cli_flags.validate(cfg)
+    if temporary:
+        cfg.run_dir = tempfile.mkdtemp(prefix=f"zskd_tf_{procedure}_")
     return cfg
 
 

@@ -1,8 +1,10 @@
 """Every command-line flag of ``python -m zskd_tf.main``, and their conversion to a config.
 
 Only this module and ``main.py`` touch absl flags; procedures receive a plain ``Config``.
-Flags whose default is ``None`` fall back to the recipe of the chosen model (see
-``zskd_tf/trainers/recipes.py``), so a user only sets what they want to change.
+The defaults of a procedure's own flags are the fields of its typed config (named in
+``procedures/registry.py``), which also checks their values. Flags whose default is ``None``
+fall back to the recipe of the chosen model (see ``zskd_tf/trainers/recipes.py``) or to the
+procedure's default, so a user only sets what they want to change.
 """
 from __future__ import annotations
 
@@ -11,13 +13,15 @@ import types
 
 from absl import flags
 
-from zskd_tf.constants import AUGMENTATIONS
+from zskd_tf import typed_config
 from zskd_tf.errors import UserError
 from zskd_tf.lopes import config as lopes_config
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
 from zskd_tf.procedures import registry
 from zskd_tf.runtime.batch_store import parse_shard
 from zskd_tf.runtime.run_dir import FlagSchema
+from zskd_tf.trainers import distill_config, train_config
+from zskd_tf.zskd import config as zskd_config
 from zskd_tf.zskt import config as zero_shot_config
 
 PROCEDURE_NAMES = registry.NAMES
@@ -37,6 +41,8 @@ OPERATIONAL_FLAGS = frozenset({
 INPUT_PATH_FLAGS = ("teacher", "stats", "init_from", "student_run", "model_path", "dataset",
                     "eval_data", "student")
 SHARDED_PROCEDURES = registry.SHARDED  # --shard=i/N, then merge
+_TRAIN = train_config.DEFAULTS
+_DISTILL = distill_config.DEFAULTS
 
 # --- what to run ---------------------------------------------------------------------------
 flags.DEFINE_enum("procedure", None, PROCEDURE_NAMES, "What to run.")
@@ -67,35 +73,40 @@ flags.DEFINE_integer("max_test_examples", None, "Evaluate on a seeded random sub
 flags.DEFINE_integer("holdout_first", 0,
                      "Never train on the first N training images (Lopes et al. keep MNIST's "
                      "first 5,000 as an unused validation split: --holdout_first=5000).")
-flags.DEFINE_enum("augment", "auto", ("auto", *AUGMENTATIONS),
+flags.DEFINE_enum("augment", _TRAIN.augment, train_config.AUGMENT_CHOICES,
                   "Training augmentation; auto = the papers' choice for the dataset and model.")
 
 # --- model and optimisation ----------------------------------------------------------------
-flags.DEFINE_string("model", "lenet5", "Architecture to train, e.g. lenet5, wrn-16-2, hinton1200.")
+flags.DEFINE_string("model", _TRAIN.model,
+                    "Architecture to train, e.g. lenet5, wrn-16-2, hinton1200.")
 flags.DEFINE_string("conv", "Conv", "WRN convolution type (Moonshine substitutes, e.g. G8B2).")
 flags.DEFINE_enum("block", "basic", ("basic", "bottle"), "WRN block type (Moonshine).")
-flags.DEFINE_integer("epochs", None, "Training epochs (default: the model's recipe).")
-flags.DEFINE_integer("batch_size", None, "Global batch size (default: the model's recipe).")
-flags.DEFINE_float("learning_rate", None, "Initial learning rate (default: the recipe).")
-flags.DEFINE_enum("optimizer", None, ("sgd", "adam"), "Optimizer (default: the recipe).")
-flags.DEFINE_float("momentum", None, "SGD momentum (default: the recipe).")
-flags.DEFINE_float("weight_decay", None,
+flags.DEFINE_integer("epochs", _TRAIN.epochs, "Training epochs (default: the model's recipe).")
+flags.DEFINE_integer("batch_size", _TRAIN.batch_size,
+                     "Global batch size (default: the model's recipe).")
+flags.DEFINE_float("learning_rate", _TRAIN.learning_rate,
+                   "Initial learning rate (default: the recipe).")
+flags.DEFINE_enum("optimizer", _TRAIN.optimizer, train_config.OPTIMIZERS,
+                  "Optimizer (default: the recipe).")
+flags.DEFINE_float("momentum", _TRAIN.momentum, "SGD momentum (default: the recipe).")
+flags.DEFINE_float("weight_decay", _TRAIN.weight_decay,
                    "Coupled L2 weight decay added to the gradients, as PyTorch SGD does "
                    "(default: the recipe).")
-flags.DEFINE_list("lr_milestones", None,
+flags.DEFINE_list("lr_milestones", _TRAIN.lr_milestones,
                   "Fractions of the run at which the learning rate is multiplied by "
                   "--lr_decay (default: the recipe, e.g. 0.3,0.6,0.8 for WRN).")
-flags.DEFINE_float("lr_decay", None, "Learning-rate factor at each milestone (default: recipe).")
-flags.DEFINE_enum("lr_schedule", None, ("step", "cosine", "constant"),
+flags.DEFINE_float("lr_decay", _TRAIN.lr_decay,
+                   "Learning-rate factor at each milestone (default: recipe).")
+flags.DEFINE_enum("lr_schedule", _TRAIN.lr_schedule, train_config.LR_SCHEDULES,
                   "Learning-rate schedule (default: the recipe; step uses --lr_milestones).")
-flags.DEFINE_float("input_noise", 0.0,
+flags.DEFINE_float("input_noise", _TRAIN.input_noise,
                    "train: add N(0, s^2) noise to every training image, in the model's input "
                    "space (a smoother teacher for data-free methods; not in the papers).")
-flags.DEFINE_float("adversarial_eps", 0.0,
+flags.DEFINE_float("adversarial_eps", _TRAIN.adversarial_eps,
                    "train: adversarial training, each batch replaced by an L2 PGD attack of "
                    "this radius per image in the model's input space (0: off; not in the "
                    "papers).")
-flags.DEFINE_integer("adversarial_train_steps", 3,
+flags.DEFINE_integer("adversarial_train_steps", _TRAIN.adversarial_train_steps,
                      "train: PGD steps of the --adversarial_eps attack (step 2.5 eps / steps).")
 flags.DEFINE_integer("seed", 0, "Seed for weights, data order, subsets and augmentation.")
 
@@ -104,34 +115,39 @@ flags.DEFINE_string("teacher", None, "The teacher: a run directory or a .keras f
 flags.DEFINE_string("student", None,
                     "Student architecture (e.g. lenet5_half, wrn-16-1, small_cnn), or a .keras "
                     "file holding an untrained architecture; pipeline: also auto (default).")
-flags.DEFINE_enum("loss", "kd", ("kd", "soft_ce"),
+flags.DEFINE_enum("loss", _DISTILL.loss, distill_config.LOSSES,
                   "kd: (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (FewShot/Moonshine); "
                   "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) "
                   "(Lopes, ZSKD).")
-flags.DEFINE_float("alpha", 0.9, "KD weight; --alpha=0 --beta=0 is the no-teacher baseline.")
+flags.DEFINE_float("alpha", _DISTILL.alpha,
+                   "KD weight; --alpha=0 --beta=0 is the no-teacher baseline.")
 flags.DEFINE_float("temperature", None,
-                   "Softmax temperature (default: the procedure's paper value: distill 4, "
-                   "data_impressions 20, compute_stats 8).")
-flags.DEFINE_float("soft_ce_scale", 1.0, "Factor on the soft_ce loss (ZSKD uses T^2 = 400).")
-flags.DEFINE_enum("targets", "auto", ("auto", "teacher", "stored"),
+                   "Softmax temperature (default: the procedure's paper value: distill "
+                   f"{_DISTILL.temperature:g}, data_impressions "
+                   f"{zskd_config.DEFAULTS.temperature:g}, compute_stats "
+                   f"{lopes_config.STATS_DEFAULTS.temperature:g}).")
+flags.DEFINE_float("soft_ce_scale", _DISTILL.soft_ce_scale,
+                   "Factor on the soft_ce loss (ZSKD uses T^2 = 400).")
+flags.DEFINE_enum("targets", _DISTILL.targets, distill_config.TARGETS,
                   "soft_ce targets: the teacher run online, or a synthetic set's stored "
                   "soft_targets; auto = the teacher when --teacher is given.")
 flags.DEFINE_float("beta", None,
-                   "Attention-transfer weight (default: distill 0; few-shot KD+AT uses 1000, "
+                   f"Attention-transfer weight (default: distill {_DISTILL.beta:g}; few-shot "
+                   "KD+AT uses 1000, "
                    f"zero_shot {zero_shot_config.DEFAULTS.beta:g}).")
 flags.DEFINE_list("at_taps", None,
                   "Feature taps used by attention transfer (default: every spatial tap the "
                   "teacher and student share, e.g. the WRN group outputs).")
-flags.DEFINE_integer("samples_per_class", None,
+flags.DEFINE_integer("samples_per_class", _DISTILL.samples_per_class,
                      "Few-shot: train on M seeded, class-balanced real images per class; "
                      "epochs are scaled to match the full-data number of SGD steps.")
 flags.DEFINE_string("init_from", None, "Start the student from this run directory/.keras file.")
-flags.DEFINE_float("anchor_weight", 0.0,
+flags.DEFINE_float("anchor_weight", _DISTILL.anchor_weight,
                    "L1 pull of the student to its initial weights (ZSKT fine-tuning: 1).")
-flags.DEFINE_boolean("allow_foreign_synthetic", False,
+flags.DEFINE_boolean("allow_foreign_synthetic", _DISTILL.allow_foreign_synthetic,
                      "distill: train on a synthetic .npz although its recorded teacher, input "
                      "mapping or dataset differ from --teacher's (refused by default).")
-flags.DEFINE_boolean("freeze_bn", False,
+flags.DEFINE_boolean("freeze_bn", _DISTILL.freeze_bn,
                      "Run the student's BatchNorm in inference mode (ZSKT fine-tuning).")
 
 # --- evaluate / export ---------------------------------------------------------------------
@@ -196,16 +212,14 @@ flags.DEFINE_boolean("deterministic", False,
 flags.DEFINE_enum("verbose", "auto", ("auto", "bar", "epoch", "quiet"),
                   "Progress output: a bar on terminals, one line per epoch otherwise.")
 
-_POSITIVE = ("max_train_examples", "max_test_examples", "epochs", "batch_size",
-             "checkpoint_every_secs", "eval_every_epochs", "cluster_wait_secs",
-             "samples_per_class", "temperature",
-             "soft_ce_scale",
+# Checks of flags that several procedures read and that no typed config of theirs checks.
+_POSITIVE = ("max_train_examples", "max_test_examples", "batch_size",
+             "checkpoint_every_secs", "eval_every_epochs", "cluster_wait_secs", "temperature",
              "num_samples", "synthesis_steps", "synthesis_batch_size", "synthesis_lr",
              "iterations", "n_generator_steps", "n_student_steps", "z_dim", "student_lr",
              "generator_lr", "num_images", "adversarial_steps", "step_size",
              "calibration_samples")
-_NON_NEGATIVE = ("momentum", "weight_decay", "logical_cpus", "holdout_first", "beta",
-                 "anchor_weight")
+_NON_NEGATIVE = ("logical_cpus", "holdout_first", "beta")
 CALIBRATION_SOURCES = ("generator", "real", "noise")  # or a synthetic .npz
 
 
@@ -236,32 +250,32 @@ def config_from_flags() -> types.SimpleNamespace:
 
 
 def validate(cfg) -> None:
-    """Checks that do not need TensorFlow; raises UserError naming the flag."""
+    """Checks that do not need TensorFlow; raises UserError naming the flag.
+
+    The command line and the Python API both call it before anything is written: the
+    generic checks of every flag, then the procedure's typed config (``registry``'s
+    ``config``) built from ``cfg``, whose own checks cover that procedure's flags.
+
+    Args:
+        cfg: the flags' values (``config_from_flags()``'s or ``api.config()``'s namespace);
+            ``lr_milestones`` is converted to numbers in place (flags.cfg records them so).
+    """
     if cfg.procedure is None:
         raise UserError(f"--procedure is required: one of {', '.join(PROCEDURE_NAMES)}")
-    for name in registry.get(cfg.procedure).needs:
+    procedure = registry.get(cfg.procedure)
+    for name in procedure.needs:
         if not getattr(cfg, name):
             raise UserError(f"--{name} is required for --procedure={cfg.procedure}")
     for name, value in sorted(vars(cfg).items()):  # NaN passes every comparison below
         if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"--{name} must be a finite number, got {value}")
     for name in _POSITIVE:
-        value = getattr(cfg, name, None)
-        if value is not None and value <= 0:
-            raise UserError(f"--{name} must be a positive number, got {value}")
+        typed_config.check_positive(name, getattr(cfg, name, None))
     for name in _NON_NEGATIVE:
-        value = getattr(cfg, name, None)
-        if value is not None and value < 0:
-            raise UserError(f"--{name} must be >= 0, got {value}")
-    if cfg.learning_rate is not None and cfg.learning_rate <= 0:
-        raise UserError(f"--learning_rate must be > 0, got {cfg.learning_rate}")
+        typed_config.check_non_negative(name, getattr(cfg, name, None))
     if cfg.seed < 0:
         raise UserError(f"--seed must be >= 0, got {cfg.seed}")
     lopes_config.check_spectral_keep(cfg.spectral_keep)
-    if not 0 <= cfg.alpha <= 1:
-        raise UserError(f"--alpha must be in [0, 1], got {cfg.alpha}")
-    if cfg.lr_decay is not None and not 0 < cfg.lr_decay <= 1:
-        raise UserError(f"--lr_decay must be in (0, 1], got {cfg.lr_decay}")
     _validate_quantization(cfg)
     if cfg.shard is not None:
         parse_shard(cfg.shard)
@@ -270,13 +284,9 @@ def validate(cfg) -> None:
     if cfg.inputs and cfg.procedure != "merge":
         raise UserError("--inputs is for --procedure=merge")
     if cfg.lr_milestones is not None:
-        try:
-            cfg.lr_milestones = [float(v) for v in cfg.lr_milestones]
-        except ValueError:
-            raise UserError(f"--lr_milestones must be fractions like 0.3,0.6,0.8, "
-                            f"got {','.join(cfg.lr_milestones)}") from None
-        if any(not 0 < v < 1 for v in cfg.lr_milestones):
-            raise UserError("--lr_milestones must be fractions strictly between 0 and 1")
+        cfg.lr_milestones = list(train_config.parse_lr_milestones(cfg.lr_milestones))
+    if procedure.config is not None:
+        procedure.config.from_flags(cfg)
 
 
 def _validate_quantization(cfg) -> None:

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from zskd_tf import losses
 from zskd_tf.models import taps as taps_lib
+from zskd_tf.trainers.distill_config import DEFAULTS as _DISTILL
 
 
 class ElementMeanKD(keras.distillation.DistillationLoss):
@@ -39,7 +40,7 @@ class ElementMeanKD(keras.distillation.DistillationLoss):
         temperature: the softmax temperature T (FewShot/Moonshine: 4).
     """
 
-    def __init__(self, temperature: float = 4.0):
+    def __init__(self, temperature: float = _DISTILL.temperature):
         self.temperature = float(temperature)
 
     def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
@@ -79,8 +80,8 @@ class AttentionTransferLoss(keras.losses.Loss):
         return tf.reduce_mean(tf.square(student - teacher), axis=-1)
 
 
-def kd_at_losses(alpha: float = 0.9, temperature: float = 4.0, beta: float = 0.0,
-                 at_taps=()) -> dict:
+def kd_at_losses(alpha: float = _DISTILL.alpha, temperature: float = _DISTILL.temperature,
+                 beta: float = _DISTILL.beta, at_taps=()) -> dict:
     """Keyword arguments for ``keras.distillation.Distiller`` that reproduce ``distill``'s
     KD + attention-transfer objective.
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from zskd_tf.errors import UserError
+
 
 def fields_given(cls, values) -> dict:
     """The values of ``cls``'s fields that the flags set.
@@ -22,6 +24,40 @@ def fields_given(cls, values) -> dict:
     """
     return {field.name: getattr(values, field.name) for field in dataclasses.fields(cls)
             if getattr(values, field.name, None) is not None}
+
+
+def check_positive(name: str, value) -> None:
+    """UserError unless ``--name``'s value is None or > 0.
+
+    Args:
+        name: the flag's name.
+        value: its value (None: not given).
+    """
+    if value is not None and not value > 0:  # also refuses NaN
+        raise UserError(f"--{name} must be a positive number, got {value}")
+
+
+def check_non_negative(name: str, value) -> None:
+    """UserError unless ``--name``'s value is None or >= 0.
+
+    Args:
+        name: the flag's name.
+        value: its value (None: not given).
+    """
+    if value is not None and not value >= 0:  # also refuses NaN
+        raise UserError(f"--{name} must be >= 0, got {value}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """UserError unless ``--name``'s value is one of ``choices``.
+
+    Args:
+        name: the flag's name.
+        value: its value.
+        choices: the values it may take.
+    """
+    if value not in choices:
+        raise UserError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 class FlagConfig:

@@ -31,6 +31,21 @@ def with_defaults(cfg, **defaults):
     return type(cfg)(**values)
 
 
+def with_config_defaults(cfg, config, names):
+    """A copy of ``cfg`` where each flag of ``names`` left at None takes the typed config's
+    value (flags.cfg then records it, as it did before the configs existed).
+
+    Args:
+        cfg: the flags' values.
+        config: the procedure's typed config, built from ``cfg``.
+        names: the flags to fill in, fields of ``config``.
+
+    Returns:
+        The new namespace.
+    """
+    return with_defaults(cfg, **{name: getattr(config, name) for name in names})
+
+
 def limit(x, y, max_examples, seed):
     """A seeded random subset of at most ``max_examples`` examples (all when None)."""
     if max_examples is None or max_examples >= len(x):

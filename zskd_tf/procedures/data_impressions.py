@@ -33,7 +33,7 @@ from zskd_tf import teacher_task
 from zskd_tf.data import synthetic
 from zskd_tf.errors import UserError
 from zskd_tf.procedures import sharding
-from zskd_tf.procedures.common import finished_result, with_defaults
+from zskd_tf.procedures.common import finished_result, with_config_defaults
 from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers.impressions import ImpressionSynthesizer
@@ -52,7 +52,7 @@ CONCENTRATION_FILE = "concentration.npy"
 
 def run(cfg) -> dict:
     config = ImpressionConfig.from_flags(cfg)  # every ZSKD flag, defaulted and checked
-    cfg = with_defaults(cfg, **{name: getattr(config, name) for name in RECORDED_DEFAULTS})
+    cfg = with_config_defaults(cfg, config, RECORDED_DEFAULTS)
     # --num_classes, --class_names, --input_range: foreign teachers only (zskd_tf/teacher_task.py)
     description = teacher_task.description_of(cfg)
     targets_lib.check_seed(cfg.seed)

@@ -27,12 +27,16 @@ from zskd_tf.procedures.common import (
     limit,
     model_info,
     train_and_export,
-    with_defaults,
+    with_config_defaults,
 )
 from zskd_tf.runtime import atomic, devices, memory
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes
-from zskd_tf.trainers.distiller import DistillConfig, Distiller
+from zskd_tf.trainers.distill_config import DistillConfig
+from zskd_tf.trainers.distiller import Distiller
+
+# Flags left at None that the procedure fills in from its config; flags.cfg records them so.
+RECORDED_DEFAULTS = ("temperature", "beta")
 
 
 @dataclasses.dataclass
@@ -179,17 +183,16 @@ def _real_data(cfg, teacher) -> DistillData:
                        len(raw.train_x), indices)
 
 
-def _distill_config(cfg, teacher_model, student) -> DistillConfig:
+def _with_taps(config: DistillConfig, teacher_model, student) -> DistillConfig:
+    """``config`` with the taps attention transfer uses: ``--at_taps``, else every spatial tap
+    teacher and student share; none when ``--beta`` is 0."""
     at_taps = ()
-    if cfg.beta:
-        at_taps = (tuple(cfg.at_taps) if cfg.at_taps
-                   else taps_lib.common_spatial_taps(teacher_model, student))
+    if config.beta:
+        at_taps = config.at_taps or taps_lib.common_spatial_taps(teacher_model, student)
         if not at_taps:
             raise UserError("--beta > 0 needs feature taps of the same spatial size in teacher "
                             "and student (e.g. two WRNs); none found: use --beta=0")
-    return DistillConfig(loss=cfg.loss, alpha=cfg.alpha, temperature=cfg.temperature,
-                         soft_ce_scale=cfg.soft_ce_scale, beta=cfg.beta, at_taps=at_taps,
-                         anchor_weight=cfg.anchor_weight, freeze_bn=cfg.freeze_bn)
+    return dataclasses.replace(config, at_taps=tuple(at_taps))
 
 
 def _few_shot_epochs(epochs: int, n_full: int, num_classes: int, m: int, dataset: str) -> int:
@@ -210,7 +213,8 @@ def _build_student(cfg, name, spec, num_classes):
 
 
 def run(cfg) -> dict:
-    cfg = with_defaults(cfg, temperature=4.0, beta=0.0)
+    config = DistillConfig.from_flags(cfg)  # every distillation flag, defaulted and checked
+    cfg = with_config_defaults(cfg, config, RECORDED_DEFAULTS)
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)
     if finished:
@@ -224,13 +228,13 @@ def run(cfg) -> dict:
     if teacher is not None:
         model_io.check_class_count(teacher, cfg.teacher, num_classes, data.dataset)
     name = _student_name(cfg)
-    recipe = recipes.resolve(cfg, name, data.dataset)
-    if cfg.samples_per_class and "epochs" not in cfg.present:
+    recipe = recipes.resolve(config, name, data.dataset)
+    if config.samples_per_class and "epochs" not in cfg.present:
         recipe = dataclasses.replace(recipe, epochs=_few_shot_epochs(
-            recipe.epochs, data.full_train_size, num_classes, cfg.samples_per_class,
+            recipe.epochs, data.full_train_size, num_classes, config.samples_per_class,
             data.dataset))
-    if cfg.augment != "auto":
-        augment = cfg.augment
+    if config.augment != "auto":
+        augment = config.augment
     elif data.train.spec is None:  # synthetic inputs: the papers distil without augmentation
         augment = "none"
     elif registry.is_model_file(name):
@@ -244,7 +248,7 @@ def run(cfg) -> dict:
     t_params = complexity.count_trainable_params(teacher_model) if teacher_model else None
     with strategy.scope():
         student = _build_student(cfg, name, data.spec, num_classes)
-        config = _distill_config(cfg, teacher_model, student)
+        config = _with_taps(config, teacher_model, student)
         optimizer = recipes.make_optimizer(recipe, total_steps)
         trainer = Distiller(student, teacher_model, config, weight_decay=recipe.weight_decay)
         trainer.compile(optimizer=optimizer)
@@ -258,7 +262,7 @@ def run(cfg) -> dict:
                            "indices": [int(i) for i in data.sample_indices]})
     result = {"student": name, "teacher": cfg.teacher, "dataset": data.dataset,
               "data_source": data.source,
-              "distill": {**dataclasses.asdict(config), "at_taps": list(config.at_taps)}}
+              "distill": config.objective()}
     if teacher is not None:
         result.update(teacher_trainable_params=t_params,
                       compression_ratio=t_params / complexity.count_trainable_params(student))

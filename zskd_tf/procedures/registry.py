@@ -6,11 +6,19 @@ imports the module a procedure names. Adding a procedure means adding one :class
 to ``PROCEDURES`` (and its module under ``zskd_tf/procedures/``).
 
 A procedure's ``reads`` are the flags its code looks at, beyond the ``COMMON`` ones that every
-procedure reads; ``tests/test_cli_help.py`` checks them against the code.
+procedure reads; ``tests/test_cli_help.py`` checks them against the code. Its ``config`` is
+the typed config (a :class:`zskd_tf.typed_config.FlagConfig`, no TensorFlow) that owns the
+defaults and the checks of its own flags; ``cli_flags.validate`` builds it from the flags of
+every command, from the command line and from the Python API alike.
 """
 from __future__ import annotations
 
 import dataclasses
+
+from zskd_tf.lopes.config import ReconstructionConfig, StatsConfig
+from zskd_tf.trainers.distill_config import DistillConfig
+from zskd_tf.trainers.train_config import TrainConfig
+from zskd_tf.zskd.config import ImpressionConfig
 
 # Read by every procedure: where and how the run executes (zskd_tf/procedures/__init__.py).
 COMMON = ("procedure", "run_dir", "overwrite", "seed", "strategy", "logical_cpus",
@@ -20,7 +28,7 @@ COMMON = ("procedure", "run_dir", "overwrite", "seed", "strategy", "logical_cpus
 NAMED_DATASET = ("dataset", "data_dir")
 FOREIGN_TEACHER = ("num_classes", "class_names", "input_range")  # teacher_task.description_of
 RECIPE = ("epochs", "batch_size", "learning_rate", "optimizer", "momentum", "weight_decay",
-          "lr_milestones", "lr_decay", "lr_schedule")  # trainers/recipes.resolve
+          "lr_milestones", "lr_decay", "lr_schedule")  # train_config.RecipeOverrides
 TRAINING_LOOP = ("checkpoint_every_secs", "eval_every_epochs", "verbose")  # common.train_and_export
 ARCHITECTURE = ("conv", "block")  # WRN variants of the model built
 SYNTHESIS = ("num_samples", "synthesis_steps", "synthesis_batch_size", "synthesis_lr",
@@ -43,6 +51,8 @@ class Procedure:
         needs: flags it cannot run without (``--run_dir`` included).
         reads: flags it reads besides ``COMMON``.
         sharded: whether ``--shard=i/N`` splits it (then ``--procedure=merge``).
+        config: its typed config class, whose ``from_flags`` checks a command's flags before
+            anything runs (None: the generic checks of ``cli_flags.validate`` only).
     """
     name: str
     module: str
@@ -50,6 +60,7 @@ class Procedure:
     needs: tuple[str, ...]
     reads: tuple[str, ...]
     sharded: bool = False
+    config: type | None = None
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -66,7 +77,8 @@ PROCEDURES = (
     _procedure("train", "trains a classifier (the teacher, or a student from real data).", (),
                ("model", *ARCHITECTURE, *NAMED_DATASET, "max_train_examples",
                 "max_test_examples", "holdout_first", "augment", "input_noise",
-                "adversarial_eps", "adversarial_train_steps", *RECIPE, *TRAINING_LOOP)),
+                "adversarial_eps", "adversarial_train_steps", *RECIPE, *TRAINING_LOOP),
+               config=TrainConfig),
     _procedure("evaluate", "scores a model on a dataset's split or on --eval_data.",
                ("model_path",),
                (*NAMED_DATASET, *FOREIGN_TEACHER, "eval_data", "split", "holdout_first",
@@ -79,16 +91,18 @@ PROCEDURES = (
                 "eval_data", "max_train_examples", "max_test_examples", "holdout_first",
                 "augment", "loss", "alpha", "temperature", "soft_ce_scale", "targets", "beta",
                 "at_taps", "samples_per_class", "init_from", "anchor_weight",
-                "allow_foreign_synthetic", "freeze_bn", *RECIPE, *TRAINING_LOOP)),
+                "allow_foreign_synthetic", "freeze_bn", *RECIPE, *TRAINING_LOOP),
+               config=DistillConfig),
     _procedure("data_impressions", "synthesises a transfer set from a teacher (ZSKD).",
-               ("teacher",), (*ZSKD, "shard"), sharded=True),
+               ("teacher",), (*ZSKD, "shard"), sharded=True, config=ImpressionConfig),
     _procedure("compute_stats", "records a teacher's activation statistics (Lopes et al., "
                "step 1).", ("teacher",),
                (*NAMED_DATASET, "max_train_examples", "holdout_first", "temperature",
-                "spectral_keep")),
+                "spectral_keep"), config=StatsConfig),
     _procedure("optimize_dataset", "reconstructs a transfer set from the statistics (Lopes et "
                "al., step 2).", ("teacher", "stats"),
-               ("dataset", "objective", "spectral_keep", "shard", *SYNTHESIS), sharded=True),
+               ("dataset", "objective", "spectral_keep", "shard", *SYNTHESIS), sharded=True,
+               config=ReconstructionConfig),
     _procedure("zero_shot", "trains a student against an adversarial generator (ZSKT).",
                ("teacher", "student"),
                (*ARCHITECTURE, *NAMED_DATASET, *FOREIGN_TEACHER, "eval_data",

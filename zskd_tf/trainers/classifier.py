@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from zskd_tf import losses
 from zskd_tf.trainers.distributed import SymbolicBuildFix, replica_logs
+from zskd_tf.trainers.train_config import DEFAULTS as TRAIN_DEFAULTS
 
 
 def add_weight_decay(grads, variables, weight_decay: float):
@@ -30,9 +31,9 @@ class InputPerturbation:
     mode. Robust teachers have input gradients that look like the data, which is what
     data-free methods follow.
     """
-    noise_std: float = 0.0
-    adversarial_eps: float = 0.0
-    adversarial_steps: int = 3
+    noise_std: float = TRAIN_DEFAULTS.input_noise
+    adversarial_eps: float = TRAIN_DEFAULTS.adversarial_eps
+    adversarial_steps: int = TRAIN_DEFAULTS.adversarial_train_steps
     value_range: tuple | None = None  # per-channel (low, high) arrays
     seed: int = 0
 

@@ -1,38 +1,13 @@
 """Knowledge distillation from a frozen teacher: KD, soft-target CE, attention transfer."""
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import tensorflow as tf
 
 from zskd_tf import losses
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.trainers.classifier import ClassifierTrainer
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig:
-    """What the student minimises (defaults: FewShot/Moonshine KD with alpha 0.9, T 4).
-
-    loss: "kd" = (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (docs/methods/kd_at_moonshine.md,
-          "The KD loss");
-          "soft_ce" = scale * CE(p, softmax(s/T)) with p the teacher's softmax(t/T), or the
-          stored soft targets of a synthetic set (Lopes et al.: scale 1, T 8; ZSKD: T^2, T 20).
-    beta: attention-transfer weight over ``at_taps`` (sum over taps:
-          docs/methods/kd_at_moonshine.md, "Attention transfer").
-    anchor_weight: L1 pull to the initial weights (ZSKT fine-tuning: docs/methods/zskt.md,
-          "Fine-tuning with M real images per class").
-    freeze_bn: run the student in inference mode (BN uses and keeps its moving statistics).
-    """
-    loss: str = "kd"
-    alpha: float = 0.9
-    temperature: float = 4.0
-    soft_ce_scale: float = 1.0
-    beta: float = 0.0
-    at_taps: tuple = ()
-    anchor_weight: float = 0.0
-    freeze_bn: bool = False
+from zskd_tf.trainers.distill_config import DistillConfig
 
 
 class Distiller(ClassifierTrainer):
@@ -40,6 +15,8 @@ class Distiller(ClassifierTrainer):
 
     ``teacher`` may be None when nothing needs it: alpha = beta = 0 (the no-teacher
     baseline, plain CE) or stored soft targets (batches of ``(x, soft_targets)``).
+    ``config`` is read for its objective (``distill_config.OBJECTIVE_FIELDS``), with
+    ``at_taps`` already resolved to tap names when ``beta > 0``.
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model | None,

@@ -56,16 +56,26 @@ def default_recipe(model_name: str, dataset: str) -> Recipe:
     return _BY_NAME.get(model_name, _LOPES)
 
 
-def resolve(cfg, model_name: str, dataset: str) -> Recipe:
-    """The default recipe with every field the user set by flag replaced."""
+def resolve(overrides, model_name: str, dataset: str) -> Recipe:
+    """The default recipe with every field the user set by flag replaced.
+
+    Args:
+        overrides: a :class:`zskd_tf.trainers.train_config.RecipeOverrides` (``train``'s or
+            ``distill``'s config), or anything with its attributes; None keeps the recipe's.
+        model_name: the architecture trained.
+        dataset: the dataset it is trained on.
+
+    Returns:
+        The :class:`Recipe`.
+    """
     recipe = default_recipe(model_name, dataset)
-    overrides = {field: getattr(cfg, field) for field in
-                 ("optimizer", "learning_rate", "batch_size", "epochs", "momentum",
-                  "weight_decay", "lr_decay", "lr_schedule")
-                 if getattr(cfg, field, None) is not None}
-    if getattr(cfg, "lr_milestones", None) is not None:
-        overrides["lr_milestones"] = tuple(cfg.lr_milestones)
-    return dataclasses.replace(recipe, **overrides)
+    given = {field: getattr(overrides, field) for field in
+             ("optimizer", "learning_rate", "batch_size", "epochs", "momentum",
+              "weight_decay", "lr_decay", "lr_schedule")
+             if getattr(overrides, field, None) is not None}
+    if getattr(overrides, "lr_milestones", None) is not None:
+        given["lr_milestones"] = tuple(overrides.lr_milestones)
+    return dataclasses.replace(recipe, **given)
 
 
 def learning_rate_schedule(recipe: Recipe, total_steps: int):
