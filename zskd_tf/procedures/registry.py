@@ -19,6 +19,7 @@ from zskd_tf.lopes.config import ReconstructionConfig, StatsConfig
 from zskd_tf.trainers.distill_config import DistillConfig
 from zskd_tf.trainers.train_config import TrainConfig
 from zskd_tf.zskd.config import ImpressionConfig
+from zskd_tf.zskt.config import ZeroShotConfig
 
 # Read by every procedure: where and how the run executes (zskd_tf/procedures/__init__.py).
 COMMON = ("procedure", "run_dir", "overwrite", "seed", "strategy", "logical_cpus",
@@ -112,7 +113,7 @@ PROCEDURES = (
                 "freeze_generator_at", "generator_bn_weight", "generator_balance_weight",
                 "generator_confidence_weight",
                 "beta", "at_taps", "temperature", "init_from", "seeds",
-                "checkpoint_every_secs", "verbose")),
+                "checkpoint_every_secs", "verbose"), config=ZeroShotConfig),
     _procedure("transition_curves", "attacks a student and scores how the teacher follows (ZSKT's "
                "transition curves).", ("teacher", "student_run"),
                (*NAMED_DATASET, "max_test_examples", "num_images", "adversarial_steps",
