@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from zskd_tf.calibration import GENERATOR_FILE
 from zskd_tf.pipeline import steps as steps_lib
 from zskd_tf.runtime import atomic
 from zskd_tf.zskd import figures
@@ -110,7 +111,7 @@ def _generator_samples(student_dir: str, teacher_dir: str, out: str, seed: int =
     from zskd_tf import model_io
     from zskd_tf.data import preprocess as pp
 
-    generator = keras.models.load_model(os.path.join(student_dir, "generator.keras"),
+    generator = keras.models.load_model(os.path.join(student_dir, GENERATOR_FILE),
                                         compile=False)
     teacher = model_io.load_classifier(teacher_dir)
     z = np.random.default_rng(seed).standard_normal((40, generator.input_shape[-1]))

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from zskd_tf import export, model_io, teacher_task
+from zskd_tf.calibration import GENERATOR_FILE
 from zskd_tf.data import datasets, pipeline
 from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
@@ -49,7 +50,6 @@ from zskd_tf.zskt import trainer as zs
 from zskd_tf.zskt.config import ZeroShotConfig
 
 EVALUATIONS = 100  # the reference evaluates every N/100 iterations
-GENERATOR_FILE = "generator.keras"
 # Flags left at None that flags.cfg records filled in with the config's value (as it always
 # has: a run directory made before the config existed still resumes).
 RECORDED_DEFAULTS = ("iterations", "batch_size", "beta", "temperature")
