@@ -166,7 +166,7 @@ def _finished_seed(seed_dir: RunDir) -> dict | None:
     On a cluster (``--strategy=multi_worker``) the chief's run directory decides for every
     process: a worker's own ``seed_dir`` is in its fresh scratch directory and never holds a
     result, and a worker that trained a seed the chief skips would wait in collective
-    operations the chief never joins (a resumed ``--seeds`` run hung, or failed with a
+    operations the chief never joins (a restarted ``--seeds`` run failed on the worker with a
     collective type mismatch). The worker reports the chief's result of a skipped seed."""
     finished = seed_dir.result()
     if not cluster.chief_decides(finished is not None):
