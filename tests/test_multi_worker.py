@@ -53,12 +53,20 @@ def _start(args, tf_config: str | None, scratch: str | None = None) -> subproces
 
 
 def _finish(processes: list[subprocess.Popen]) -> list[subprocess.CompletedProcess]:
-    """Waits for every process (killing all of them once one runs out of time)."""
+    """Waits for every process (killing all of them once one runs out of time, and then
+    failing with what each had printed: a slow run and a hung one read differently)."""
     done = []
     try:
         for proc in processes:
             out, err = proc.communicate(timeout=TIMEOUT)
             done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    except subprocess.TimeoutExpired:
+        printed = []
+        for proc in processes[len(done):]:
+            proc.kill()
+            out, err = proc.communicate()
+            printed.append(f"{proc.args[-1]}: {(out or '')[-1000:]}\n{(err or '')[-2000:]}")
+        raise AssertionError(f"a process ran over {TIMEOUT} s:\n" + "\n".join(printed)) from None
     finally:
         for proc in processes:
             if proc.poll() is None:
@@ -328,3 +336,34 @@ def test_zero_shot_on_two_workers_equals_two_replicas_on_one_machine(tmp_path, l
     assert _finish([alone])[0].returncode == 0
     _assert_same_weights(cluster, mirrored, os.path.join("seed_0", "model.keras"))
     assert not glob.glob(os.path.join(tmp_path, "tmp", "zskd_worker*"))
+
+
+@pytest.mark.slow
+def test_zero_shot_seeds_resume_on_two_workers_after_a_finished_seed(tmp_path, lenet5_teacher):
+    """--seeds=0,1 on two workers, both killed once seed 0 has finished, then both started
+    again: every process skips seed 0 (the chief's decision: the worker's scratch directory
+    has no seed_0/result.json) and trains seed 1, which equals seed 1 run alone (on two
+    replicas of one machine, which equal two workers: the test above)."""
+    args = ("--procedure=zero_shot", f"--teacher={lenet5_teacher}", "--student=lenet5_half",
+            f"--data_dir={FASHION_MNIST_DIR}", "--beta=0", "--iterations=2", "--batch_size=16",
+            "--max_test_examples=100", "--deterministic", "--verbose=quiet")
+    run, alone, scratch = (str(tmp_path / name) for name in ("run", "alone", "tmp"))
+    reference = _start((*args, "--seeds=1", "--strategy=mirrored", "--logical_cpus=2",
+                        f"--run_dir={alone}"), None)
+    seeds = (*args, "--seeds=0,1")
+    with _stopped_at_exit([reference, *_start_cluster(run, scratch, seeds, seeds)]) as (
+            _, chief, worker):
+        _wait_for_file(os.path.join(run, "seed_0", "result.json"), [chief, worker])
+        for proc in (chief, worker):
+            proc.kill()
+            proc.wait()
+        chief, worker = _run_cluster(run, scratch, seeds)
+        assert _finish([reference])[0].returncode == 0
+    for proc in (chief, worker):
+        assert "seed 0: already finished" in proc.stdout, proc.stdout
+        assert "seed 1: done" in proc.stdout, proc.stdout
+    accuracy = read_json(os.path.join(run, "seed_0", "result.json"))["test_accuracy"]
+    assert f"seed 0: already finished, test accuracy {accuracy:.4f}" in worker.stdout
+    per_seed = read_json(os.path.join(run, "result.json"))["per_seed_test_accuracy"]
+    assert per_seed[0] == accuracy and len(per_seed) == 2
+    _assert_same_weights(run, alone, os.path.join("seed_1", "model.keras"))

@@ -3,7 +3,6 @@
 The procedures, their modules and their flags are listed in :mod:`zskd_tf.procedures.registry`.
 """
 import importlib
-import json
 import os
 
 from zskd_tf.procedures import registry
@@ -34,7 +33,7 @@ def _run_in_cluster(cfg, member: cluster.Member) -> dict:
             if not member.is_chief:
                 print(f"run already finished ({member.run_dir}); {member.name} has nothing "
                       "to do", flush=True)
-                return _chief_result(member)
+                return cluster.chiefs_record(os.path.join(member.run_dir, run_dir.RESULT_FILE))
         elif not member.is_chief:
             cfg = _with_run_dir(cfg, member.scratch_dir)
         result = importlib.import_module(registry.get(cfg.procedure).module).run(cfg)
@@ -66,13 +65,3 @@ def _chief_finished(cfg, member: cluster.Member) -> bool:
         directory = run_dir.RunDir(cfg.run_dir)
         finished = directory.check(cfg) and directory.result() is not None
     return cluster.chief_decides(finished)
-
-
-def _chief_result(member: cluster.Member) -> dict:
-    """The chief's result.json as far as it can be read (a worker returns it)."""
-    try:
-        with open(os.path.join(member.run_dir, run_dir.RESULT_FILE), encoding="utf-8") as f:
-            result = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return result if isinstance(result, dict) else {}

@@ -40,10 +40,10 @@ from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import Split, finished_result, limit, model_info, with_defaults
-from zskd_tf.runtime import atomic, devices, memory
+from zskd_tf.runtime import atomic, cluster, devices, memory
 from zskd_tf.runtime.checkpoints import Checkpointer
 from zskd_tf.runtime.fitting import fit_resumable
-from zskd_tf.runtime.run_dir import RunDir
+from zskd_tf.runtime.run_dir import RESULT_FILE, RunDir
 from zskd_tf.trainers import input_gradients
 from zskd_tf.zskt import generator as generator_lib
 from zskd_tf.zskt import trainer as zs
@@ -162,10 +162,25 @@ def _train(trainer, seed_dir: RunDir, checkpointer: Checkpointer, setup: _Setup,
                   setup.cfg.verbose, eval_every_epochs=1, step_variable=trainer.iteration)
 
 
+def _finished_seed(seed_dir: RunDir) -> dict | None:
+    """The seed's result if it already finished, else None.
+
+    On a cluster (``--strategy=multi_worker``) the chief's run directory decides for every
+    process: a worker's own ``seed_dir`` is in its fresh scratch directory and never holds a
+    result, and a worker that trained a seed the chief skips would wait in collective
+    operations the chief never joins (a restarted ``--seeds`` run failed on the worker with a
+    collective type mismatch). The worker reports the chief's result of a skipped seed."""
+    finished = seed_dir.result()
+    if not cluster.chief_decides(finished is not None):
+        return None
+    return finished if finished is not None else cluster.chiefs_record(
+        seed_dir.file(RESULT_FILE))
+
+
 def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
     cfg, config = setup.cfg, setup.config
     seed_dir = RunDir(run_dir.file(f"seed_{seed}"))
-    finished = seed_dir.result()
+    finished = _finished_seed(seed_dir)
     if finished is not None:
         print(f"seed {seed}: already finished{_accuracy_text(finished)}", flush=True)
         return finished

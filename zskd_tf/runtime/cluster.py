@@ -311,6 +311,26 @@ def shared_path(path: str) -> str:
     return os.path.join(member.run_dir, relative)
 
 
+def chiefs_record(path: str) -> dict:
+    """The JSON object the chief wrote at the counterpart of ``path`` (see ``shared_path``), as
+    far as it can be read: a worker that the chief told a run or a seed is finished reports
+    the chief's result instead of its own. Nothing is deleted or repaired (the chief's files
+    are the chief's).
+
+    Args:
+        path: a JSON file's path, under a worker's scratch directory or the run directory.
+
+    Returns:
+        The file's object, or an empty dict when it is missing, not JSON or not an object.
+    """
+    try:
+        with open(shared_path(path), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def leave() -> None:
     """Removes a worker's scratch directory (the chief has none)."""
     member = joined()
