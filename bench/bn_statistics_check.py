@@ -12,13 +12,13 @@ import numpy as np
 import tensorflow as tf
 
 from zskd_tf import model_io
-from zskd_tf.data import datasets, pipeline
+from zskd_tf.data import batch_streams, datasets
 from zskd_tf.data import preprocess as pp
 
 
 def _accuracy(model, spec, data, training):
     correct = [np.argmax(model(x, training=training).numpy(), -1) == y.numpy().reshape(-1)
-               for x, y in pipeline.eval_batches(data.test_x, data.test_y, spec, 500)]
+               for x, y in batch_streams.eval_batches(data.test_x, data.test_y, spec, 500)]
     return float(np.mean(np.concatenate(correct)))
 
 

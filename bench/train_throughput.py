@@ -3,7 +3,7 @@
 
     python bench/train_throughput.py [--model=lenet5] [--batch_size=512] [--epochs=3] [--repeats=3]
 
-Both fit the same tf.data pipeline (Fashion-MNIST through zskd_tf.data.pipeline) for the
+Both fit the same tf.data pipeline (Fashion-MNIST through zskd_tf.data.batch_streams) for the
 same number of steps; runs alternate (ours, plain, ours, plain, ...) after one warm-up epoch
 each, and the table reports the median images/s of each and their ratio.
 """
@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from zskd_tf.data import datasets, pipeline  # noqa: E402
+from zskd_tf.data import batch_streams, datasets  # noqa: E402
 from zskd_tf.data import preprocess as pp  # noqa: E402
 from zskd_tf.models import registry  # noqa: E402
 from zskd_tf.trainers import recipes  # noqa: E402
@@ -51,18 +51,19 @@ def main(_):
     shape = registry.default_input_shape(FLAGS.model, raw.image_shape[-1])
     spec = pp.input_spec_for(FLAGS.dataset, family, shape)
     recipe = recipes.default_recipe(FLAGS.model, FLAGS.dataset)
-    spe = pipeline.steps_per_epoch(len(raw.train_x), FLAGS.batch_size)
+    spe = batch_streams.steps_per_epoch(len(raw.train_x), FLAGS.batch_size)
     contenders = {"zskd_tf train_step": _ours, "plain keras fit": _plain}
     fitters = {name: make(registry.build_model(FLAGS.model, input_shape=shape), recipe)
                for name, make in contenders.items()}
     rates = {name: [] for name in contenders}
     for name, fitter in fitters.items():  # warm-up: tracing and first epoch
-        ds = pipeline.train_batches(raw.train_x, raw.train_y, spec, FLAGS.batch_size, 0, 0, spe)
+        ds = batch_streams.train_batches(raw.train_x, raw.train_y, spec, FLAGS.batch_size, 0, 0,
+                                         spe)
         fitter.fit(ds, epochs=1, steps_per_epoch=spe, verbose=0)
     for _ in range(FLAGS.repeats):
         for name, fitter in fitters.items():
             steps = spe * FLAGS.epochs
-            ds = pipeline.train_batches(raw.train_x, raw.train_y, spec, FLAGS.batch_size, 0, 0,
+            ds = batch_streams.train_batches(raw.train_x, raw.train_y, spec, FLAGS.batch_size, 0, 0,
                                         steps)
             start = time.perf_counter()
             fitter.fit(ds, epochs=FLAGS.epochs, steps_per_epoch=spe, verbose=0)

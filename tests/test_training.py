@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import two_cpu_strategy
-from zskd_tf.data import pipeline
+from zskd_tf.data import batch_streams
 from zskd_tf.data.preprocess import InputSpec
 from zskd_tf.trainers import recipes
 from zskd_tf.trainers.classifier import ClassifierTrainer, InputPerturbation
@@ -27,8 +27,8 @@ def _batches(ds):
 
 def test_resumed_stream_equals_the_uninterrupted_one():
     x, y = _data()
-    full = _batches(pipeline.train_batches(x, y, SPEC, 10, seed=3, start_step=0, num_steps=12))
-    tail = _batches(pipeline.train_batches(x, y, SPEC, 10, seed=3, start_step=7, num_steps=5))
+    full = _batches(batch_streams.train_batches(x, y, SPEC, 10, seed=3, start_step=0, num_steps=12))
+    tail = _batches(batch_streams.train_batches(x, y, SPEC, 10, seed=3, start_step=7, num_steps=5))
     for (xa, ya), (xb, yb) in zip(full[7:], tail):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
@@ -38,16 +38,16 @@ def test_each_epoch_is_a_permutation_and_seeds_differ():
     x, y = _data(n=20)
     x = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1) * np.ones((1, 8, 8, 1), np.uint8)
     spec = SPEC
-    first = _batches(pipeline.train_batches(x, y, spec, 5, seed=1, start_step=0, num_steps=4))
+    first = _batches(batch_streams.train_batches(x, y, spec, 5, seed=1, start_step=0, num_steps=4))
     seen = np.concatenate([b[0][:, 0, 0, 0] for b in first])
     assert sorted(np.round(seen * 255).astype(int)) == list(range(20))
-    other = _batches(pipeline.train_batches(x, y, spec, 5, seed=2, start_step=0, num_steps=4))
+    other = _batches(batch_streams.train_batches(x, y, spec, 5, seed=2, start_step=0, num_steps=4))
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, other))
 
 
 def test_batches_larger_than_the_dataset_are_full():
     x, y = _data(n=7)
-    batches = _batches(pipeline.train_batches(x, y, SPEC, 16, seed=0, start_step=0,
+    batches = _batches(batch_streams.train_batches(x, y, SPEC, 16, seed=0, start_step=0,
                                               num_steps=3))
     assert [b[0].shape[0] for b in batches] == [16, 16, 16]
 

@@ -27,7 +27,7 @@ from helpers import (
     two_cpu_strategy,
 )
 from zskd_tf import cli_flags, losses, model_io
-from zskd_tf.data import datasets, pipeline
+from zskd_tf.data import batch_streams, datasets
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry
@@ -579,7 +579,7 @@ def wrn_teacher(tmp_path_factory):
     model = _wrn(0, (32, 32, 1))
     trainer = classifier.ClassifierTrainer(model)
     trainer.compile(optimizer=keras.optimizers.Adam(2e-3))
-    trainer.fit(pipeline.train_batches(raw.train_x, raw.train_y, spec, 100, 0, 0, 30),
+    trainer.fit(batch_streams.train_batches(raw.train_x, raw.train_y, spec, 100, 0, 0, 30),
                 epochs=1, steps_per_epoch=30, verbose=0, shuffle=False)
     path = str(tmp_path_factory.mktemp("teacher"))
     names = types.SimpleNamespace(conv="Conv", block="basic")

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from zskd_tf import __version__, export, model_io
-from zskd_tf.data import pipeline, sampling
+from zskd_tf.data import batch_streams, sampling
 from zskd_tf.data import preprocess as pp
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity
@@ -76,10 +76,10 @@ def train_and_export(cfg, run_dir: RunDir, *, trainer, model, optimizer, recipe,
               flush=True)
 
     def make_dataset(start_step, num_steps):
-        return pipeline.train_batches(train.x, train.y, train.spec, recipe.batch_size,
-                                      cfg.seed, start_step, num_steps, augment)
+        return batch_streams.train_batches(train.x, train.y, train.spec, recipe.batch_size,
+                                           cfg.seed, start_step, num_steps, augment)
 
-    validation = pipeline.eval_batches(test.x, test.y, test.spec, 500) if test else None
+    validation = batch_streams.eval_batches(test.x, test.y, test.spec, 500) if test else None
     started = time.monotonic()
     fit_resumable(trainer, run_dir, checkpointer, make_dataset, total_steps, steps_per_epoch,
                   recipe.batch_size, validation, cfg.verbose, cfg.eval_every_epochs)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from zskd_tf import model_io
-from zskd_tf.data import datasets, pipeline
+from zskd_tf.data import batch_streams, datasets
 from zskd_tf.errors import UserError
 from zskd_tf.lopes import metadata as metadata_lib
 from zskd_tf.lopes import stats_file
@@ -103,7 +103,7 @@ def run(cfg) -> dict:
              f"images (T={config.temperature:g}, spectral keep {config.spectral_keep:g})")
     started = time.monotonic()
     metadata = metadata_lib.compute(
-        teacher.model, lambda: pipeline.eval_batches(x, y, teacher.spec, INFERENCE_BATCH),
+        teacher.model, lambda: batch_streams.eval_batches(x, y, teacher.spec, INFERENCE_BATCH),
         raw.num_classes, config.temperature, config.spectral_keep, len(x), print_fn)
     path = run_dir.file(stats_file.FILE_NAME)
     stats_file.save(path, metadata, teacher=stats_file.teacher_fingerprint(teacher),

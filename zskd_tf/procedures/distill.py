@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from zskd_tf import model_io, teacher_task
-from zskd_tf.data import datasets, pipeline, sampling, synthetic
+from zskd_tf.data import batch_streams, datasets, sampling, synthetic
 from zskd_tf.data import preprocess as pp
 from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
@@ -242,7 +242,7 @@ def run(cfg) -> dict:
     else:
         augment = pp.default_augmentation(data.dataset, registry.model_family(name))
     devices.check_global_batch(recipe.batch_size, strategy)
-    steps_per_epoch = pipeline.steps_per_epoch(len(data.train.x), recipe.batch_size)
+    steps_per_epoch = batch_streams.steps_per_epoch(len(data.train.x), recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
     teacher_model = teacher.model if teacher is not None else None
     t_params = complexity.count_trainable_params(teacher_model) if teacher_model else None

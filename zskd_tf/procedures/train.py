@@ -1,7 +1,7 @@
 """``--procedure=train``: trains a classifier (a teacher, or a student from scratch)."""
 from __future__ import annotations
 
-from zskd_tf.data import datasets, pipeline
+from zskd_tf.data import batch_streams, datasets
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import registry
@@ -40,7 +40,7 @@ def run(cfg) -> dict:
 
     strategy = devices.make_strategy(cfg.strategy)
     devices.check_global_batch(recipe.batch_size, strategy)
-    steps_per_epoch = pipeline.steps_per_epoch(len(train.x), recipe.batch_size)
+    steps_per_epoch = batch_streams.steps_per_epoch(len(train.x), recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
     with strategy.scope():
         model = registry.build_model(config.model, num_classes=raw.num_classes,

@@ -33,7 +33,7 @@ import numpy as np
 
 from zskd_tf import export, model_io, teacher_task
 from zskd_tf.calibration import GENERATOR_FILE
-from zskd_tf.data import datasets, pipeline
+from zskd_tf.data import batch_streams, datasets
 from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
@@ -158,7 +158,7 @@ def _train(trainer, seed_dir: RunDir, checkpointer: Checkpointer, setup: _Setup,
     test = setup.test
     fit_resumable(trainer, seed_dir, checkpointer, noise, n, max(1, n // EVALUATIONS),
                   config.batch_size,
-                  pipeline.eval_batches(test.x, test.y, test.spec, 500) if test else None,
+                  batch_streams.eval_batches(test.x, test.y, test.spec, 500) if test else None,
                   setup.cfg.verbose, eval_every_epochs=1, step_variable=trainer.iteration)
 
 
