@@ -28,6 +28,7 @@ def _listed(help_text: str) -> set[str]:
 @pytest.mark.parametrize("name", registry.NAMES)
 def test_help_lists_exactly_the_procedures_flags(name):
     proc = run_cli(f"--procedure={name}", "--help", timeout=120)
+    assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert f"--procedure={name}:" in proc.stdout
     assert _listed(proc.stdout) == {*registry.get(name).flags, "flagfile"}, proc.stdout
@@ -53,7 +54,9 @@ def test_help_without_a_procedure_lists_the_procedures_and_helpfull_every_flag()
     short = run_cli("--help", timeout=120).stdout
     assert all(f"  {name} " in short for name in registry.NAMES), short
     assert _listed(short) == {*registry.COMMON, "flagfile"}
-    full = _listed(run_cli("--procedure=train", "--helpfull", timeout=120).stdout)
+    full_help = run_cli("--procedure=train", "--helpfull", timeout=120)
+    assert full_help.returncode == 0, full_help.stderr
+    full = _listed(full_help.stdout)
     assert set(cli_flags.our_flag_names()) <= full
 
 

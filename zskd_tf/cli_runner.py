@@ -16,9 +16,17 @@ def fail(message) -> None:
     sys.exit(2)
 
 
+# absl's help flags print the help, then exit with status 1; asking for help is no failure.
+_HELP_FLAGS = frozenset({"help", "h", "?", "helpshort", "helpfull", "helpxml"})
+
+
 def parse_flags(argv):
     try:
         return flags.FLAGS(argv)
+    except SystemExit as e:
+        if e.code == 1 and any(a.lstrip("-").split("=")[0] in _HELP_FLAGS for a in argv[1:]):
+            sys.exit(0)
+        raise
     except flags.Error as e:
         fail(str(e).splitlines()[0].replace("ERROR:: ", ""))
     except OSError as e:  # e.g. an unreadable --flagfile
