@@ -7,6 +7,7 @@ field's default".
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from zskd_tf.errors import UserError
 
@@ -46,6 +47,17 @@ def check_non_negative(name: str, value) -> None:
     """
     if value is not None and not value >= 0:  # also refuses NaN
         raise UserError(f"--{name} must be >= 0, got {value}")
+
+
+def check_finite_non_negative(name: str, value) -> None:
+    """UserError unless ``--name``'s value is a finite number >= 0.
+
+    Args:
+        name: the flag's name.
+        value: its value.
+    """
+    if not (math.isfinite(value) and value >= 0):
+        raise UserError(f"--{name} must be a finite number >= 0, got {value}")
 
 
 def check_choice(name: str, value, choices) -> None:

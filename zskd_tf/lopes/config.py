@@ -52,9 +52,7 @@ class ReconstructionConfig(typed_config.FlagConfig):
     num_samples: int | None = None  # None: BATCHES_PER_CLASS batches per class
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}, "
-                            f"got {self.objective!r}")
+        typed_config.check_choice("objective", self.objective, OBJECTIVES)
 
     def num_samples_for(self, num_classes: int) -> int:
         """How many images to reconstruct for a teacher of ``num_classes`` classes.

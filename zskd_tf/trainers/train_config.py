@@ -11,7 +11,6 @@ to None: the architecture's recipe (``trainers/recipes.py``) then decides.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from zskd_tf import typed_config
 from zskd_tf.constants import AUGMENTATIONS
@@ -86,9 +85,7 @@ class TrainConfig(RecipeOverrides):
     def __post_init__(self):
         super().__post_init__()
         for name in ("input_noise", "adversarial_eps"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise UserError(f"--{name} must be a finite number >= 0, got {value}")
+            typed_config.check_finite_non_negative(name, getattr(self, name))
         if self.adversarial_train_steps < 1:
             raise UserError(
                 f"--adversarial_train_steps must be >= 1, got {self.adversarial_train_steps}")

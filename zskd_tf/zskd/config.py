@@ -9,7 +9,6 @@ No TensorFlow here: ``method_flags/zskd.py`` takes the flags' defaults from
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from zskd_tf import typed_config
 from zskd_tf.errors import UserError
@@ -45,14 +44,9 @@ class ImpressionConfig(typed_config.FlagConfig):
     def __post_init__(self):
         object.__setattr__(self, "betas", targets_lib.parse_betas(self.betas))
         for name in ("impression_l2", "impression_tv", "impression_bn_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise UserError(f"--{name} must be a finite number >= 0, got {value}")
-        if self.impression_jitter < 0:
-            raise UserError(f"--impression_jitter must be >= 0, got {self.impression_jitter}")
-        if self.impression_init not in targets_lib.INITS:
-            raise UserError(f"--impression_init must be one of "
-                            f"{', '.join(targets_lib.INITS)}, got {self.impression_init!r}")
+            typed_config.check_finite_non_negative(name, getattr(self, name))
+        typed_config.check_non_negative("impression_jitter", self.impression_jitter)
+        typed_config.check_choice("impression_init", self.impression_init, targets_lib.INITS)
 
     def num_samples_for(self, dataset: str) -> int:
         """How many impressions to make for a teacher of ``dataset``.

@@ -65,16 +65,13 @@ class ZeroShotConfig(typed_config.FlagConfig):
     def __post_init__(self):
         for name in ("generator_bn_weight", "generator_balance_weight",
                      "generator_confidence_weight"):
-            if not getattr(self, name) >= 0.0:  # also refuses NaN
-                raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
+            typed_config.check_non_negative(name, getattr(self, name))
         if not 0.0 < self.freeze_generator_at <= 1.0:
             raise UserError("--freeze_generator_at must be a fraction of --iterations in "
                             f"(0, 1], got {self.freeze_generator_at}")
         for name, choices in (("variant", VARIANTS), ("matching_loss", MATCHING_LOSSES),
                               ("generator_range", GENERATOR_RANGES)):
-            if getattr(self, name) not in choices:
-                raise UserError(f"--{name} must be one of {', '.join(choices)}, "
-                                f"got {getattr(self, name)!r}")
+            typed_config.check_choice(name, getattr(self, name), choices)
 
     @classmethod
     def from_flags(cls, values) -> ZeroShotConfig:
