@@ -12,7 +12,7 @@ from zskd_tf import api, teacher_task
 from zskd_tf.data import datasets, synthetic
 from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
-from zskd_tf.models import registry, small_cnn
+from zskd_tf.models import complexity, registry, small_cnn
 from zskd_tf.pipeline import any_teacher
 
 CLASSES = (0, 1, 5, 7, 9)  # five Fashion-MNIST classes
@@ -106,6 +106,35 @@ def test_default_student_and_preset_scaling():
     scaled = any_teacher.scale(quick, (32, 32, 3))
     assert scaled.impressions == round(quick.impressions * 784 / 3072)
     assert scaled.impression_steps == quick.impression_steps
+    lenet5 = registry.build_model("lenet5", num_classes=10, input_shape=(28, 28, 1))
+    assert complexity.count_macs(lenet5) == any_teacher.REFERENCE_MACS
+    # Up to COST_ALLOWANCE LeNet-5s the counts stay; beyond, they shrink with the cost.
+    assert any_teacher.scale(quick, (28, 28, 1), 10 * any_teacher.REFERENCE_MACS) == quick
+    costly = any_teacher.scale(quick, (28, 28, 1), 40 * any_teacher.REFERENCE_MACS)
+    assert costly.impressions == quick.impressions // 4
+    assert costly.zskt_iterations == quick.zskt_iterations // 4
+
+
+def _teacher(keras_model=True, batchnorm=True, macs=None):
+    return any_teacher.Teacher("/t", "custom", ("a", "b"), (28, 28, 1), keras_model, batchnorm,
+                               macs, zoo_model=None, task_flags=())
+
+
+def test_quick_runs_the_recommended_method_on_a_costly_teacher():
+    cheap, costly = any_teacher.REFERENCE_MACS, 15 * any_teacher.REFERENCE_MACS
+    every = ["zskd", "zskd_bn", "zskt", "zskt_bn"]
+    assert any_teacher.choose_methods(None, _teacher(macs=cheap), None)[0] == every
+    assert any_teacher.choose_methods(None, _teacher(macs=costly), None, "full")[0] == every
+    methods, left_out = any_teacher.choose_methods(None, _teacher(macs=costly), None)
+    assert methods == ["zskd_bn"]
+    assert "15 times the LeNet-5" in left_out["zskt"] and "--methods" in left_out["zskt"]
+    assert "Lopes et al. need activation statistics" in left_out["lopes"]
+    no_bn = _teacher(batchnorm=False, macs=costly)
+    assert any_teacher.choose_methods(None, no_bn, None)[0] == ["zskt"]
+    # --methods is obeyed as given, however costly the teacher.
+    assert any_teacher.choose_methods(["zskd", "zskt"], _teacher(macs=costly), None)[0] == [
+        "zskd", "zskt"]
+    assert any_teacher.recommended(_teacher(keras_model=False, batchnorm=False)) == "zskd"
 
 
 # --- the pipeline -----------------------------------------------------------------------------

@@ -12,8 +12,8 @@ Methods (``--methods``, default: every one that applies):
 method    what                                                        applies when
 ========  ==========================================================  ========================
 zskd      ZSKD data impressions, then distill on them                 always
-zskd_bn   the same with the teacher-BatchNorm prior on the            Keras teacher with
-          impressions (``--impression_bn_weight=1``)                  BatchNormalization
+zskd_bn   data impressions with the teacher-BatchNorm prior, made     Keras teacher with
+          the DeepInversion way (``BN_RECIPE``), then distill          BatchNormalization
 lopes     Lopes et al. reconstruction (``all_layers``), then distill  --stats, or a teacher of
                                                                       a named dataset
 zskt      ZSKT: zero-shot student against a generator                 Keras teacher
@@ -35,8 +35,12 @@ Real data is only used to evaluate: with ``--eval_data`` the teacher and each st
 scored on it; without, the report shows each student's top-1 agreement with the teacher on
 held-out data impressions (made with another seed).
 
-Presets scale with the teacher's input: image counts and ZSKT iterations are multiplied by
-``min(1, 784 / (H * W * C))`` (a 28x28x1 teacher runs the preset as written).
+Presets scale with the teacher's input and cost: image counts and ZSKT iterations are multiplied
+by ``min(1, 784 / (H * W * C), COST_ALLOWANCE * REFERENCE_MACS / MACs)``, MACs being the
+teacher's multiply-adds per image (a 28x28x1 teacher no costlier than ten LeNet-5s runs the
+preset as written). ``--quick`` on a teacher costing more than ``COSTLY`` LeNet-5s runs, unless
+``--methods`` says otherwise, only the method measured best for its kind (:func:`recommended`),
+so that it stays within about 30 minutes on a 2-core CPU (docs/any_teacher.md).
 """
 from __future__ import annotations
 
@@ -47,14 +51,25 @@ from zskd_tf.errors import UserError
 from zskd_tf.pipeline.steps import LOPES_OBJECTIVE, SYNTHETIC_VIEWS, Step
 
 METHODS = ("zskd", "zskd_bn", "lopes", "zskt", "zskt_bn")
-TITLES = {"zskd": "ZSKD (Nayak et al. 2019)", "zskd_bn": "ZSKD + BatchNorm prior",
+TITLES = {"zskd": "ZSKD (Nayak et al. 2019)",
+          "zskd_bn": "ZSKD + BatchNorm prior (DeepInversion's way)",
           "lopes": f"Lopes et al. 2017 ({LOPES_OBJECTIVE})",
           "zskt": "ZSKT (Micaelli & Storkey 2019)", "zskt_bn": "ZSKT + BatchNorm prior"}
 BN_PRIOR_WEIGHT = 1.0
+REFERENCE_MACS = 286_334  # LeNet-5 at 28x28x1 (models.complexity): what the presets are sized for
+COSTLY = 2.0  # --quick keeps one method on a teacher costing more than this many LeNet-5s
+COST_ALLOWANCE = 10.0  # one method on a teacher up to this many LeNet-5s keeps the full counts
 AT_BETA = 250.0
 REFERENCE_INPUT = 28 * 28 * 1  # input size the presets are written for
 ZSKD_RECIPE = ("--impression_init=normal", "--impression_l2=1e-3", "--synthesis_lr=3.0",
                "--betas=1.0,0.1", "--temperature=20")
+# zskd_bn: DeepInversion's way of making images (Yin et al. 2020) with ZSKD's Dirichlet targets:
+# a uniform start, a small learning rate, a smoothness prior and the BatchNorm-statistics prior,
+# chosen on a validation split for a BatchNorm CNN (docs/any_teacher.md, "Choosing the BatchNorm
+# recipe").
+BN_RECIPE = ("--impression_init=uniform", "--synthesis_lr=0.05", "--impression_tv=1e-2",
+             f"--impression_bn_weight={BN_PRIOR_WEIGHT:g}", "--betas=1.0,0.1",
+             "--temperature=20")
 STUDENT_RECIPE = ("--loss=soft_ce", "--temperature=20", "--soft_ce_scale=400")
 
 
@@ -63,6 +78,7 @@ class AnyPreset:
     name: str
     impressions: int
     impression_steps: int
+    bn_impression_steps: int  # zskd_bn's steps (BN_RECIPE)
     student_epochs: int
     holdout_impressions: int
     reconstructions: int
@@ -72,13 +88,16 @@ class AnyPreset:
 
 
 ANY_PRESETS = {
-    "quick": AnyPreset("quick", impressions=6000, impression_steps=400, student_epochs=60,
+    "quick": AnyPreset("quick", impressions=6000, impression_steps=400, bn_impression_steps=200,
+                       student_epochs=60,
                        holdout_impressions=500, reconstructions=3200, reconstruction_steps=300,
                        zskt_iterations=600),
-    "full": AnyPreset("full", impressions=24000, impression_steps=400, student_epochs=120,
+    "full": AnyPreset("full", impressions=24000, impression_steps=400, bn_impression_steps=1000,
+                      student_epochs=120,
                       holdout_impressions=2000, reconstructions=32000,
                       reconstruction_steps=1000, zskt_iterations=4000),
-    "smoke": AnyPreset("smoke", impressions=100, impression_steps=5, student_epochs=1,
+    "smoke": AnyPreset("smoke", impressions=100, impression_steps=5, bn_impression_steps=5,
+                       student_epochs=1,
                        holdout_impressions=50, reconstructions=64, reconstruction_steps=5,
                        zskt_iterations=2, zskt_batch_size=32),
 }
@@ -93,6 +112,7 @@ class Teacher:
     input_shape: tuple          # model input (H, W, C)
     keras: bool                 # a Keras model (not a SavedModel): can be trained against
     has_batchnorm: bool
+    macs: int | None            # multiply-adds per image (None: unknown, e.g. a SavedModel)
     zoo_model: str | None       # the architecture of a zskd_tf teacher
     task_flags: tuple           # flags that describe a foreign teacher to every step
 
@@ -127,8 +147,19 @@ def inspect(path: str, cfg) -> tuple[Teacher, object]:
     ours = "input_spec" in model_io.read_info(path)
     flags = () if ours else _task_flags(cfg, named)
     return Teacher(os.path.abspath(path), task.dataset, task.class_names, tuple(task.spec.shape),
-                   keras_model is not None, has_bn,
+                   keras_model is not None, has_bn, _macs(keras_model),
                    loaded.info.get("model") if ours else None, flags), loaded
+
+
+def _macs(model) -> int | None:
+    """The Keras ``model``'s multiply-adds per image; None when they cannot be counted."""
+    if model is None:
+        return None
+    from zskd_tf.models import complexity
+    try:
+        return complexity.count_macs(model) or None
+    except (AttributeError, ValueError):  # a layer without a single output shape
+        return None
 
 
 def _task_flags(cfg, named) -> tuple:
@@ -170,9 +201,11 @@ def _named():
     return DATASET_NAMES
 
 
-def choose_methods(requested, teacher: Teacher, stats) -> tuple[list, dict]:
+def choose_methods(requested, teacher: Teacher, stats, preset_name: str = "quick"
+                   ) -> tuple[list, dict]:
     """(the methods to run in order, {left-out method: why}); UserError for a requested
-    method that is unknown or cannot apply."""
+    method that is unknown or cannot apply. Without ``requested``: every method that applies,
+    or under ``--quick`` on a costly teacher only the :func:`recommended` one."""
     if requested:
         unknown = [m for m in requested if m not in METHODS]
         if unknown:
@@ -184,8 +217,32 @@ def choose_methods(requested, teacher: Teacher, stats) -> tuple[list, dict]:
                 raise UserError(f"--methods={method} cannot apply to this teacher: {reason}")
         return [m for m in METHODS if m in requested], {}
     reasons = {m: why_not(m, teacher, stats) for m in METHODS}
-    return ([m for m in METHODS if reasons[m] is None],
-            {m: r for m, r in reasons.items() if r is not None})
+    chosen = [m for m in METHODS if reasons[m] is None]
+    left_out = {m: r for m, r in reasons.items() if r is not None}
+    cost = cost_ratio(teacher)
+    if preset_name == "quick" and cost > COSTLY and len(chosen) > 1:
+        keep = recommended(teacher)
+        why = (f"--quick runs one method on a teacher this costly ({teacher.macs / 1e6:.1f} M "
+               f"multiply-adds per image, {cost:.0f} times the LeNet-5 the preset is sized for):"
+               f" {keep}, the best measured for a teacher like this (docs/any_teacher.md); "
+               "name more with --methods, or use --full")
+        left_out.update({m: why for m in chosen if m != keep})
+        chosen = [keep]
+    return chosen, left_out
+
+
+def cost_ratio(teacher: Teacher) -> float:
+    """The teacher's multiply-adds per image over LeNet-5's (1 when unknown)."""
+    return teacher.macs / REFERENCE_MACS if teacher.macs else 1.0
+
+
+def recommended(teacher: Teacher) -> str:
+    """The method measured best for a teacher of this kind at the quick scale
+    (docs/any_teacher.md, "Which method for which teacher"): the BatchNorm recipe for a Keras
+    teacher with BatchNorm, ZSKT for one without, ZSKD for a SavedModel."""
+    if not teacher.keras:
+        return "zskd"
+    return "zskd_bn" if teacher.has_batchnorm else "zskt"
 
 
 def choose_student(student: str | None, teacher: Teacher) -> str:
@@ -198,10 +255,13 @@ def choose_student(student: str | None, teacher: Teacher) -> str:
     return registry.auto_student(teacher.zoo_model)
 
 
-def scale(preset: AnyPreset, input_shape) -> AnyPreset:
-    """``preset`` for a teacher of ``input_shape``: image counts and ZSKT iterations times
-    ``min(1, 784 / (H * W * C))``, kept at least at the smoke preset's."""
+def scale(preset: AnyPreset, input_shape, macs: int | None = None) -> AnyPreset:
+    """``preset`` for a teacher of ``input_shape`` costing ``macs`` multiply-adds per image:
+    image counts and ZSKT iterations times ``min(1, 784 / (H * W * C),
+    COST_ALLOWANCE * REFERENCE_MACS / macs)``, kept at least at the smoke preset's."""
     factor = min(1.0, REFERENCE_INPUT / float(input_shape[0] * input_shape[1] * input_shape[2]))
+    if macs:
+        factor = min(factor, COST_ALLOWANCE * REFERENCE_MACS / float(macs))
     smoke = ANY_PRESETS["smoke"]
 
     def scaled(field):
@@ -251,12 +311,12 @@ def _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch, tea
     online = (t, *no_dataset, *SYNTHETIC_VIEWS) if teacher.keras \
         else ("--targets=stored", "--augment=none")
     if method.startswith("zskd"):
-        bn = (f"--impression_bn_weight={BN_PRIOR_WEIGHT}",) if method == "zskd_bn" else ()
+        recipe, steps = ((BN_RECIPE, preset.bn_impression_steps) if method == "zskd_bn"
+                         else (ZSKD_RECIPE, preset.impression_steps))
         return [
             Step(f"{method}_impressions", f"{TITLES[method]}: data impressions", (
-                "--procedure=data_impressions", t, *task, *ZSKD_RECIPE, *bn,
-                f"--num_samples={preset.impressions}",
-                f"--synthesis_steps={preset.impression_steps}", batch)),
+                "--procedure=data_impressions", t, *task, *recipe,
+                f"--num_samples={preset.impressions}", f"--synthesis_steps={steps}", batch)),
             Step(f"{method}_student", f"{TITLES[method]}: student on the impressions", (
                 "--procedure=distill", s, f"--dataset={d(method + '_impressions')}/impressions.npz",
                 *STUDENT_RECIPE, *online, f"--epochs={preset.student_epochs}", *evaluation))]

@@ -112,7 +112,8 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     from zskd_tf.models import taps as taps_lib
 
     teacher, loaded = any_teacher.inspect(cfg.teacher, cfg)
-    methods, left_out = any_teacher.choose_methods(cfg.methods, teacher, cfg.stats)
+    methods, left_out = any_teacher.choose_methods(cfg.methods, teacher, cfg.stats,
+                                                   preset_name)
     if cfg.stats and not os.path.exists(cfg.stats):
         raise UserError(f"--stats={cfg.stats} does not exist")
     student = any_teacher.choose_student(cfg.student, teacher)
@@ -126,7 +127,8 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     eval_data = None
     if cfg.eval_data:
         eval_data = load_eval_data(cfg.eval_data, teacher.class_names, loaded.spec.raw_shape)
-    preset = any_teacher.scale(any_teacher.ANY_PRESETS[preset_name], teacher.input_shape)
+    preset = any_teacher.scale(any_teacher.ANY_PRESETS[preset_name], teacher.input_shape,
+                               teacher.macs)
     run_dir.claim(cfg)
     root = run_dir.path
     plan = any_teacher.plan(preset, root, teacher, student, methods, eval_data=cfg.eval_data,
