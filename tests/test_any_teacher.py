@@ -115,6 +115,16 @@ def test_default_student_and_preset_scaling():
     assert costly.zskt_iterations == quick.zskt_iterations // 4
 
 
+def test_impression_counts_suit_data_impressions():
+    # data_impressions needs a count divisible by classes x 2 betas and by the batch.
+    for wanted, classes in ((4015, 10), (1531, 3), (6000, 7), (100, 5), (50, 10), (10, 1000)):
+        count, batch = any_teacher.impression_sizes(wanted, classes)
+        assert count % batch == 0 and batch % (2 * classes) == 0 and batch <= max(500, 2 * classes)
+        assert abs(count - wanted) <= batch
+    assert any_teacher.impression_sizes(4015, 10) == (4000, 500)
+    assert any_teacher.impression_sizes(6000, 10) == (6000, 500)
+
+
 def _teacher(keras_model=True, batchnorm=True, macs=None):
     return any_teacher.Teacher("/t", "custom", ("a", "b"), (28, 28, 1), keras_model, batchnorm,
                                macs, zoo_model=None, task_flags=())

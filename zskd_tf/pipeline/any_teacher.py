@@ -271,6 +271,15 @@ def scale(preset: AnyPreset, input_shape, macs: int | None = None) -> AnyPreset:
         "impressions", "holdout_impressions", "reconstructions", "zskt_iterations")})
 
 
+def impression_sizes(wanted: int, num_classes: int) -> tuple[int, int]:
+    """(impressions, synthesis batch) near ``wanted``: the batch the largest multiple of
+    ``num_classes`` x 2 betas up to 500 (at least one such group), the count a multiple of the
+    batch, as ``data_impressions`` requires."""
+    group = 2 * num_classes
+    batch = max(group, min(500, wanted) // group * group)
+    return max(batch, int(round(wanted / batch)) * batch), batch
+
+
 def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, *,
          eval_data: str | None, stats: str | None, at_taps: tuple, seed: int) -> list[Step]:
     """The steps, in order (each its own run directory under ``root``)."""
@@ -280,7 +289,11 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
     t, task = f"--teacher={teacher.path}", teacher.task_flags
     no_dataset = tuple(f for f in task if not f.startswith("--dataset="))
     evaluation = (f"--eval_data={os.path.abspath(eval_data)}",) if eval_data else ()
-    batch = f"--synthesis_batch_size={min(500, preset.impressions)}"
+    classes = len(teacher.class_names)
+    impressions, batch_size = impression_sizes(preset.impressions, classes)
+    holdout, holdout_batch = impression_sizes(preset.holdout_impressions, classes)
+    preset = dataclasses.replace(preset, impressions=impressions, holdout_impressions=holdout)
+    batch = f"--synthesis_batch_size={batch_size}"
     steps = []
     if eval_data:
         steps.append(Step("teacher_eval", "score the teacher on --eval_data", (
@@ -291,7 +304,7 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
                               "--procedure=data_impressions", t, *task, *ZSKD_RECIPE,
                               f"--num_samples={preset.holdout_impressions}",
                               f"--synthesis_steps={preset.impression_steps}",
-                              f"--synthesis_batch_size={min(500, preset.holdout_impressions)}",
+                              f"--synthesis_batch_size={holdout_batch}",
                               f"--seed={seed + 1}")))
     for method in methods:
         steps += _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch,
