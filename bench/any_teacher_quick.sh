@@ -10,7 +10,8 @@
 #   PRESET=smoke TEACHER_EPOCHS=1 BENCH_DIR=/tmp/b bench/any_teacher_quick.sh   # wiring check
 #
 # Settings (environment): BENCH_DIR, PRESET (quick | full | smoke; default quick),
-# TEACHER_EPOCHS (default 5), METHODS (default: every method that applies), STUDENT (auto).
+# TEACHER_EPOCHS (default 5), METHODS (default: what the preset runs for this teacher), STUDENT
+# (auto), SEED (the pipeline's --seed, default 0; a seed other than 0 gets its own run directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench/any_teacher}
@@ -55,7 +56,8 @@ PY
 # 2. The pipeline on it, timed.
 names=T-shirt,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle-boot
 run=$out/pipeline_${preset}_e${TEACHER_EPOCHS:-5}
-extra=()
+extra=(--seed="${SEED:-0}")
+[ "${SEED:-0}" = 0 ] || run=${run}_seed$SEED
 [ -z "${METHODS:-}" ] || extra+=(--methods="$METHODS")
 [ -z "${STUDENT:-}" ] || extra+=(--student="$STUDENT")
 start=$(date +%s)
