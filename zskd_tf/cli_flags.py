@@ -182,7 +182,9 @@ flags.DEFINE_enum("preset", None, ("quick", "full", "smoke"),
 flags.DEFINE_list("methods", None,
                   "pipeline with --teacher: the data-free methods to run, among zskd, zskd_bn "
                   "(with the teacher-BatchNorm prior), lopes, zskt, zskt_bn (default: every "
-                  "one that applies to the teacher; docs/any_teacher.md).")
+                  "one that applies to the teacher; --quick on a teacher costlier than two "
+                  "LeNet-5s runs only the one measured best for its kind; "
+                  "docs/any_teacher.md).")
 flags.DEFINE_string("shard", None,
                     "data_impressions, optimize_dataset: make only shard i of N (i/N, i from "
                     "0): the batches whose index is i modulo N, in this shard's own --run_dir; "
