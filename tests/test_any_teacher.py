@@ -125,6 +125,20 @@ def test_impression_counts_suit_data_impressions():
     assert any_teacher.impression_sizes(6000, 10) == (6000, 500)
 
 
+def test_scaled_reconstruction_counts_suit_optimize_dataset():
+    # optimize_dataset needs whole batches of 64: scaled counts such as 817 (a 32x32x3 teacher)
+    # or 2141 (a teacher of 15 LeNet-5s) must be rounded before the step is planned.
+    for shape, macs in (((32, 32, 3), None), ((28, 28, 1), 15 * any_teacher.REFERENCE_MACS)):
+        preset = any_teacher.scale(any_teacher.ANY_PRESETS["quick"], shape, macs)
+        assert preset.reconstructions % any_teacher.RECONSTRUCTION_BATCH
+        steps = any_teacher.plan(preset, "/r", _teacher(), "small_cnn", ["lopes"],
+                                 eval_data=None, stats="/s.npz", at_taps=(), seed=0)
+        (step,) = [s for s in steps if s.name == "lopes_dataset"]
+        (count,) = [int(a.split("=")[1]) for a in step.args if a.startswith("--num_samples=")]
+        assert count % any_teacher.RECONSTRUCTION_BATCH == 0
+        assert abs(count - preset.reconstructions) <= any_teacher.RECONSTRUCTION_BATCH / 2
+
+
 def _teacher(keras_model=True, batchnorm=True, macs=None):
     return any_teacher.Teacher("/t", "custom", ("a", "b"), (28, 28, 1), keras_model, batchnorm,
                                macs, zoo_model=None, task_flags=())

@@ -48,6 +48,7 @@ import dataclasses
 import os
 
 from zskd_tf.errors import UserError
+from zskd_tf.lopes.config import RECONSTRUCTION_DEFAULTS
 from zskd_tf.pipeline.steps import LOPES_OBJECTIVE, SYNTHETIC_VIEWS, Step
 
 METHODS = ("zskd", "zskd_bn", "lopes", "zskt", "zskt_bn")
@@ -61,6 +62,9 @@ COSTLY = 2.0  # --quick keeps one method on a teacher costing more than this man
 COST_ALLOWANCE = 10.0  # one method on a teacher up to this many LeNet-5s keeps the full counts
 AT_BETA = 250.0
 REFERENCE_INPUT = 28 * 28 * 1  # input size the presets are written for
+# optimize_dataset's batch, which the pipeline leaves at its default: the reconstruction count
+# must be a multiple of it.
+RECONSTRUCTION_BATCH = RECONSTRUCTION_DEFAULTS.synthesis_batch_size
 ZSKD_RECIPE = ("--impression_init=normal", "--impression_l2=1e-3", "--synthesis_lr=3.0",
                "--betas=1.0,0.1", "--temperature=20")
 # zskd_bn: DeepInversion's way of making images (Yin et al. 2020) with ZSKD's Dirichlet targets:
@@ -277,7 +281,13 @@ def impression_sizes(wanted: int, num_classes: int) -> tuple[int, int]:
     batch, as ``data_impressions`` requires."""
     group = 2 * num_classes
     batch = max(group, min(500, wanted) // group * group)
-    return max(batch, int(round(wanted / batch)) * batch), batch
+    return nearest_multiple(wanted, batch), batch
+
+
+def nearest_multiple(wanted: int, unit: int) -> int:
+    """The multiple of ``unit`` nearest ``wanted``, at least ``unit``: a count that whole
+    batches of ``unit`` make."""
+    return max(unit, int(round(wanted / unit)) * unit)
 
 
 def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, *,
@@ -292,7 +302,9 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
     classes = len(teacher.class_names)
     impressions, batch_size = impression_sizes(preset.impressions, classes)
     holdout, holdout_batch = impression_sizes(preset.holdout_impressions, classes)
-    preset = dataclasses.replace(preset, impressions=impressions, holdout_impressions=holdout)
+    preset = dataclasses.replace(
+        preset, impressions=impressions, holdout_impressions=holdout,
+        reconstructions=nearest_multiple(preset.reconstructions, RECONSTRUCTION_BATCH))
     batch = f"--synthesis_batch_size={batch_size}"
     steps = []
     if eval_data:
