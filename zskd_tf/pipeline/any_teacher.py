@@ -13,7 +13,7 @@ method    what                                                        applies wh
 ========  ==========================================================  ========================
 zskd      ZSKD data impressions, then distill on them                 always
 zskd_bn   data impressions with the teacher-BatchNorm prior, made     Keras teacher with
-          the DeepInversion way (``BN_RECIPE``), then distill          BatchNormalization
+          the DeepInversion way (``BN_RECIPE``), then distill         BatchNormalization
 lopes     Lopes et al. reconstruction (``all_layers``), then distill  --stats, or a teacher of
                                                                       a named dataset
 zskt      ZSKT: zero-shot student against a generator                 Keras teacher
