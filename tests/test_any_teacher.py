@@ -139,6 +139,18 @@ def test_scaled_reconstruction_counts_suit_optimize_dataset():
         assert abs(count - preset.reconstructions) <= any_teacher.RECONSTRUCTION_BATCH / 2
 
 
+def test_pipeline_seed_reaches_the_zskt_students():
+    # The any-teacher plan trains ZSKT with the pipeline's --seed and exports that student.
+    steps = {s.name: s.args for s in any_teacher.plan(
+        any_teacher.ANY_PRESETS["smoke"], "/r", _teacher(), "small_cnn", ["zskt", "zskt_bn"],
+        eval_data=None, stats=None, at_taps=(), seed=2)}
+    for method in ("zskt", "zskt_bn"):
+        assert "--seeds=2" in steps[f"{method}_student"]
+        assert f"--model_path=/r/{method}_student/seed_2" in steps[f"{method}_export"]
+        assert any_teacher.student_run(method, "/r", 2) == f"/r/{method}_student/seed_2"
+    assert any_teacher.student_run("zskd_bn", "/r", 2) == "/r/zskd_bn_student"
+
+
 def _teacher(keras_model=True, batchnorm=True, macs=None):
     return any_teacher.Teacher("/t", "custom", ("a", "b"), (28, 28, 1), keras_model, batchnorm,
                                macs, zoo_model=None, task_flags=())

@@ -102,3 +102,19 @@ def test_pipeline_bad_input(tmp_path, pipeline_run):
     finally:
         os.rename(finished + ".bak", finished)
     assert not os.path.exists(out)
+
+
+def test_pipeline_seed_reaches_the_zskt_student():
+    # --seed=3 must train ZSKT's student with seed 3 (a fixed --seeds=0 used to win over it) and
+    # every step and report row that reads that student must look in seed_3.
+    run = "/p"
+    plan = {s.name: s.args for s in steps_lib.plan(steps_lib.PRESETS["quick"], run, None, seed=3)}
+    assert "--seeds=3" in plan["zskt_student"]
+    student = os.path.join(run, "zskt_student", "seed_3")
+    assert f"--student_run={student}" in plan["zskt_curves"]
+    assert f"--model_path={student}" in plan["zskt_export"]
+    assert f"--model_path={student}" in plan["zskt_int8"]
+    assert not any("seed_0" in a for args in plan.values() for a in args)
+    rows = steps_lib.students(3)
+    assert [r[0] for r in rows.values()][-1] == os.path.join("zskt_student", "seed_3")
+    assert steps_lib.students(0) == steps_lib.STUDENTS

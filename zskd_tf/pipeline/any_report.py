@@ -41,7 +41,7 @@ def _agreement(model_dir: str, inputs: np.ndarray, teacher_labels: np.ndarray) -
 
 
 def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: str, methods,
-          left_out: dict, eval_data: tuple | None, repeats: int = 100) -> dict:
+          left_out: dict, eval_data: tuple | None, repeats: int = 100, seed: int = 0) -> dict:
     """Writes the report of a finished pipeline under ``root``.
 
     Args:
@@ -53,6 +53,7 @@ def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: st
         left_out: {method: why it did not run}.
         eval_data: (raw images, labels) of ``--eval_data``, or None.
         repeats: latency calls per model.
+        seed: the pipeline's ``--seed`` (where the ZSKT students are).
 
     Returns:
         report.json's content.
@@ -67,7 +68,7 @@ def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: st
                                                           "result.json"))["accuracy"]
     rows = [teacher_row]
     for method in methods:
-        run = any_teacher.student_run(method, root)
+        run = any_teacher.student_run(method, root, seed)
         result = _read(os.path.join(run, "result.json"))
         row = {"name": any_teacher.TITLES[method], "method": method, "model": student,
                "run": run, "test_accuracy": result.get("test_accuracy"),

@@ -320,9 +320,9 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
                               f"--seed={seed + 1}")))
     for method in methods:
         steps += _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch,
-                               teacher, student, stats, at_taps)
+                               teacher, student, stats, at_taps, seed)
     for method in methods:
-        model, calibration = student_run(method, root), calibration_source(method, root)
+        model, calibration = student_run(method, root, seed), calibration_source(method, root)
         steps.append(Step(f"{method}_export", f"export the {TITLES[method]} student (SavedModel, "
                           "TFLite, int8 TFLite calibrated on its synthetic images)", (
                               "--procedure=export", f"--model_path={model}", "--tflite",
@@ -331,7 +331,7 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
 
 
 def _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch, teacher, student,
-                  stats, at_taps) -> list[Step]:
+                  stats, at_taps, seed) -> list[Step]:
     s = f"--student={student}"
     online = (t, *no_dataset, *SYNTHETIC_VIEWS) if teacher.keras \
         else ("--targets=stored", "--augment=none")
@@ -366,13 +366,14 @@ def _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch, tea
     return [Step(f"{method}_student", f"{TITLES[method]}: zero-shot student against a generator", (
         "--procedure=zero_shot", s, t, *task, *attention, "--generator_range=teacher", *bn,
         f"--iterations={preset.zskt_iterations}", f"--batch_size={preset.zskt_batch_size}",
-        "--seeds=0", *evaluation))]
+        f"--seeds={seed}", *evaluation))]
 
 
-def student_run(method: str, root: str) -> str:
-    """The run directory holding ``method``'s student."""
+def student_run(method: str, root: str, seed: int = 0) -> str:
+    """The run directory holding ``method``'s student in a pipeline run with ``--seed=seed``
+    (ZSKT's zero-shot run keeps it in ``seed_<seed>``)."""
     run = os.path.join(root, f"{method}_student")
-    return os.path.join(run, "seed_0") if method.startswith("zskt") else run
+    return os.path.join(run, f"seed_{seed}") if method.startswith("zskt") else run
 
 
 def calibration_source(method: str, root: str) -> str:

@@ -127,7 +127,7 @@ def _generator_samples(student_dir: str, teacher_dir: str, out: str, seed: int =
                              "titles = the teacher's top-2"))
 
 
-def _figures(root: str, out_dir: str, teacher_dir: str) -> list[tuple[str, str]]:
+def _figures(root: str, out_dir: str, teacher_dir: str, seed: int) -> list[tuple[str, str]]:
     """Draws every figure whose inputs exist; returns (file name, caption) pairs."""
     drawn = []
 
@@ -150,7 +150,7 @@ def _figures(root: str, out_dir: str, teacher_dir: str) -> list[tuple[str, str]]
          "made for)", lambda p: figures.write_png(
              p, figures.synthetic_grid(reconstruction, per_class=6, tile=96)))
     draw("generator_samples.png", "ZSKT generator samples at the end of training",
-         lambda p: _generator_samples(os.path.join(root, "zskt_student", "seed_0"),
+         lambda p: _generator_samples(os.path.join(root, steps_lib.zskt_seed_dir(seed)),
                                       teacher_dir, p))
     draw("transition_curves.png", "ZSKT transition curves: the attacked student (red) and the "
          "teacher (blue), mean +- 2 standard errors",
@@ -158,8 +158,10 @@ def _figures(root: str, out_dir: str, teacher_dir: str) -> list[tuple[str, str]]
     return drawn
 
 
-def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 200) -> dict:
-    """Writes the report of a finished pipeline under ``root``; returns report.json's content."""
+def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 200,
+          seed: int = 0) -> dict:
+    """Writes the report of a finished pipeline under ``root`` (run with ``--seed=seed``);
+    returns report.json's content."""
     from zskd_tf.data import datasets
 
     out_dir = os.path.join(root, REPORT_DIR)
@@ -177,7 +179,7 @@ def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 
                            repeats),
              **_int8(teacher_dir, os.path.join(root, steps_lib.INT8_EXPORTS["teacher"]), test,
                      repeats)}]
-    for name, (run, export_run, int8_run) in steps_lib.STUDENTS.items():
+    for name, (run, export_run, int8_run) in steps_lib.students(seed).items():
         result = _read(os.path.join(root, run, "result.json"))
         rows.append({"name": name, "model": steps_lib.STUDENT_MODEL,
                      "test_accuracy": result["test_accuracy"],
@@ -190,7 +192,7 @@ def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 
                      **_int8(os.path.join(root, run), os.path.join(root, int8_run), test,
                              repeats)})
     curves = _read(os.path.join(root, "zskt_curves", "result.json"))
-    drawn = _figures(root, out_dir, teacher_dir)
+    drawn = _figures(root, out_dir, teacher_dir, seed)
     report = {"preset": preset.name, "settings": vars_of(preset), "rows": rows,
               "zskt_mte": curves["mte"], "figures": [name for name, _ in drawn],
               "latency": f"CPU, batch of one raw image, median of {repeats} calls"}

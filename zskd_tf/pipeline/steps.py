@@ -76,8 +76,15 @@ class Step:
         return os.path.join(root, self.name)
 
 
-def plan(preset: Preset, root: str, teacher: str | None) -> list[Step]:
-    """The steps, in order. ``teacher``: an existing teacher run to reuse, else one is trained."""
+def zskt_seed_dir(seed: int = 0) -> str:
+    """Where the ZSKT step keeps its student, relative to the pipeline directory: the
+    zero-shot run trains the one pipeline ``--seed`` (``--seeds=<seed>``), in ``seed_<seed>``."""
+    return os.path.join("zskt_student", f"seed_{seed}")
+
+
+def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0) -> list[Step]:
+    """The steps, in order. ``teacher``: an existing teacher run to reuse, else one is trained.
+    ``seed``: the pipeline's ``--seed``, which every step receives and ZSKT trains."""
     def d(name):
         return os.path.join(root, name)
 
@@ -110,14 +117,14 @@ def plan(preset: Preset, root: str, teacher: str | None) -> list[Step]:
         Step("zskt_student", "ZSKT: zero-shot student against a generator", (
             "--procedure=zero_shot", *student, f"--dataset={DATASET}", "--beta=0",
             "--generator_range=teacher",
-            f"--iterations={preset.zskt_iterations}", "--seeds=0")),
+            f"--iterations={preset.zskt_iterations}", f"--seeds={seed}")),
         Step("zskt_curves", "ZSKT: transition curves of the zero-shot student", (
-            "--procedure=transition_curves", t, f"--student_run={d('zskt_student')}/seed_0",
+            "--procedure=transition_curves", t, f"--student_run={d(zskt_seed_dir(seed))}",
             f"--dataset={DATASET}", f"--num_images={preset.curve_images}",
             f"--adversarial_steps={preset.curve_steps}")),
     ]
     models = (("teacher", teacher), ("zskd", d("zskd_student")),
-              ("lopes", d("lopes_student")), ("zskt", d("zskt_student") + "/seed_0"))
+              ("lopes", d("lopes_student")), ("zskt", d(zskt_seed_dir(seed))))
     for method, model in models:
         what = "the teacher" if method == "teacher" else f"the {method.upper()} student"
         steps.append(Step(f"{method}_export", f"export {what} (SavedModel + TFLite)", (
@@ -139,11 +146,16 @@ def plan(preset: Preset, root: str, teacher: str | None) -> list[Step]:
 INT8_EXPORTS = {"teacher": "teacher_int8", "zskd": "zskd_int8", "lopes": "lopes_int8",
                 "zskt": "zskt_int8"}  # method -> its int8 export step
 
-STUDENTS = {  # report rows: method -> (student run, export run, int8 export run) under the
-    # pipeline directory
-    "ZSKD (Nayak et al. 2019)": ("zskd_student", "zskd_export", INT8_EXPORTS["zskd"]),
-    f"Lopes et al. 2017 ({LOPES_OBJECTIVE})": ("lopes_student", "lopes_export",
-                                                INT8_EXPORTS["lopes"]),
-    "ZSKT (Micaelli & Storkey 2019)": ("zskt_student/seed_0", "zskt_export",
-                                       INT8_EXPORTS["zskt"]),
-}
+def students(seed: int = 0) -> dict:
+    """Report rows: method -> (student run, export run, int8 export run) under the pipeline
+    directory of a run with ``--seed=seed``."""
+    return {
+        "ZSKD (Nayak et al. 2019)": ("zskd_student", "zskd_export", INT8_EXPORTS["zskd"]),
+        f"Lopes et al. 2017 ({LOPES_OBJECTIVE})": ("lopes_student", "lopes_export",
+                                                    INT8_EXPORTS["lopes"]),
+        "ZSKT (Micaelli & Storkey 2019)": (zskt_seed_dir(seed), "zskt_export",
+                                           INT8_EXPORTS["zskt"]),
+    }
+
+
+STUDENTS = students()  # the report rows of a run at the default seed

@@ -141,7 +141,8 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     seconds = _run_steps(plan, root, cfg)
     print(f"\n[pipeline {len(plan) + 1}/{len(plan) + 1}] report: accuracies or agreement, "
           "sizes, CPU latencies", flush=True)
-    report = any_report.write(root, preset.name, teacher, student, methods, left_out, eval_data)
+    report = any_report.write(root, preset.name, teacher, student, methods, left_out, eval_data,
+                              seed=cfg.seed)
     result = {"preset": preset.name, "teacher": teacher.path, "student": student,
               "methods": methods, "left_out": left_out, "step_seconds_this_session": seconds,
               "seconds_this_session": round(time.monotonic() - started, 1),
@@ -171,14 +172,14 @@ def run(cfg) -> dict:
     teacher = _check_teacher(cfg.teacher) if cfg.teacher else None
     run_dir.claim(cfg)
     root = run_dir.path
-    plan = steps_lib.plan(preset, root, teacher)
+    plan = steps_lib.plan(preset, root, teacher, seed=cfg.seed)
     teacher = teacher or plan[0].run_dir(root)
     print(f"pipeline ({preset.name}): {len(plan)} steps in {root}", flush=True)
     started = time.monotonic()
     seconds = _run_steps(plan, root, cfg)
     print(f"\n[pipeline {len(plan) + 1}/{len(plan) + 1}] report: accuracies, sizes, CPU "
           "latencies and figures", flush=True)
-    report = report_lib.write(root, preset, teacher)
+    report = report_lib.write(root, preset, teacher, seed=cfg.seed)
     result = {"preset": preset.name, "teacher": teacher, "step_seconds_this_session": seconds,
               "seconds_this_session": round(time.monotonic() - started, 1),
               "report": os.path.join(root, "report.html"),
