@@ -12,7 +12,7 @@ from zskd_tf import api, teacher_task
 from zskd_tf.data import datasets, synthetic
 from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
-from zskd_tf.models import complexity, registry, small_cnn
+from zskd_tf.models import complexity, narrower, registry, small_cnn
 from zskd_tf.pipeline import any_teacher
 
 CLASSES = (0, 1, 5, 7, 9)  # five Fashion-MNIST classes
@@ -115,6 +115,50 @@ def test_default_student_and_preset_scaling():
     assert costly.zskt_iterations == quick.zskt_iterations // 4
 
 
+def test_narrower_copy_halves_every_width_but_the_class_scores():
+    inputs = keras.Input((28, 28, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(32, 3, activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.SeparableConv2D(15, 3)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(64, activation="relu")(x)
+    x = keras.layers.Dense(7)(x)
+    teacher = keras.Model(inputs, keras.layers.Softmax()(x))
+    copy = narrower.narrower_copy(teacher)
+    widths = [(type(layer).__name__, getattr(layer, "filters", getattr(layer, "units", None)))
+              for layer in copy.layers]
+    assert widths == [("InputLayer", None), ("Rescaling", None), ("Conv2D", 16),
+                      ("BatchNormalization", None), ("SeparableConv2D", 8),
+                      ("GlobalAveragePooling2D", None), ("Dense", 32), ("Dense", 7)]
+    batch = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 3)).astype("float32")
+    scores = copy.predict(batch, verbose=0)
+    assert scores.shape == (4, 7) and not np.allclose(scores.sum(-1), 1)  # logits, no softmax
+    sequential = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                   keras.layers.Dense(4, activation="softmax")])
+    head = narrower.narrower_copy(sequential).layers[-1]
+    assert head.units == 4 and head.get_config()["activation"] == "linear"
+    np.testing.assert_array_equal(  # the same seed, the same initial weights
+        narrower.narrower_copy(teacher).get_weights()[0], copy.get_weights()[0])
+
+
+def test_narrower_copy_refuses_what_cannot_be_copied_and_auto_falls_back():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(keras.ops.reshape(x, (-1, 4)))
+
+    model = Subclassed()
+    model(np.zeros((1, 2, 2, 1), "float32"))
+    with pytest.raises(UserError, match="cannot be copied layer by layer"):
+        narrower.narrower_copy(model)
+    assert any_teacher.choose_student(None, _teacher()) == any_teacher.NARROWER_COPY
+    assert any_teacher.choose_student("auto", _teacher(keras_model=False)) == "small_cnn"
+
+
 def test_impression_counts_suit_data_impressions():
     # data_impressions needs a count divisible by classes x 2 betas and by the batch.
     for wanted, classes in ((4015, 10), (1531, 3), (6000, 7), (100, 5), (50, 10), (10, 1000)):
@@ -182,7 +226,13 @@ def test_pipeline_on_a_foreign_keras_teacher_with_eval_data(foreign, tmp_path):
             f"--run_dir={run}", check=True, timeout=900)
     report = read_json(os.path.join(run, "report.json"))
     assert report["dataset"] == "custom" and report["class_names"] == list(NAMES)
-    assert report["student"] == "small_cnn" and report["methods"] == ["zskd", "zskt_bn"]
+    # --student=auto: a half-width copy of the teacher, kept in the pipeline directory
+    assert report["student"] == os.path.join(run, "student.keras")
+    assert report["methods"] == ["zskd", "zskt_bn"]
+    copy = keras.saving.load_model(report["student"], compile=False)
+    assert [type(layer) for layer in copy.layers] == [
+        type(layer) for layer in keras.saving.load_model(foreign["keras"]).layers]
+    assert copy.layers[0].filters == 4 and copy.output_shape == (None, 5)
     teacher, *students = report["rows"]
     assert teacher["test_accuracy"] == pytest.approx(foreign["eval_accuracy"])
     for row in students:
@@ -206,6 +256,7 @@ def test_pipeline_on_a_savedmodel_teacher_reports_agreement(foreign, tmp_path):
             f"--run_dir={run}", check=True, timeout=900)
     report = read_json(os.path.join(run, "report.json"))
     assert report["methods"] == ["zskd"] and not report["real_data"]
+    assert report["student"] == "small_cnn"  # a SavedModel cannot be copied layer by layer
     assert set(report["left_out"]) == {"zskd_bn", "lopes", "zskt", "zskt_bn"}
     assert "SavedModel" in report["left_out"]["zskt"]
     row = report["rows"][1]

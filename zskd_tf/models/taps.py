@@ -57,11 +57,20 @@ def with_taps(model: keras.Model, names=None) -> keras.Model:
     return keras.Model(inputs, (logits, taps), name=f"{model.name}_with_taps")
 
 
+def has_batchnorm(model: keras.Model) -> bool:
+    """Whether ``model`` has a ``BatchNormalization`` layer (whose statistics a prior can
+    read)."""
+    return bool(_batchnorm(model))
+
+
+def _batchnorm(model: keras.Model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
 def batchnorm_layers(model: keras.Model) -> list:
     """The model's ``BatchNormalization`` layers, in graph order; a UserError if it has
     none."""
-    layers = [layer for layer in model.layers
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = _batchnorm(model)
     if not layers:
         raise UserError(f"model {model.name!r} has no BatchNormalization layer to read "
                         "statistics from (a Keras teacher of the zoo such as a WRN is needed)")

@@ -4,7 +4,9 @@ The teacher is a zskd_tf run directory, a ``.keras`` file or a SavedModel; a for
 described by ``--dataset`` or by itself (``--num_classes``, ``--class_names``,
 ``--input_range``; :mod:`zskd_tf.teacher_task`). The student is ``--student``: a zoo name, a
 ``.keras`` file holding an untrained model, or ``auto`` (the default): the teacher's narrower
-zoo sibling, else ``small_cnn`` (:mod:`zskd_tf.models.small_cnn`).
+zoo sibling; for another Keras teacher a copy of it at half its width (``student.keras`` in the
+pipeline directory, :mod:`zskd_tf.models.narrower`), or ``small_cnn`` when it cannot be copied
+layer by layer; ``small_cnn`` (:mod:`zskd_tf.models.small_cnn`) for a SavedModel.
 
 Methods (``--methods``, default: every one that applies):
 
@@ -52,6 +54,10 @@ from zskd_tf.lopes.config import RECONSTRUCTION_DEFAULTS
 from zskd_tf.pipeline.steps import LOPES_OBJECTIVE, SYNTHETIC_VIEWS, Step
 
 METHODS = ("zskd", "zskd_bn", "lopes", "zskt", "zskt_bn")
+# --student=auto for a foreign Keras teacher: a half-width copy of it, written into the pipeline
+# directory as STUDENT_FILE, which every student step then starts from.
+NARROWER_COPY = "narrower copy of the teacher"
+STUDENT_FILE = "student.keras"
 TITLES = {"zskd": "ZSKD (Nayak et al. 2019)",
           "zskd_bn": "ZSKD + BatchNorm prior (DeepInversion's way)",
           "lopes": f"Lopes et al. 2017 ({LOPES_OBJECTIVE})",
@@ -127,9 +133,8 @@ def inspect(path: str, cfg) -> tuple[Teacher, object]:
     Returns:
         (the :class:`Teacher`, the loaded classifier).
     """
-    import keras
-
     from zskd_tf import model_io, teacher_task
+    from zskd_tf.models import taps
 
     if not os.path.exists(path):
         raise UserError(f"--teacher={path} does not exist (give a zskd_tf run directory, a "
@@ -146,8 +151,7 @@ def inspect(path: str, cfg) -> tuple[Teacher, object]:
         raise UserError(f"--teacher={path} is {loaded.kind} exported by zskd_tf (raw images in): "
                         "give the run directory it came from")
     keras_model = loaded.model
-    has_bn = keras_model is not None and any(
-        isinstance(layer, keras.layers.BatchNormalization) for layer in keras_model.layers)
+    has_bn = keras_model is not None and taps.has_batchnorm(keras_model)
     ours = "input_spec" in model_io.read_info(path)
     flags = () if ours else _task_flags(cfg, named)
     return Teacher(os.path.abspath(path), task.dataset, task.class_names, tuple(task.spec.shape),
@@ -250,12 +254,15 @@ def recommended(teacher: Teacher) -> str:
 
 
 def choose_student(student: str | None, teacher: Teacher) -> str:
-    """``--student``: as given (a file as an absolute path), or for ``auto``/none the
-    teacher's narrower zoo sibling, else ``small_cnn``."""
+    """``--student``: as given (a file as an absolute path); for ``auto``/none the teacher's
+    narrower zoo sibling, ``NARROWER_COPY`` for another Keras teacher (a half-width copy of
+    it, :mod:`zskd_tf.models.narrower`), else ``small_cnn``."""
     from zskd_tf.models import registry
 
     if student and student != "auto":
         return os.path.abspath(student) if registry.is_model_file(student) else student
+    if teacher.zoo_model is None and teacher.keras:
+        return NARROWER_COPY
     return registry.auto_student(teacher.zoo_model)
 
 

@@ -26,6 +26,7 @@ from zskd_tf.pipeline import any_report, any_teacher
 from zskd_tf.pipeline import report as report_lib
 from zskd_tf.pipeline import steps as steps_lib
 from zskd_tf.procedures.common import finished_result
+from zskd_tf.runtime import atomic
 from zskd_tf.runtime.run_dir import RunDir
 
 # Flags handed on to every step when the user gave them.
@@ -105,6 +106,19 @@ def _run_steps(plan, root, cfg) -> dict:
             for i, step in enumerate(plan, 1)}
 
 
+def _narrower_copy(teacher_model, root: str):
+    """``--student=auto`` for a foreign Keras teacher: (the path the copy will be saved at, the
+    copy), or ``small_cnn`` and no copy when the teacher cannot be copied layer by layer."""
+    from zskd_tf.models import narrower, registry
+
+    try:
+        return (os.path.join(root, any_teacher.STUDENT_FILE),
+                narrower.narrower_copy(teacher_model))
+    except UserError as e:
+        print(f"note: --student=auto uses {registry.DEFAULT_STUDENT}: {e}", flush=True)
+        return registry.DEFAULT_STUDENT, None
+
+
 def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     """The plan of zskd_tf/pipeline/any_teacher.py; every input checked before the claim."""
     from zskd_tf.data.eval_data import load_eval_data
@@ -116,10 +130,12 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
                                                    preset_name)
     if cfg.stats and not os.path.exists(cfg.stats):
         raise UserError(f"--stats={cfg.stats} does not exist")
-    student = any_teacher.choose_student(cfg.student, teacher)
-    built = registry.build_student(student, num_classes=len(teacher.class_names),
-                                   input_shape=teacher.input_shape, conv=cfg.conv,
-                                   block=cfg.block)
+    student, copy = any_teacher.choose_student(cfg.student, teacher), None
+    if student == any_teacher.NARROWER_COPY:
+        student, copy = _narrower_copy(loaded.model, run_dir.path)
+    built = copy or registry.build_student(student, num_classes=len(teacher.class_names),
+                                           input_shape=teacher.input_shape, conv=cfg.conv,
+                                           block=cfg.block)
     at_taps = taps_lib.common_spatial_taps(loaded.model, built) if teacher.keras else ()
     if not at_taps and any(m.startswith("zskt") for m in methods):
         left_out["attention transfer"] = ("no feature taps of equal size shared by teacher and "
@@ -131,6 +147,9 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
                                teacher.macs)
     run_dir.claim(cfg)
     root = run_dir.path
+    if copy is not None and not os.path.exists(student):  # a rerun keeps the first copy
+        with atomic.atomic_path(student, suffix=".keras") as tmp:
+            copy.save(tmp)
     plan = any_teacher.plan(preset, root, teacher, student, methods, eval_data=cfg.eval_data,
                             stats=cfg.stats, at_taps=at_taps, seed=cfg.seed)
     print(f"pipeline ({preset.name}) for {teacher.path} ({len(teacher.class_names)} classes, "

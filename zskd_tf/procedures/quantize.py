@@ -23,10 +23,9 @@ import os
 import tempfile
 import types
 
-import keras
-
 from zskd_tf import calibration as calibration_lib
 from zskd_tf import export, quantize
+from zskd_tf.models import taps
 from zskd_tf.procedures import data_impressions
 from zskd_tf.procedures import export as export_procedure
 from zskd_tf.procedures.common import finished_result
@@ -35,10 +34,6 @@ from zskd_tf.runtime.run_dir import RunDir
 IMPRESSIONS_DIR = "impressions"
 TRIAL_IMAGES = 4
 BN_PRIOR_WEIGHT = 1.0
-
-
-def _has_batchnorm(model) -> bool:
-    return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
 def _check_convertible(classifier, io: str) -> None:
@@ -74,7 +69,7 @@ def run(cfg) -> dict:
     synthesis = None
     if given is None:
         bn_weight = cfg.impression_bn_weight
-        if "impression_bn_weight" not in cfg.present and _has_batchnorm(classifier.model):
+        if "impression_bn_weight" not in cfg.present and taps.has_batchnorm(classifier.model):
             bn_weight = BN_PRIOR_WEIGHT
         path, made = _impressions(cfg, run_dir, bn_weight)
         given = calibration_lib.from_synthetic(path, classifier.spec, cfg.calibration_samples,
