@@ -114,7 +114,9 @@ flags.DEFINE_integer("seed", 0, "Seed for weights, data order, subsets and augme
 flags.DEFINE_string("teacher", None, "The teacher: a run directory or a .keras file.")
 flags.DEFINE_string("student", None,
                     "Student architecture (e.g. lenet5_half, wrn-16-1, small_cnn), or a .keras "
-                    "file holding an untrained architecture; pipeline: also auto (default).")
+                    "file holding an untrained architecture; pipeline: also auto (default: the "
+                    "teacher's narrower zoo sibling, or a half-width copy of a foreign Keras "
+                    "teacher, else small_cnn).")
 flags.DEFINE_enum("loss", _DISTILL.loss, distill_config.LOSSES,
                   "kd: (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (FewShot/Moonshine); "
                   "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) "
