@@ -38,6 +38,7 @@ from absl import flags
 
 from zskd_tf import cli_flags
 from zskd_tf.errors import UserError
+from zskd_tf.zskt.config import seed_dir_name
 
 CACHE_ENV = "ZSKD_TF_CACHE"
 _MODEL_OPTIONS = ("teacher", "model_path", "init_from", "student_run", "student")
@@ -183,7 +184,7 @@ def zero_shot(teacher, student: str, *, run_dir=None, **options):
         names more than one.
     """
     result = run("zero_shot", run_dir, teacher=teacher, student=student, **options)
-    students = [_load_model(os.path.join(result["run_dir"], f"seed_{s}"))
+    students = [_load_model(os.path.join(result["run_dir"], seed_dir_name(s)))
                 for s in result["seeds"]]
     return students[0] if len(students) == 1 else students
 

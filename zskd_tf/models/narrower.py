@@ -31,9 +31,10 @@ def _head(model: keras.Model):
     raise UserError(f"{model.name} has no convolution or dense layer to make narrower")
 
 
-def _is_softmax(layer, config) -> bool:
+def _is_softmax(layer) -> bool:
     return isinstance(layer, keras.layers.Softmax) or (
-        isinstance(layer, keras.layers.Activation) and config.get("activation") == "softmax")
+        isinstance(layer, keras.layers.Activation)
+        and layer.get_config().get("activation") == "softmax")
 
 
 def narrower_copy(model: keras.Model, factor: float = HALF, seed: int = 0) -> keras.Model:
@@ -42,7 +43,8 @@ def narrower_copy(model: keras.Model, factor: float = HALF, seed: int = 0) -> ke
     Args:
         model: a Sequential or functional Keras classifier with one image input.
         factor: the share of filters or units each layer keeps, in (0, 1].
-        seed: the seed of the copy's initial weights.
+        seed: the seed of the copy's initial weights (set with ``keras.utils.set_random_seed``,
+            which also seeds Python's, NumPy's and the backend's global generators).
 
     Returns:
         The copy, which outputs logits with ``model``'s class count.
@@ -71,7 +73,7 @@ def narrower_copy(model: keras.Model, factor: float = HALF, seed: int = 0) -> ke
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise UserError(f"{model.name} cannot be copied layer by layer ({reason})") from None
     last = copy.layers[-1]
-    if _is_softmax(last, last.get_config()):  # a softmax layer after the class scores
+    if _is_softmax(last):  # a softmax layer after the class scores
         copy = keras.Model(copy.inputs, last.input, name=copy.name)
     if tuple(copy.output_shape) != tuple(model.output_shape):
         raise UserError(f"a narrower copy of {model.name} outputs {copy.output_shape}, not "

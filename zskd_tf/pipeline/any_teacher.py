@@ -52,6 +52,7 @@ import os
 from zskd_tf.errors import UserError
 from zskd_tf.lopes.config import RECONSTRUCTION_DEFAULTS
 from zskd_tf.pipeline.steps import LOPES_OBJECTIVE, SYNTHETIC_VIEWS, Step
+from zskd_tf.zskt.config import seed_dir_name
 
 METHODS = ("zskd", "zskd_bn", "lopes", "zskt", "zskt_bn")
 # --student=auto for a foreign Keras teacher: a half-width copy of it, written into the pipeline
@@ -380,7 +381,7 @@ def student_run(method: str, root: str, seed: int = 0) -> str:
     """The run directory holding ``method``'s student in a pipeline run with ``--seed=seed``
     (ZSKT's zero-shot run keeps it in ``seed_<seed>``)."""
     run = os.path.join(root, f"{method}_student")
-    return os.path.join(run, f"seed_{seed}") if method.startswith("zskt") else run
+    return os.path.join(run, seed_dir_name(seed)) if method.startswith("zskt") else run
 
 
 def calibration_source(method: str, root: str) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from zskd_tf.zskt.config import seed_dir_name
+
 DATASET = "fashion_mnist"
 TEACHER_MODEL = "lenet5"
 STUDENT_MODEL = "lenet5_half"
@@ -79,7 +81,7 @@ class Step:
 def zskt_seed_dir(seed: int = 0) -> str:
     """Where the ZSKT step keeps its student, relative to the pipeline directory: the
     zero-shot run trains the one pipeline ``--seed`` (``--seeds=<seed>``), in ``seed_<seed>``."""
-    return os.path.join("zskt_student", f"seed_{seed}")
+    return os.path.join("zskt_student", seed_dir_name(seed))
 
 
 def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0) -> list[Step]:

@@ -133,9 +133,9 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     student, copy = any_teacher.choose_student(cfg.student, teacher), None
     if student == any_teacher.NARROWER_COPY:
         student, copy = _narrower_copy(loaded.model, run_dir.path)
-    built = copy or registry.build_student(student, num_classes=len(teacher.class_names),
-                                           input_shape=teacher.input_shape, conv=cfg.conv,
-                                           block=cfg.block)
+    built = copy if copy is not None else registry.build_student(
+        student, num_classes=len(teacher.class_names), input_shape=teacher.input_shape,
+        conv=cfg.conv, block=cfg.block)
     at_taps = taps_lib.common_spatial_taps(loaded.model, built) if teacher.keras else ()
     if not at_taps and any(m.startswith("zskt") for m in methods):
         left_out["attention transfer"] = ("no feature taps of equal size shared by teacher and "

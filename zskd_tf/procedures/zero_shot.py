@@ -47,7 +47,7 @@ from zskd_tf.runtime.run_dir import RESULT_FILE, RunDir
 from zskd_tf.trainers import input_gradients
 from zskd_tf.zskt import generator as generator_lib
 from zskd_tf.zskt import trainer as zs
-from zskd_tf.zskt.config import ZeroShotConfig
+from zskd_tf.zskt.config import ZeroShotConfig, seed_dir_name
 
 EVALUATIONS = 100  # the reference evaluates every N/100 iterations
 # Flags left at None that flags.cfg records filled in with the config's value (as it always
@@ -179,7 +179,7 @@ def _finished_seed(seed_dir: RunDir) -> dict | None:
 
 def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
     cfg, config = setup.cfg, setup.config
-    seed_dir = RunDir(run_dir.file(f"seed_{seed}"))
+    seed_dir = RunDir(run_dir.file(seed_dir_name(seed)))
     finished = _finished_seed(seed_dir)
     if finished is not None:
         print(f"seed {seed}: already finished{_accuracy_text(finished)}", flush=True)

@@ -21,6 +21,11 @@ PAPER_ITERATIONS = 80_000
 PAPER_ITERATIONS_BY_DATASET = {"svhn": 50_000}
 
 
+def seed_dir_name(seed: int) -> str:
+    """The sub-directory of a ``zero_shot`` run holding the student of one ``--seeds`` seed."""
+    return f"seed_{seed}"
+
+
 def paper_iterations(dataset: str | None) -> int:
     """The paper's number of outer iterations N for a dataset.
 
