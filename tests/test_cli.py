@@ -1,4 +1,5 @@
 """The command line: flag validation, run-directory rules, train -> evaluate -> export."""
+import json
 import os
 import signal
 import subprocess
@@ -139,12 +140,13 @@ def test_overwrite_replaces_a_run(tmp_path):
 
 @pytest.mark.slow
 @needs_fashion_mnist
-def test_killed_training_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("averaging", [[], ["--ema_momentum=0.9"]], ids=["final", "ema"])
+def test_killed_training_resumes_to_the_same_weights(averaging, tmp_path):
     """SIGKILL mid-run, run again: it resumes, and (deterministic) ends where an
-    uninterrupted run ends."""
+    uninterrupted run ends; with --ema_momentum the kept weight average resumes too."""
     args = ["--procedure=train", "--dataset=fashion_mnist", "--model=lenet5", "--epochs=6",
             "--batch_size=50", "--max_train_examples=1500", "--max_test_examples=200",
-            "--checkpoint_every_secs=1", "--deterministic", "--verbose=epoch"]
+            "--checkpoint_every_secs=1", "--deterministic", "--verbose=epoch", *averaging]
     reference = str(tmp_path / "reference")
     run_cli(*args, f"--run_dir={reference}", check=True)
 
@@ -167,6 +169,8 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     b = keras.saving.load_model(os.path.join(run, "model.keras"))
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
+    result = json.load(open(os.path.join(run, "result.json")))
+    assert result["ema_momentum"] == (0.9 if averaging else 0.0)
 
 
 EXPORT_TOOL = os.path.join(REPO, "tools", "export_savedmodel.py")

@@ -155,8 +155,9 @@ def test_cli_synthetic_stored_targets_and_fine_tuning(lenet5_teacher, tmp_path):
     run_cli("--procedure=distill", f"--run_dir={run}", f"--dataset={npz}",
             "--student=lenet5_half", "--loss=soft_ce", "--targets=stored", "--temperature=1",
             "--epochs=2", "--batch_size=50", "--max_test_examples=300", "--verbose=quiet",
-            check=True)
-    assert read_json(os.path.join(run, "result.json"))["test_accuracy"] > 0.2
+            "--ema_momentum=0.9", check=True)
+    result = read_json(os.path.join(run, "result.json"))
+    assert result["test_accuracy"] > 0.2 and result["ema_momentum"] == 0.9
     tuned = str(tmp_path / "tuned")
     run_cli("--procedure=distill", f"--run_dir={tuned}", f"--teacher={lenet5_teacher}",
             f"--init_from={run}", "--anchor_weight=1", "--freeze_bn", "--samples_per_class=5",
@@ -175,6 +176,9 @@ def test_cli_distill_bad_input(lenet5_teacher, tmp_path):
     assert_user_error(run_cli("--procedure=distill", f"--run_dir={r}",
                               f"--teacher={lenet5_teacher}", "--student=lenet5_half",
                               "--alpha=1.5", *TINY), "--alpha")
+    assert_user_error(run_cli("--procedure=distill", f"--run_dir={r}",
+                              f"--teacher={lenet5_teacher}", "--student=lenet5_half",
+                              "--ema_momentum=1", *TINY), "--ema_momentum")
     assert_user_error(run_cli("--procedure=distill", f"--run_dir={r}",
                               f"--teacher={lenet5_teacher}", "--student=wrn-16-1",
                               f"--init_from={lenet5_teacher}", *TINY), "architecture")

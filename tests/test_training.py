@@ -11,6 +11,7 @@ from zskd_tf.data import batch_streams
 from zskd_tf.data.preprocess import InputSpec
 from zskd_tf.trainers import recipes
 from zskd_tf.trainers.classifier import ClassifierTrainer, InputPerturbation
+from zskd_tf.trainers.weight_average import WeightAverage
 
 SPEC = InputSpec(height=8, width=8, channels=1, resize="none", mean=(0.0,), std=(1.0,),
                  raw_height=8, raw_width=8)
@@ -74,27 +75,40 @@ def _tiny_classifier():
     return keras.Model(inputs, keras.layers.Dense(3, name="logits")(h))
 
 
-def _one_step(strategy, x, y):
+def _fitted(strategy, x, y, steps=1, **trainer_options):
+    """A tiny classifier's trainer after ``steps`` SGD steps on (x, y), and its first loss."""
     with strategy.scope():
-        model = _tiny_classifier()
-        trainer = ClassifierTrainer(model, weight_decay=5e-4)
+        trainer = ClassifierTrainer(_tiny_classifier(), **trainer_options)
         optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
         trainer.compile(optimizer=optimizer)
-        optimizer.build(model.trainable_variables)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(len(x))
-    logs = trainer.fit(ds, epochs=1, verbose=0).history
-    return [w.copy() for w in model.get_weights()], logs["loss"][0]
+        optimizer.build(trainer.classifier.trainable_variables)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(len(x) // steps)
+    return trainer, trainer.fit(ds, epochs=1, verbose=0).history["loss"][0]
+
+
+def _one_step(strategy, x, y):
+    trainer, loss = _fitted(strategy, x, y, weight_decay=5e-4)
+    return [w.copy() for w in trainer.classifier.get_weights()], loss
+
+
+def _on_one_and_two_replicas(train, seed):
+    """``train(strategy, x, y)`` on one device and on two replicas, with the same batch."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(8, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    return (train(tf.distribute.OneDeviceStrategy("/cpu:0"), x, y),
+            train(two_cpu_strategy(), x, y))
+
+
+def _assert_same_weights(one, two):
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
 
 def test_two_replicas_take_the_same_step_as_one():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(8, 8, 8, 1)).astype(np.float32)
-    y = rng.integers(0, 3, 8)
-    one, loss_one = _one_step(tf.distribute.OneDeviceStrategy("/cpu:0"), x, y)
-    two, loss_two = _one_step(two_cpu_strategy(), x, y)
+    (one, loss_one), (two, loss_two) = _on_one_and_two_replicas(_one_step, seed=0)
     # (No BatchNorm here: its batch statistics are per replica, as in PyTorch DataParallel.)
-    for a, b in zip(one, two):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    _assert_same_weights(one, two)
     assert loss_one == pytest.approx(loss_two, rel=1e-5)
 
 
@@ -136,3 +150,58 @@ def test_adversarial_training_images_are_l2_attacks_within_eps_and_range():
     assert attacked_loss > clean_loss  # the attack climbs the loss
     logs = trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), verbose=0).history
     assert np.isfinite(logs["loss"][0])
+
+
+def _bn_classifier():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((4,))
+    h = keras.layers.BatchNormalization()(keras.layers.Dense(3)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(2)(h))
+
+
+def test_weight_average_follows_its_formula_for_every_float_weight():
+    model = _bn_classifier()
+    average = WeightAverage(model, momentum=0.5)
+    assert len(average.averages) == len(model.weights) == 8  # BN's moving statistics too
+    start = [w.copy() for w in model.get_weights()]
+    expected = start
+    for step in (1, 2, 3):
+        new = [w + step for w in start]
+        model.set_weights(new)
+        average.update(step)
+        m = min(0.5, (1 + step) / (10 + step))  # 2/11, 3/12, then 0.5
+        expected = [m * e + (1 - m) * n for e, n in zip(expected, new)]
+    for a, e in zip(average.averages, expected):
+        np.testing.assert_allclose(a.numpy(), e, rtol=1e-6)
+    average.copy_to_model()
+    for w, e in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(w, e, rtol=1e-6)
+    with pytest.raises(ValueError):
+        WeightAverage(model, momentum=1.0)
+
+
+def test_weight_average_survives_a_checkpoint(tmp_path):
+    model = _bn_classifier()
+    average = WeightAverage(model, momentum=0.9)
+    model.set_weights([w + 1 for w in model.get_weights()])
+    average.update(5)
+    path = tf.train.Checkpoint(weight_average=average).write(str(tmp_path / "ckpt"))
+    fresh = WeightAverage(_bn_classifier(), momentum=0.9)
+    tf.train.Checkpoint(weight_average=fresh).read(path).assert_consumed()
+    for a, b in zip(average.averages, fresh.averages):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _averaged_steps(strategy, x, y):
+    trainer, _ = _fitted(strategy, x, y, steps=4, ema_momentum=0.9)
+    final = [w.copy() for w in trainer.classifier.get_weights()]
+    trainer.weight_average.copy_to_model()
+    return final, [w.copy() for w in trainer.classifier.get_weights()]
+
+
+def test_two_replicas_keep_the_same_weight_average_as_one():
+    (final_one, average_one), (_, average_two) = _on_one_and_two_replicas(_averaged_steps,
+                                                                          seed=1)
+    _assert_same_weights(average_one, average_two)
+    # 4 steps: the average lies behind the final weights, not on them.
+    assert not all(np.allclose(f, a) for f, a in zip(final_one, average_one))

@@ -69,8 +69,10 @@ def train_and_export(cfg, run_dir: RunDir, *, trainer, model, optimizer, recipe,
     Products: model.keras + model_info.json, saved_model/, result.json (written last: its
     presence marks the run finished). ``result`` holds procedure-specific entries.
     """
+    average = trainer.weight_average
     checkpointer = Checkpointer(run_dir.file("checkpoints"), cfg.checkpoint_every_secs,
-                                model=model, optimizer=optimizer)
+                                model=model, optimizer=optimizer,
+                                **({} if average is None else {"weight_average": average}))
     if checkpointer.restore():
         print(f"resuming at step {int(optimizer.iterations.numpy())} of {total_steps}",
               flush=True)
@@ -83,8 +85,11 @@ def train_and_export(cfg, run_dir: RunDir, *, trainer, model, optimizer, recipe,
     started = time.monotonic()
     fit_resumable(trainer, run_dir, checkpointer, make_dataset, total_steps, steps_per_epoch,
                   recipe.batch_size, validation, cfg.verbose, cfg.eval_every_epochs)
+    if average is not None:  # the model kept is the average (the checkpoint keeps both)
+        average.copy_to_model()
     result = {**result, "steps": total_steps, "epochs": recipe.epochs,
               "recipe": dataclasses.asdict(recipe), "augment": augment,
+              "ema_momentum": average.momentum if average is not None else 0.0,
               "num_train_examples": len(train.x),
               "trainable_params": complexity.count_trainable_params(model),
               "train_seconds_this_session": round(time.monotonic() - started, 1)}

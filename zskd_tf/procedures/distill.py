@@ -250,7 +250,8 @@ def run(cfg) -> dict:
         student = _build_student(cfg, name, data.spec, num_classes)
         config = _with_taps(config, teacher_model, student)
         optimizer = recipes.make_optimizer(recipe, total_steps)
-        trainer = Distiller(student, teacher_model, config, weight_decay=recipe.weight_decay)
+        trainer = Distiller(student, teacher_model, config, weight_decay=recipe.weight_decay,
+                            ema_momentum=config.ema_momentum)
         trainer.compile(optimizer=optimizer)
         optimizer.build(student.trainable_variables)
     memory.check_batch_fits("batch_size", recipe.batch_size,

@@ -29,7 +29,8 @@ COMMON = ("procedure", "run_dir", "overwrite", "seed", "strategy", "logical_cpus
 NAMED_DATASET = ("dataset", "data_dir")
 FOREIGN_TEACHER = ("num_classes", "class_names", "input_range")  # teacher_task.description_of
 RECIPE = ("epochs", "batch_size", "learning_rate", "optimizer", "momentum", "weight_decay",
-          "lr_milestones", "lr_decay", "lr_schedule")  # train_config.RecipeOverrides
+          "lr_milestones", "lr_decay", "lr_schedule",
+          "ema_momentum")  # train_config.RecipeOverrides
 TRAINING_LOOP = ("checkpoint_every_secs", "eval_every_epochs", "verbose")  # common.train_and_export
 ARCHITECTURE = ("conv", "block")  # WRN variants of the model built
 SYNTHESIS = ("num_samples", "synthesis_steps", "synthesis_batch_size", "synthesis_lr",

@@ -47,7 +47,8 @@ def run(cfg) -> dict:
                                      input_shape=input_shape, conv=cfg.conv, block=cfg.block)
         optimizer = recipes.make_optimizer(recipe, total_steps)
         trainer = ClassifierTrainer(model, weight_decay=recipe.weight_decay,
-                                    perturbation=perturbation)
+                                    perturbation=perturbation,
+                                    ema_momentum=config.ema_momentum)
         trainer.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
     memory.check_batch_fits("batch_size", recipe.batch_size,

@@ -11,6 +11,7 @@ import tensorflow as tf
 from zskd_tf import losses
 from zskd_tf.trainers.distributed import SymbolicBuildFix, replica_logs
 from zskd_tf.trainers.train_config import DEFAULTS as TRAIN_DEFAULTS
+from zskd_tf.trainers.weight_average import WeightAverage
 
 
 def add_weight_decay(grads, variables, weight_decay: float):
@@ -50,15 +51,21 @@ class ClassifierTrainer(SymbolicBuildFix, keras.Model):
 
     Subclasses change what is minimised by overriding ``objective``. The per-replica mean
     loss is divided by the number of replicas before the gradient (Keras sums gradients over
-    replicas); the logged loss is the unscaled mean.
+    replicas); the logged loss is the unscaled mean. With ``ema_momentum`` > 0 the moving
+    average of the classifier's weights (:class:`WeightAverage`) follows every step; the
+    caller puts it into the classifier when training ends.
     """
 
     def __init__(self, classifier: keras.Model, weight_decay: float = 0.0,
-                 perturbation: InputPerturbation = InputPerturbation(), **kwargs):
+                 perturbation: InputPerturbation = InputPerturbation(),
+                 ema_momentum: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.weight_decay = float(weight_decay)
         self.perturbation = perturbation
+        # Built here, inside the strategy scope the trainer is made in.
+        self.weight_average = (WeightAverage(classifier, ema_momentum) if ema_momentum
+                               else None)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         # The classifier is built (docs/methods/keras_notes.md, "Built wrapper models").
@@ -123,6 +130,8 @@ class ClassifierTrainer(SymbolicBuildFix, keras.Model):
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(add_weight_decay(grads, variables, self.weight_decay / replicas),
                              variables)
+        if self.weight_average is not None:
+            self.weight_average.update(self.optimizer.iterations)
         return self._logs(loss, y, logits)
 
     def test_step(self, data):

@@ -56,6 +56,7 @@ class RecipeOverrides(typed_config.FlagConfig):
     lr_decay: float | None = None  # learning-rate factor at each milestone
     lr_schedule: str | None = None
     augment: str = "auto"
+    ema_momentum: float = 0.0  # 0: off; else the weights' moving average is the model kept
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -72,6 +73,8 @@ class RecipeOverrides(typed_config.FlagConfig):
             if getattr(self, name) is not None:
                 typed_config.check_choice(name, getattr(self, name), choices)
         typed_config.check_choice("augment", self.augment, AUGMENT_CHOICES)
+        if not 0 <= self.ema_momentum < 1:
+            raise UserError(f"--ema_momentum must be in [0, 1), got {self.ema_momentum}")
 
 
 @dataclasses.dataclass(frozen=True)
