@@ -89,7 +89,8 @@ class AnyPreset:
     name: str
     impressions: int
     impression_steps: int
-    bn_impression_steps: int  # zskd_bn's steps (BN_RECIPE)
+    bn_impressions: int  # zskd_bn's count (BN_RECIPE)
+    bn_impression_steps: int  # and its steps
     student_epochs: int
     holdout_impressions: int
     reconstructions: int
@@ -99,15 +100,18 @@ class AnyPreset:
 
 
 ANY_PRESETS = {
-    "quick": AnyPreset("quick", impressions=6000, impression_steps=400, bn_impression_steps=200,
+    "quick": AnyPreset("quick", impressions=6000, impression_steps=400, bn_impressions=12000,
+                       bn_impression_steps=100,
                        student_epochs=60,
                        holdout_impressions=500, reconstructions=3200, reconstruction_steps=300,
                        zskt_iterations=600),
-    "full": AnyPreset("full", impressions=24000, impression_steps=400, bn_impression_steps=1000,
+    "full": AnyPreset("full", impressions=24000, impression_steps=400, bn_impressions=24000,
+                      bn_impression_steps=1000,
                       student_epochs=120,
                       holdout_impressions=2000, reconstructions=32000,
                       reconstruction_steps=1000, zskt_iterations=4000),
-    "smoke": AnyPreset("smoke", impressions=100, impression_steps=5, bn_impression_steps=5,
+    "smoke": AnyPreset("smoke", impressions=100, impression_steps=5, bn_impressions=100,
+                       bn_impression_steps=5,
                        student_epochs=1,
                        holdout_impressions=50, reconstructions=64, reconstruction_steps=5,
                        zskt_iterations=2, zskt_batch_size=32),
@@ -280,7 +284,8 @@ def scale(preset: AnyPreset, input_shape, macs: int | None = None) -> AnyPreset:
         return max(getattr(smoke, field), int(round(getattr(preset, field) * factor)))
 
     return dataclasses.replace(preset, **{f: scaled(f) for f in (
-        "impressions", "holdout_impressions", "reconstructions", "zskt_iterations")})
+        "impressions", "bn_impressions", "holdout_impressions", "reconstructions",
+        "zskt_iterations")})
 
 
 def impression_sizes(wanted: int, num_classes: int) -> tuple[int, int]:
@@ -308,12 +313,10 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
     no_dataset = tuple(f for f in task if not f.startswith("--dataset="))
     evaluation = (f"--eval_data={os.path.abspath(eval_data)}",) if eval_data else ()
     classes = len(teacher.class_names)
-    impressions, batch_size = impression_sizes(preset.impressions, classes)
     holdout, holdout_batch = impression_sizes(preset.holdout_impressions, classes)
     preset = dataclasses.replace(
-        preset, impressions=impressions, holdout_impressions=holdout,
+        preset, holdout_impressions=holdout,
         reconstructions=nearest_multiple(preset.reconstructions, RECONSTRUCTION_BATCH))
-    batch = f"--synthesis_batch_size={batch_size}"
     steps = []
     if eval_data:
         steps.append(Step("teacher_eval", "score the teacher on --eval_data", (
@@ -327,8 +330,8 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
                               f"--synthesis_batch_size={holdout_batch}",
                               f"--seed={seed + 1}")))
     for method in methods:
-        steps += _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch,
-                               teacher, student, stats, at_taps, seed)
+        steps += _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher,
+                               student, stats, at_taps, seed)
     for method in methods:
         model, calibration = student_run(method, root, seed), calibration_source(method, root)
         steps.append(Step(f"{method}_export", f"export the {TITLES[method]} student (SavedModel, "
@@ -338,18 +341,21 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
     return steps
 
 
-def _method_steps(method, preset, d, t, task, no_dataset, evaluation, batch, teacher, student,
-                  stats, at_taps, seed) -> list[Step]:
+def _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher, student, stats,
+                  at_taps, seed) -> list[Step]:
     s = f"--student={student}"
     online = (t, *no_dataset, *SYNTHETIC_VIEWS) if teacher.keras \
         else ("--targets=stored", "--augment=none")
     if method.startswith("zskd"):
-        recipe, steps = ((BN_RECIPE, preset.bn_impression_steps) if method == "zskd_bn"
-                         else (ZSKD_RECIPE, preset.impression_steps))
+        recipe, count, steps = (
+            (BN_RECIPE, preset.bn_impressions, preset.bn_impression_steps)
+            if method == "zskd_bn" else (ZSKD_RECIPE, preset.impressions, preset.impression_steps))
+        count, batch = impression_sizes(count, len(teacher.class_names))
         return [
             Step(f"{method}_impressions", f"{TITLES[method]}: data impressions", (
                 "--procedure=data_impressions", t, *task, *recipe,
-                f"--num_samples={preset.impressions}", f"--synthesis_steps={steps}", batch)),
+                f"--num_samples={count}", f"--synthesis_steps={steps}",
+                f"--synthesis_batch_size={batch}")),
             Step(f"{method}_student", f"{TITLES[method]}: student on the impressions", (
                 "--procedure=distill", s, f"--dataset={d(method + '_impressions')}/impressions.npz",
                 *STUDENT_RECIPE, *online, f"--epochs={preset.student_epochs}", *evaluation))]
