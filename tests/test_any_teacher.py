@@ -170,6 +170,16 @@ def test_impression_counts_suit_data_impressions():
     assert any_teacher.impression_sizes(6000, 10) == (6000, 500)
 
 
+def _int_flags(steps, name, *flags):
+    """{flag: integer value} of ``flags`` in the planned step ``name`` (exactly one such step,
+    each flag given once)."""
+    (step,) = [s for s in steps if s.name == name]
+    found = [(flag, int(value)) for flag, _, value in (a.partition("=") for a in step.args)
+             if flag in flags]
+    assert len(found) == len(dict(found)), f"a flag given twice in {name}: {found}"
+    return dict(found)
+
+
 def test_scaled_reconstruction_counts_suit_optimize_dataset():
     # optimize_dataset needs whole batches of 64: scaled counts such as 817 (a 32x32x3 teacher)
     # or 2141 (a teacher of 15 LeNet-5s) must be rounded before the step is planned.
@@ -178,8 +188,7 @@ def test_scaled_reconstruction_counts_suit_optimize_dataset():
         assert preset.reconstructions % any_teacher.RECONSTRUCTION_BATCH
         steps = any_teacher.plan(preset, "/r", _teacher(), "small_cnn", ["lopes"],
                                  eval_data=None, stats="/s.npz", at_taps=(), seed=0)
-        (step,) = [s for s in steps if s.name == "lopes_dataset"]
-        (count,) = [int(a.split("=")[1]) for a in step.args if a.startswith("--num_samples=")]
+        count = _int_flags(steps, "lopes_dataset", "--num_samples")["--num_samples"]
         assert count % any_teacher.RECONSTRUCTION_BATCH == 0
         assert abs(count - preset.reconstructions) <= any_teacher.RECONSTRUCTION_BATCH / 2
 
@@ -312,10 +321,7 @@ def test_pipeline_bad_inputs_are_refused_before_anything_is_written(foreign, tmp
     assert not os.path.exists(run)
 
 
-def _synthesis(steps, name):
-    (step,) = [s for s in steps if s.name == name]
-    return {a.split("=")[0]: int(a.split("=")[1]) for a in step.args
-            if a.split("=")[0] in ("--num_samples", "--synthesis_steps", "--synthesis_batch_size")}
+SYNTHESIS_SIZES = ("--num_samples", "--synthesis_steps", "--synthesis_batch_size")
 
 
 def test_zskd_bn_makes_more_impressions_at_fewer_steps_than_zskd():
@@ -328,7 +334,7 @@ def test_zskd_bn_makes_more_impressions_at_fewer_steps_than_zskd():
                                15 * any_teacher.REFERENCE_MACS)
     steps = any_teacher.plan(preset, "/r", teacher, "small_cnn", ["zskd", "zskd_bn"],
                              eval_data=None, stats=None, at_taps=(), seed=0)
-    assert _synthesis(steps, "zskd_impressions") == {
+    assert _int_flags(steps, "zskd_impressions", *SYNTHESIS_SIZES) == {
         "--num_samples": 4000, "--synthesis_steps": 400, "--synthesis_batch_size": 500}
-    assert _synthesis(steps, "zskd_bn_impressions") == {
+    assert _int_flags(steps, "zskd_bn_impressions", *SYNTHESIS_SIZES) == {
         "--num_samples": 8000, "--synthesis_steps": 100, "--synthesis_batch_size": 500}
