@@ -40,6 +40,7 @@ rows=(
   "zskt_balance1|zskt||--generator_balance_weight=1"
   "zskt_l1|zskt||--matching_loss=l1"
   "zskt_dafl|zskt||--generator_balance_weight=1 --generator_confidence_weight=1"
+  "zskt_ema|zskt||--ema_momentum=0.998"
 )
 
 holdout() {  # student run directory -> prints its holdout accuracy

@@ -241,6 +241,22 @@ def test_frozen_generator_stays_as_it_is_while_the_student_learns():
     assert float(logs["generator_kl"]) > 0  # still measured on the frozen generator
 
 
+def test_ema_momentum_averages_the_student_after_every_student_step():
+    trainer = _trainer(n_student_steps=1, ema_momentum=0.5)
+    floats = [w for w in trainer.student.weights if w.dtype == "float32"]
+    expected = _values(floats)  # the average starts at the initial weights
+    for t in (1, 2):
+        trainer.train_step(_z(seed=t))
+        m = min(0.5, (1 + t) / (10 + t))  # one student step per iteration: step t
+        expected = [m * a + (1 - m) * w for a, w in zip(expected, _values(floats))]
+    live = _values(floats)
+    trainer.weight_average.copy_to_model()
+    for e, a, w in zip(expected, _values(floats), live):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+    assert any(_changed(live, _values(floats)))  # the kept student is not the last one
+    assert _trainer().weight_average is None  # off by default (the paper)
+
+
 def _numpy_kl(t, s):
     p = np.exp(t - t.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
@@ -608,8 +624,12 @@ def _weights(path):
 
 @pytest.mark.slow
 @needs_fashion_mnist
-def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_path):
-    args = [*ZERO_SHOT, f"--teacher={wrn_teacher}"]
+@pytest.mark.parametrize("averaging", [[], ["--ema_momentum=0.9"]], ids=["final", "ema"])
+def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_path,
+                                                               averaging):
+    """A killed run resumes to the uninterrupted run's products; with --ema_momentum the
+    student's weight average resumes too (the student kept, the average, is identical)."""
+    args = [*ZERO_SHOT, f"--teacher={wrn_teacher}", *averaging]
     reference = str(tmp_path / "reference")
     run_cli(*args, "--seeds=0", f"--run_dir={reference}", check=True)
 
@@ -641,7 +661,11 @@ def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_
     assert result["per_seed_test_accuracy"] == per_seed
     assert result["test_accuracy"] == pytest.approx(np.mean(per_seed))
     assert result["test_accuracy_std"] == pytest.approx(np.std(per_seed))
-    assert per_seed[0] == pytest.approx(json.loads(metrics[-1])["val_accuracy"], abs=1e-6)
+    live = json.loads(metrics[-1])["val_accuracy"]  # the last evaluation: the live student
+    if averaging:
+        assert read_json(os.path.join(run, "seed_0", "result.json"))["ema_momentum"] == 0.9
+        return
+    assert per_seed[0] == pytest.approx(live, abs=1e-6)
     for name in ("model_info.json", "saved_model/saved_model.pb", "generator.keras"):
         assert os.path.exists(os.path.join(run, "seed_1", name)), name
     info = read_json(os.path.join(run, "seed_0", "model_info.json"))
@@ -684,6 +708,7 @@ def test_cli_zero_shot_bad_input(wrn_teacher, tmp_path):
     assert_user_error(run_cli(*args, "--variant=improved"), "variant")
     assert_user_error(run_cli(*args, "--freeze_generator_at=0"), "--freeze_generator_at")
     assert_user_error(run_cli(*args, "--generator_bn_weight=-1"), "--generator_bn_weight")
+    assert_user_error(run_cli(*args, "--ema_momentum=1"), "--ema_momentum")
     assert_user_error(run_cli(*args, "--student=lenet5"), "--beta", "--beta=0")
     assert_user_error(run_cli(*args, "--student=wrn-10-2", f"--init_from={wrn_teacher}"),
                       "another architecture")

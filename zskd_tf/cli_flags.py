@@ -100,9 +100,9 @@ flags.DEFINE_float("lr_decay", _TRAIN.lr_decay,
 flags.DEFINE_enum("lr_schedule", _TRAIN.lr_schedule, train_config.LR_SCHEDULES,
                   "Learning-rate schedule (default: the recipe; step uses --lr_milestones).")
 flags.DEFINE_float("ema_momentum", _TRAIN.ema_momentum,
-                   "train, distill: keep an exponential moving average of the weights with "
-                   "this momentum (about 1 / (1 - m) steps) and make it the model kept; "
-                   "0 (default): the final weights.")
+                   "train, distill, zero_shot: keep an exponential moving average of the "
+                   "(student's) weights with this momentum (about 1 / (1 - m) steps) and make "
+                   "it the model kept; 0 (default): the final weights.")
 flags.DEFINE_float("input_noise", _TRAIN.input_noise,
                    "train: add N(0, s^2) noise to every training image, in the model's input "
                    "space (a smoother teacher for data-free methods; not in the papers).")

@@ -60,6 +60,17 @@ def check_finite_non_negative(name: str, value) -> None:
         raise UserError(f"--{name} must be a finite number >= 0, got {value}")
 
 
+def check_momentum(name: str, value) -> None:
+    """UserError unless ``--name``'s value is in [0, 1) (0: off).
+
+    Args:
+        name: the flag's name.
+        value: its value.
+    """
+    if not 0 <= value < 1:  # also refuses NaN
+        raise UserError(f"--{name} must be in [0, 1), got {value}")
+
+
 def check_choice(name: str, value, choices) -> None:
     """UserError unless ``--name``'s value is one of ``choices``.
 

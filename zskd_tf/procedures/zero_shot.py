@@ -195,7 +195,9 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
                                 student=student, generator=generator,
                                 student_optimizer=trainer.student_optimizer,
                                 generator_optimizer=trainer.generator_optimizer,
-                                iteration=trainer.iteration)
+                                iteration=trainer.iteration,
+                                **({} if trainer.weight_average is None
+                                   else {"weight_average": trainer.weight_average}))
     if checkpointer.restore():
         print(f"seed {seed}: resuming at iteration {int(trainer.iteration.numpy())}", flush=True)
     print(f"seed {seed}: {config.iterations} iterations of {config.n_generator_steps} "
@@ -205,9 +207,12 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
     started = time.monotonic()
     _train(trainer, seed_dir, checkpointer, setup, seed)
     seconds = time.monotonic() - started
+    if trainer.weight_average is not None:  # the student kept is the average
+        trainer.weight_average.copy_to_model()
     spec = setup.teacher.spec
     student = _deployable(setup, student, spec, len(setup.info["class_names"]))
     result = {"seed": seed, "iterations": config.iterations,
+              "ema_momentum": config.ema_momentum,
               "train_seconds_this_session": round(seconds, 1)}
     if setup.test is not None:
         scores = model_io.LoadedClassifier(seed_dir.path, student, spec,

@@ -73,8 +73,7 @@ class RecipeOverrides(typed_config.FlagConfig):
             if getattr(self, name) is not None:
                 typed_config.check_choice(name, getattr(self, name), choices)
         typed_config.check_choice("augment", self.augment, AUGMENT_CHOICES)
-        if not 0 <= self.ema_momentum < 1:
-            raise UserError(f"--ema_momentum must be in [0, 1), got {self.ema_momentum}")
+        typed_config.check_momentum("ema_momentum", self.ema_momentum)
 
 
 @dataclasses.dataclass(frozen=True)

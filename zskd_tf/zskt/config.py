@@ -42,8 +42,9 @@ def paper_iterations(dataset: str | None) -> int:
 class ZeroShotConfig(typed_config.FlagConfig):
     """One ZSKT run's hyper-parameters; each field is the flag of the same name.
 
-    The trainer reads the fields down to ``generator_balance_weight``; the procedure also
-    reads the last five (the batch of noise, the generator's shape, the compute dtype).
+    The trainer reads the fields down to ``generator_confidence_weight``, and
+    ``ema_momentum``; the procedure also reads the ones between (the batch of noise, the
+    generator's shape, the compute dtype).
     ``clip_norm`` has no flag.
     """
     iterations: int = PAPER_ITERATIONS
@@ -66,11 +67,13 @@ class ZeroShotConfig(typed_config.FlagConfig):
     generator_range: str = "free"  # not in the paper: "teacher" squashes into its input range
     generator_width: int = 128
     mixed_bfloat16: bool = False  # not in the paper
+    ema_momentum: float = 0.0  # not in the paper: 0, the final student; else its weight average
 
     def __post_init__(self):
         for name in ("generator_bn_weight", "generator_balance_weight",
                      "generator_confidence_weight"):
             typed_config.check_non_negative(name, getattr(self, name))
+        typed_config.check_momentum("ema_momentum", self.ema_momentum)
         if not 0.0 < self.freeze_generator_at <= 1.0:
             raise UserError("--freeze_generator_at must be a fraction of --iterations in "
                             f"(0, 1], got {self.freeze_generator_at}")

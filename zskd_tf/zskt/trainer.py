@@ -13,6 +13,9 @@ One ``fit`` step of :class:`ZeroShotTrainer` is one *outer iteration* of the pap
    ``modified`` variant (docs/methods/zskt.md, "The modified variant"): every student step
    draws new noise, so it gets new images and new teacher outputs.
 
+With ``ema_momentum`` > 0 (not in the paper) a moving average of the student's weights follows
+every student step (``trainers.weight_average``); the procedure keeps it as the student.
+
 The KL is PyTorch's element mean over B x C (``losses.kl_element_mean``), the AT term
 Zagoruyko's attention maps summed over the taps. Both networks use Adam (eps 1e-8) with a
 cosine schedule over the *outer* iterations (constant within one: docs/methods/zskt.md,
@@ -39,6 +42,7 @@ import tensorflow as tf
 from zskd_tf import losses
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.trainers.distributed import SymbolicBuildFix, replica_logs
+from zskd_tf.trainers.weight_average import WeightAverage
 from zskd_tf.zskt import adversarial_losses
 from zskd_tf.zskt.config import ZeroShotConfig
 
@@ -136,6 +140,9 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
             self.teacher_with_bn_inputs = taps_lib.with_batchnorm_inputs(teacher)
         self.iteration = keras.Variable(0, dtype="int64", trainable=False, name="iteration",
                                         aggregation="only_first_replica")
+        # --ema_momentum: the student's weight average, moved after every student step.
+        self.weight_average = (WeightAverage(student, config.ema_momentum)
+                               if config.ema_momentum else None)
         names = ("generator_kl", "student_loss", "student_kl", "attention", "teacher_confidence",
                  "student_confidence", "generator_grad_norm", "student_grad_norm")
         if config.generator_bn_weight:
@@ -251,6 +258,8 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
             scaled = loss / replicas
         norm = self._update(self.student_optimizer, tape, scaled,
                             self.student.trainable_variables)
+        if self.weight_average is not None:
+            self.weight_average.update(self.student_optimizer.iterations)
         self._track(student_loss=loss, student_kl=kl, attention=attention,
                     student_grad_norm=norm, teacher_confidence=_confidence(t_logits),
                     student_confidence=_confidence(s_logits))
