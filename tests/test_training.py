@@ -1,4 +1,5 @@
 """Trainer, recipes and the resumable data pipeline (in-process, tiny shapes)."""
+import glob
 import types
 
 import keras
@@ -9,6 +10,7 @@ import tensorflow as tf
 from helpers import two_cpu_strategy
 from zskd_tf.data import batch_streams
 from zskd_tf.data.preprocess import InputSpec
+from zskd_tf.runtime.checkpoints import Checkpointer
 from zskd_tf.trainers import recipes
 from zskd_tf.trainers.classifier import ClassifierTrainer, InputPerturbation
 from zskd_tf.trainers.weight_average import WeightAverage
@@ -190,6 +192,22 @@ def test_weight_average_survives_a_checkpoint(tmp_path):
     tf.train.Checkpoint(weight_average=fresh).read(path).assert_consumed()
     for a, b in zip(average.averages, fresh.averages):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_checkpointer_leaves_out_a_trackable_given_as_none(tmp_path):
+    """Runs without a weight average pass ``weight_average=None``: their checkpoints hold the
+    model alone, as before the average existed, and restore into the same layout."""
+    model = _bn_classifier()
+    model.set_weights([w + 1 for w in model.get_weights()])  # not what a fresh model holds
+    Checkpointer(str(tmp_path / "ckpt"), model=model, weight_average=None).save(1)
+    (prefix,) = [p[:-len(".index")] for p in glob.glob(str(tmp_path / "ckpt" / "*.index"))]
+    names = [name for name, _ in tf.train.list_variables(prefix)]
+    assert not any("weight_average" in name for name in names)
+    assert any(name.startswith("model/") for name in names)
+    fresh = _bn_classifier()
+    assert Checkpointer(str(tmp_path / "ckpt"), model=fresh, weight_average=None).restore()
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def _averaged_steps(strategy, x, y):

@@ -71,8 +71,7 @@ def train_and_export(cfg, run_dir: RunDir, *, trainer, model, optimizer, recipe,
     """
     average = trainer.weight_average
     checkpointer = Checkpointer(run_dir.file("checkpoints"), cfg.checkpoint_every_secs,
-                                model=model, optimizer=optimizer,
-                                **({} if average is None else {"weight_average": average}))
+                                model=model, optimizer=optimizer, weight_average=average)
     if checkpointer.restore():
         print(f"resuming at step {int(optimizer.iterations.numpy())} of {total_steps}",
               flush=True)

@@ -196,8 +196,7 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
                                 student_optimizer=trainer.student_optimizer,
                                 generator_optimizer=trainer.generator_optimizer,
                                 iteration=trainer.iteration,
-                                **({} if trainer.weight_average is None
-                                   else {"weight_average": trainer.weight_average}))
+                                weight_average=trainer.weight_average)
     if checkpointer.restore():
         print(f"seed {seed}: resuming at iteration {int(trainer.iteration.numpy())}", flush=True)
     print(f"seed {seed}: {config.iterations} iterations of {config.n_generator_steps} "

@@ -50,10 +50,14 @@ class Checkpointer:
 
     A non-chief worker of a cluster (``--strategy=multi_worker``) saves into its scratch
     directory but restores the chief's checkpoints, and never deletes them.
+
+    A trackable given as None is an optional part of the training state that this run does
+    not have (e.g. no weight average): it is left out.
     """
 
     def __init__(self, directory: str, every_secs: float = 120, **trackables):
-        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.checkpoint = tf.train.Checkpoint(
+            **{name: value for name, value in trackables.items() if value is not None})
         self.directory = directory
         self.restore_directory = cluster.shared_path(directory)
         self.manager = self._manager(directory)
