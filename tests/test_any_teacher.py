@@ -13,7 +13,7 @@ from zskd_tf import api, teacher_task
 from zskd_tf.data import datasets, synthetic
 from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
-from zskd_tf.models import complexity, narrower, registry, small_cnn
+from zskd_tf.models import complexity, narrower, registry, small_cnn, teacher_channels
 from zskd_tf.pipeline import any_teacher
 
 CLASSES = (0, 1, 5, 7, 9)  # five Fashion-MNIST classes
@@ -205,6 +205,20 @@ def test_pipeline_seed_reaches_the_zskt_students():
     assert any_teacher.student_run("zskd_bn", "/r", 2) == "/r/zskd_bn_student"
 
 
+def test_a_student_from_the_teachers_channels_is_fine_tuned():
+    # --student_init=teacher: the distill steps decay the rate to 0; ZSKT's step is unchanged.
+    def plan(fine_tune):
+        return {s.name: s.args for s in any_teacher.plan(
+            any_teacher.ANY_PRESETS["smoke"], "/r", _teacher(), "/r/student.keras",
+            ["zskd_bn", "lopes", "zskt"], eval_data=None, stats="/s", at_taps=(), seed=0,
+            fine_tune=fine_tune)}
+    tuned, plain = plan(True), plan(False)
+    for step in ("zskd_bn_student", "lopes_student"):
+        assert "--lr_schedule=cosine" in tuned[step] and "--lr_schedule=cosine" not in plain[step]
+        assert [a for a in tuned[step] if a != "--lr_schedule=cosine"] == list(plain[step])
+    assert tuned["zskt_student"] == plain["zskt_student"]
+
+
 def _teacher(keras_model=True, batchnorm=True, macs=None):
     return any_teacher.Teacher("/t", "custom", ("a", "b"), (28, 28, 1), keras_model, batchnorm,
                                macs, zoo_model=None, task_flags=())
@@ -233,7 +247,7 @@ def test_pipeline_on_a_foreign_keras_teacher_with_eval_data(foreign, tmp_path):
     run = str(tmp_path / "p")
     run_cli("--procedure=pipeline", "--preset=smoke", f"--teacher={foreign['keras']}",
             NAMES_FLAG, f"--eval_data={foreign['eval']}", "--methods=zskd,zskt_bn",
-            f"--run_dir={run}", check=True, timeout=900)
+            "--student_init=teacher", f"--run_dir={run}", check=True, timeout=900)
     report = read_json(os.path.join(run, "report.json"))
     assert report["dataset"] == "custom" and report["class_names"] == list(NAMES)
     # --student=auto: a half-width copy of the teacher, kept in the pipeline directory
@@ -243,6 +257,14 @@ def test_pipeline_on_a_foreign_keras_teacher_with_eval_data(foreign, tmp_path):
     assert [type(layer) for layer in copy.layers] == [
         type(layer) for layer in keras.saving.load_model(foreign["keras"]).layers]
     assert copy.layers[0].filters == 4 and copy.output_shape == (None, 5)
+    # --student_init=teacher: the copy holds the teacher's strongest channels, fine-tuned
+    from_teacher = teacher_channels.take_teacher_channels(
+        keras.saving.load_model(foreign["keras"]),
+        narrower.narrower_copy(keras.saving.load_model(foreign["keras"])))
+    for a, b in zip(copy.get_weights(), from_teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert read_json(os.path.join(run, "result.json"))["student_init"] == "teacher"
+    assert "--lr_schedule=cosine" in open(os.path.join(run, "zskd_student", "flags.cfg")).read()
     teacher, *students = report["rows"]
     assert teacher["test_accuracy"] == pytest.approx(foreign["eval_accuracy"])
     for row in students:
@@ -297,6 +319,8 @@ def test_pipeline_bad_inputs_are_refused_before_anything_is_written(foreign, tmp
     (tmp_path / "junk.keras").write_text("not a model")
     _bad(run, "is not a Keras model file", teacher=teacher, student=str(tmp_path / "junk.keras"))
     _bad(run, "has 5 outputs but --num_classes", teacher=teacher, num_classes=4)
+    _bad(run, "starts the half-width copy .* not --student=small_cnn", teacher=teacher,
+         student="small_cnn", student_init="teacher")
     _bad(run, "cannot apply to this teacher: ZSKT .* SavedModel",
          teacher=foreign["savedmodel"], methods="zskt")
     _bad(run, "cannot apply to this teacher: Lopes .* statistics", teacher=teacher,

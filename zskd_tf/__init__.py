@@ -2,14 +2,14 @@
 
 The Python entry points (``zskd_tf.data_impressions``, ``zskd_tf.distill``,
 ``zskd_tf.zero_shot``, ``zskd_tf.train``, ``zskd_tf.evaluate``, ``zskd_tf.export_model``,
-``zskd_tf.quantize_model``, ``zskd_tf.run``) live in
+``zskd_tf.quantize_model``, ``zskd_tf.narrower_student``, ``zskd_tf.run``) live in
 :mod:`zskd_tf.api`; they are loaded on first use, so that importing the package stays cheap.
 """
 
 __version__ = "0.1.0"
 
 _API = ("run", "train", "data_impressions", "distill", "zero_shot", "evaluate",
-        "export_model", "quantize_model")
+        "export_model", "quantize_model", "narrower_student")
 
 
 def __getattr__(name):

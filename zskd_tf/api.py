@@ -245,6 +245,33 @@ def quantize_model(teacher, *, run_dir=None, **options) -> dict:
     return run("quantize", run_dir, teacher=teacher, **options)
 
 
+def narrower_student(teacher, factor: float = 0.5, *, init: str = "teacher", seed: int = 0):
+    """A student for ``teacher``: its own layers at ``factor`` of their widths, the class
+    scores kept (what ``--procedure=pipeline --student=auto`` makes of a Keras teacher).
+
+    Args:
+        teacher: a ``keras.Model`` or a ``.keras`` file / zskd_tf run directory.
+        factor: the share of filters or units each convolution and dense layer keeps.
+        init: ``"teacher"``: the teacher's weights of its most important channels (data-free
+            pruning; a teacher whose layers merge branches cannot be sliced and raises
+            UserError); ``"random"``: fresh weights drawn with ``seed``.
+        seed: the seed of the fresh weights.
+
+    Returns:
+        An uncompiled ``keras.Model`` that outputs logits, to pass to :func:`distill` as the
+        student (fine-tune it with ``lr_schedule="cosine"`` when it starts from the teacher).
+    """
+    from zskd_tf import model_io
+    from zskd_tf.models import narrower, teacher_channels
+
+    if init not in ("teacher", "random"):
+        raise UserError(f"init must be 'teacher' or 'random', got {init!r}")
+    model = teacher if not isinstance(teacher, (str, os.PathLike)) else \
+        model_io.load_keras_model(os.fspath(teacher))
+    copy = narrower.narrower_copy(model, factor, seed)
+    return teacher_channels.take_teacher_channels(model, copy) if init == "teacher" else copy
+
+
 def model_fingerprint(model) -> str:
     """A hex digest of a Keras model's architecture and weights (not of its optimizer)."""
     from zskd_tf import model_io

@@ -121,6 +121,11 @@ flags.DEFINE_string("student", None,
                     "file holding an untrained architecture; pipeline: also auto (default: the "
                     "teacher's narrower zoo sibling, or a half-width copy of a foreign Keras "
                     "teacher, else small_cnn).")
+flags.DEFINE_enum("student_init", "teacher", ("teacher", "random"),
+                  "pipeline, when --student=auto makes a half-width copy of a Keras teacher: "
+                  "its first weights. teacher (default): the teacher's own weights of its most "
+                  "important channels (data-free pruning), then fine-tuned with a cosine "
+                  "schedule; random: fresh weights (docs/any_teacher.md).")
 flags.DEFINE_enum("loss", _DISTILL.loss, distill_config.LOSSES,
                   "kd: (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (FewShot/Moonshine); "
                   "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) "

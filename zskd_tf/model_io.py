@@ -119,6 +119,16 @@ def _plain_spec(input_shape, raw_shape) -> pp.InputSpec:
                         raw_height=int(raw_shape[0]), raw_width=int(raw_shape[1]))
 
 
+def load_keras_model(path: str) -> keras.Model:
+    """The Keras model of a zskd_tf run directory or a ``.keras`` file, as saved (no input
+    mapping is needed, unlike :func:`load_classifier`); UserError for anything else."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, MODEL_FILE)):
+        path = os.path.join(path, MODEL_FILE)
+    if not (os.path.isfile(path) and path.endswith(".keras")):
+        raise UserError(f"{path} is neither a .keras file nor a finished zskd_tf run directory")
+    return _load_keras(path)
+
+
 def _load_keras(path: str) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=False)

@@ -82,6 +82,10 @@ BN_RECIPE = ("--impression_init=uniform", "--synthesis_lr=0.05", "--impression_t
              f"--impression_bn_weight={BN_PRIOR_WEIGHT:g}", "--betas=1.0,0.1",
              "--temperature=20")
 STUDENT_RECIPE = ("--loss=soft_ce", "--temperature=20", "--soft_ce_scale=400")
+# A student that starts from the teacher's own channels (--student_init=teacher) is fine-tuned:
+# its learning rate decays to 0 over the run, so that the final epoch is not caught on the
+# wobble a constant rate keeps (docs/any_teacher.md, "Starting from the teacher's channels").
+FINE_TUNE = ("--lr_schedule=cosine",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,8 +308,10 @@ def nearest_multiple(wanted: int, unit: int) -> int:
 
 
 def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, *,
-         eval_data: str | None, stats: str | None, at_taps: tuple, seed: int) -> list[Step]:
-    """The steps, in order (each its own run directory under ``root``)."""
+         eval_data: str | None, stats: str | None, at_taps: tuple, seed: int,
+         fine_tune: bool = False) -> list[Step]:
+    """The steps, in order (each its own run directory under ``root``). ``fine_tune``: the
+    student starts from the teacher's channels, and the distill steps decay its rate."""
     def d(name):
         return os.path.join(root, name)
 
@@ -331,7 +337,8 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
                               f"--seed={seed + 1}")))
     for method in methods:
         steps += _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher,
-                               student, stats, at_taps, seed)
+                               student, stats, at_taps, seed,
+                               FINE_TUNE if fine_tune else ())
     for method in methods:
         model, calibration = student_run(method, root, seed), calibration_source(method, root)
         steps.append(Step(f"{method}_export", f"export the {TITLES[method]} student (SavedModel, "
@@ -342,7 +349,7 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
 
 
 def _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher, student, stats,
-                  at_taps, seed) -> list[Step]:
+                  at_taps, seed, schedule) -> list[Step]:
     s = f"--student={student}"
     online = (t, *no_dataset, *SYNTHETIC_VIEWS) if teacher.keras \
         else ("--targets=stored", "--augment=none")
@@ -358,7 +365,8 @@ def _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher, s
                 f"--synthesis_batch_size={batch}")),
             Step(f"{method}_student", f"{TITLES[method]}: student on the impressions", (
                 "--procedure=distill", s, f"--dataset={d(method + '_impressions')}/impressions.npz",
-                *STUDENT_RECIPE, *online, f"--epochs={preset.student_epochs}", *evaluation))]
+                *STUDENT_RECIPE, *schedule, *online, f"--epochs={preset.student_epochs}",
+                *evaluation))]
     if method == "lopes":
         steps = []
         if not stats:
@@ -373,7 +381,8 @@ def _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher, s
             Step("lopes_student", "Lopes et al.: student on the reconstruction", (
                 "--procedure=distill", s, *online,
                 f"--dataset={d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "--loss=soft_ce",
-                "--temperature=8", f"--epochs={preset.student_epochs}", *evaluation))]
+                "--temperature=8", *schedule, f"--epochs={preset.student_epochs}",
+                *evaluation))]
     bn = (f"--generator_bn_weight={BN_PRIOR_WEIGHT}",) if method == "zskt_bn" else ()
     attention = ((f"--beta={AT_BETA:g}", f"--at_taps={','.join(at_taps)}") if at_taps
                  else ("--beta=0",))

@@ -33,8 +33,8 @@ from zskd_tf.runtime.run_dir import RunDir
 PASSED_ON = ("data_dir", "seed", "deterministic", "strategy", "logical_cpus",
              "checkpoint_every_secs")
 # Flags that ask for the plan of any teacher (zskd_tf/pipeline/any_teacher.py).
-ANY_TEACHER_FLAGS = ("student", "methods", "eval_data", "num_classes", "class_names",
-                     "input_range", "stats")
+ANY_TEACHER_FLAGS = ("student", "student_init", "methods", "eval_data", "num_classes",
+                     "class_names", "input_range", "stats")
 
 
 def preset_of(cfg) -> steps_lib.Preset:
@@ -106,17 +106,33 @@ def _run_steps(plan, root, cfg) -> dict:
             for i, step in enumerate(plan, 1)}
 
 
-def _narrower_copy(teacher_model, root: str):
+def _narrower_copy(teacher_model, root: str, init: str):
     """``--student=auto`` for a foreign Keras teacher: (the path the copy will be saved at, the
-    copy), or ``small_cnn`` and no copy when the teacher cannot be copied layer by layer."""
-    from zskd_tf.models import narrower, registry
+    copy, whether it starts from the teacher's channels), or ``small_cnn``, no copy and False
+    when the teacher cannot be copied layer by layer. ``init``: ``--student_init``; a copy
+    that cannot take the teacher's channels keeps its random weights, with a note."""
+    from zskd_tf.models import narrower, registry, teacher_channels
 
     try:
-        return (os.path.join(root, any_teacher.STUDENT_FILE),
-                narrower.narrower_copy(teacher_model))
+        copy = narrower.narrower_copy(teacher_model)
     except UserError as e:
         print(f"note: --student=auto uses {registry.DEFAULT_STUDENT}: {e}", flush=True)
-        return registry.DEFAULT_STUDENT, None
+        return registry.DEFAULT_STUDENT, None, False
+    if init == "teacher":
+        try:
+            teacher_channels.take_teacher_channels(teacher_model, copy)
+            return os.path.join(root, any_teacher.STUDENT_FILE), copy, True
+        except UserError as e:
+            print(f"note: --student_init=teacher: the student keeps random weights: {e}",
+                  flush=True)
+    return os.path.join(root, any_teacher.STUDENT_FILE), copy, False
+
+
+def _same_weights(path: str, model) -> bool:
+    from zskd_tf import model_io
+
+    return model_io.weights_sha256(model_io.load_keras_model(path)) == \
+        model_io.weights_sha256(model)
 
 
 def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
@@ -131,8 +147,13 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     if cfg.stats and not os.path.exists(cfg.stats):
         raise UserError(f"--stats={cfg.stats} does not exist")
     student, copy = any_teacher.choose_student(cfg.student, teacher), None
+    from_teacher = False
     if student == any_teacher.NARROWER_COPY:
-        student, copy = _narrower_copy(loaded.model, run_dir.path)
+        student, copy, from_teacher = _narrower_copy(loaded.model, run_dir.path,
+                                                     cfg.student_init)
+    elif cfg.student_init == "teacher" and "student_init" in cfg.present:
+        raise UserError(f"--student_init={cfg.student_init} starts the half-width copy that "
+                        f"--student=auto makes of a Keras teacher, not --student={student}")
     built = copy if copy is not None else registry.build_student(
         student, num_classes=len(teacher.class_names), input_shape=teacher.input_shape,
         conv=cfg.conv, block=cfg.block)
@@ -147,13 +168,19 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
                                teacher.macs)
     run_dir.claim(cfg)
     root = run_dir.path
-    if copy is not None and not os.path.exists(student):  # a rerun keeps the first copy
+    if copy is not None and os.path.exists(student):  # a rerun keeps the first copy, and
+        # plans for what it is: one made before --student_init=teacher has random weights
+        from_teacher = from_teacher and _same_weights(student, copy)
+    elif copy is not None:
         with atomic.atomic_path(student, suffix=".keras") as tmp:
             copy.save(tmp)
     plan = any_teacher.plan(preset, root, teacher, student, methods, eval_data=cfg.eval_data,
-                            stats=cfg.stats, at_taps=at_taps, seed=cfg.seed)
+                            stats=cfg.stats, at_taps=at_taps, seed=cfg.seed,
+                            fine_tune=from_teacher)
     print(f"pipeline ({preset.name}) for {teacher.path} ({len(teacher.class_names)} classes, "
-          f"inputs {teacher.input_shape}): student {student}, methods {', '.join(methods)}"
+          f"inputs {teacher.input_shape}): student {student}"
+          + (" (starting from the teacher's channels)" if from_teacher else "")
+          + f", methods {', '.join(methods)}"
           + "".join(f"\n  left out {m}: {why}" for m, why in left_out.items())
           + f"\n{len(plan)} steps in {root}", flush=True)
     started = time.monotonic()
@@ -163,6 +190,7 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     report = any_report.write(root, preset.name, teacher, student, methods, left_out, eval_data,
                               seed=cfg.seed)
     result = {"preset": preset.name, "teacher": teacher.path, "student": student,
+              "student_init": "teacher" if from_teacher else "random",
               "methods": methods, "left_out": left_out, "step_seconds_this_session": seconds,
               "seconds_this_session": round(time.monotonic() - started, 1),
               "report": os.path.join(root, "report.html"), "best": report["best"],

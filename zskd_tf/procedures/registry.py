@@ -120,7 +120,8 @@ PROCEDURES = (
                (*NAMED_DATASET, "max_test_examples", "num_images", "adversarial_steps",
                 "step_size", "verbose")),
     _procedure("pipeline", "runs teacher, every data-free method, exports and a report.", (),
-               ("quick", "full", "preset", "teacher", "student", "methods", "stats",
+               ("quick", "full", "preset", "teacher", "student", "student_init", "methods",
+                "stats",
                 "eval_data", *NAMED_DATASET, *FOREIGN_TEACHER, *ARCHITECTURE,
                 "checkpoint_every_secs")),
     _procedure("quantize", "full-integer TFLite of a classifier, calibrated on its own "
