@@ -11,7 +11,7 @@
 #
 # Settings (environment): BENCH_DIR, PRESET (quick | full | smoke; default quick),
 # TEACHER_EPOCHS (default 5), METHODS (default: what the preset runs for this teacher), STUDENT
-# (auto), SEED (the pipeline's --seed, default 0; a seed other than 0 gets its own run directory).
+# (auto), STUDENT_INIT (teacher | random; default the pipeline's), SEED (the pipeline's --seed, default 0; a seed other than 0 gets its own run directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench/any_teacher}
@@ -60,6 +60,7 @@ extra=(--seed="${SEED:-0}")
 [ "${SEED:-0}" = 0 ] || run=${run}_seed$SEED
 [ -z "${METHODS:-}" ] || extra+=(--methods="$METHODS")
 [ -z "${STUDENT:-}" ] || extra+=(--student="$STUDENT")
+[ -z "${STUDENT_INIT:-}" ] || extra+=(--student_init="$STUDENT_INIT")
 start=$(date +%s)
 python -m zskd_tf.main --procedure=pipeline --preset="$preset" \
   --teacher="$out/teacher_e${TEACHER_EPOCHS:-5}.keras" --class_names="$names" \
