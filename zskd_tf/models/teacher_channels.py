@@ -59,6 +59,9 @@ def take_teacher_channels(teacher: keras.Model, copy: keras.Model) -> keras.Mode
         channels = kept.get(sources[0]) if sources else None
         reader = readers.get(outbound.get(layer.name), [])
         new, out = _slice(layer, narrow, channels, reader[0] if len(reader) == 1 else None)
+        if new and [w.shape for w in new] != [w.shape for w in narrow.get_weights()]:
+            raise UserError(f"layer {layer.name} ({type(layer).__name__}) of the copy does "
+                            "not match the teacher's channels it would take")
         weights.append((narrow, new))
         kept[outbound.get(layer.name)] = out
     for narrow, new in weights:  # only once every layer could be sliced
