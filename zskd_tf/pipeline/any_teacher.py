@@ -5,8 +5,10 @@ described by ``--dataset`` or by itself (``--num_classes``, ``--class_names``,
 ``--input_range``; :mod:`zskd_tf.teacher_task`). The student is ``--student``: a zoo name, a
 ``.keras`` file holding an untrained model, or ``auto`` (the default): the teacher's narrower
 zoo sibling; for another Keras teacher a copy of it at half its width (``student.keras`` in the
-pipeline directory, :mod:`zskd_tf.models.narrower`), or ``small_cnn`` when it cannot be copied
-layer by layer; ``small_cnn`` (:mod:`zskd_tf.models.small_cnn`) for a SavedModel.
+pipeline directory, :mod:`zskd_tf.models.narrower`) that starts from the teacher's strongest
+channels (``--student_init``, :mod:`zskd_tf.models.teacher_channels`), or ``small_cnn`` when it
+cannot be copied layer by layer; ``small_cnn`` (:mod:`zskd_tf.models.small_cnn`) for a
+SavedModel.
 
 Methods (``--methods``, default: every one that applies):
 
