@@ -37,6 +37,7 @@ import types
 from absl import flags
 
 from zskd_tf import cli_flags
+from zskd_tf.constants import STUDENT_INITS
 from zskd_tf.errors import UserError
 from zskd_tf.zskt.config import seed_dir_name
 
@@ -264,8 +265,9 @@ def narrower_student(teacher, factor: float = 0.5, *, init: str = "teacher", see
     from zskd_tf import model_io
     from zskd_tf.models import narrower, teacher_channels
 
-    if init not in ("teacher", "random"):
-        raise UserError(f"init must be 'teacher' or 'random', got {init!r}")
+    if init not in STUDENT_INITS:
+        raise UserError(f"init must be one of {', '.join(map(repr, STUDENT_INITS))}, "
+                        f"got {init!r}")
     model = teacher if not isinstance(teacher, (str, os.PathLike)) else \
         model_io.load_keras_model(os.fspath(teacher))
     copy = narrower.narrower_copy(model, factor, seed)

@@ -14,6 +14,7 @@ import types
 from absl import flags
 
 from zskd_tf import typed_config
+from zskd_tf.constants import STUDENT_INITS
 from zskd_tf.errors import UserError
 from zskd_tf.lopes import config as lopes_config
 from zskd_tf.method_flags import lopes, synthesis, zskd, zskt  # noqa: F401  (define flags)
@@ -121,7 +122,7 @@ flags.DEFINE_string("student", None,
                     "file holding an untrained architecture; pipeline: also auto (default: the "
                     "teacher's narrower zoo sibling, or a half-width copy of a foreign Keras "
                     "teacher, else small_cnn).")
-flags.DEFINE_enum("student_init", "teacher", ("teacher", "random"),
+flags.DEFINE_enum("student_init", STUDENT_INITS[0], STUDENT_INITS,
                   "pipeline, when --student=auto makes a half-width copy of a Keras teacher: "
                   "its first weights. teacher (default): the teacher's own weights of its most "
                   "important channels (data-free pruning), then fine-tuned with a cosine "

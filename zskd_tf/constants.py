@@ -7,6 +7,10 @@ the module that implements each choice takes it from here (docs/architecture.md)
 # Training augmentations (zskd_tf.data.preprocess); --augment adds "auto".
 AUGMENTATIONS = ("none", "crop_flip", "affine", "affine_wide")
 
+# How the half-width copy of a Keras teacher starts (--student_init; zskd_tf.models.
+# teacher_channels, zskd_tf.api.narrower_student): the teacher's strongest channels, or fresh.
+STUDENT_INITS = ("teacher", "random")
+
 # ZSKT (zskd_tf.zskt.trainer): the loop variant (--variant), and what generator and
 # student fight over (--matching_loss: the paper's KL; DFAD's mean absolute logit difference).
 ZSKT_VARIANTS = ("original", "modified")

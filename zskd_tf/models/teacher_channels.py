@@ -102,16 +102,12 @@ def _slice(layer, narrow, channels, reader):
         out = _strongest(kernel, reader, narrow.get_weights()[0].shape[-1])
         return [kernel[..., out]] + [b[out] for b in weights[1:]], out
     if isinstance(layer, keras.layers.DepthwiseConv2D):
-        multiplier = weights[0].shape[-1]
-        out = None if channels is None else (channels[:, None] * multiplier
-                                             + np.arange(multiplier)).reshape(-1)
+        out = _depthwise_outputs(channels, weights[0].shape[-1])
         return ([_take(weights[0], channels, axis=-2)]
                 + [_take(b, out, axis=0) for b in weights[1:]]), out
     if isinstance(layer, keras.layers.SeparableConv2D):
         depthwise, pointwise = weights[0], weights[1]
-        multiplier = depthwise.shape[-1]
-        rows = None if channels is None else (channels[:, None] * multiplier
-                                              + np.arange(multiplier)).reshape(-1)
+        rows = _depthwise_outputs(channels, depthwise.shape[-1])
         pointwise = _take(pointwise, rows, axis=-2)
         out = _strongest(pointwise, reader, narrow.get_weights()[1].shape[-1])
         return ([_take(depthwise, channels, axis=-2), pointwise[..., out]]
@@ -128,7 +124,15 @@ def _slice(layer, narrow, channels, reader):
     if isinstance(layer, _RESHAPING) or (weights and channels is not None):
         raise UserError(f"layer {layer.name} ({type(layer).__name__}) cannot be narrowed "
                         "channel by channel")
-    return weights if weights else [], channels
+    return weights, channels
+
+
+def _depthwise_outputs(channels, multiplier: int):
+    """The outputs of a depthwise convolution that come from ``channels`` (input channel c
+    gives outputs c * multiplier .. c * multiplier + multiplier - 1); None: all."""
+    if channels is None:
+        return None
+    return (channels[:, None] * multiplier + np.arange(multiplier)).reshape(-1)
 
 
 def _on_channels(layer) -> bool:
