@@ -11,6 +11,7 @@ from helpers import FASHION_MNIST_DIR, assert_user_error, read_json, run_cli
 from zskd_tf import calibration, export, model_io, quantize, tflite_runtime
 from zskd_tf.data import preprocess as pp
 from zskd_tf.data import synthetic
+from zskd_tf.errors import UserError
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR),
                                 reason="the Debian package dataset-fashion-mnist is not installed")
@@ -116,6 +117,24 @@ def test_generator_samples_map_to_raw_images(tmp_path):
     other = pp.input_spec_for("fashion_mnist", "wrn", (36, 36, 1))
     with pytest.raises(Exception, match="shape"):
         calibration.from_generator(str(run), other, 4, seed=0)
+
+
+def test_a_reconstruction_that_overshoots_the_input_range_is_clipped_not_refused(tmp_path):
+    """Lopes et al. reconstructions of the --quick pipeline reach -3.2 and +3.3 for inputs in
+    [0, 1] (they stopped the pipeline's int8 step under a 2-width limit); raw pixels given
+    to the same model are still refused."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3.3, 3.3, (16, 32, 32, 1)).astype(np.float32)
+    y = np.zeros(16, np.int64)
+    overshoot, raw = str(tmp_path / "overshoot.npz"), str(tmp_path / "raw.npz")
+    for path, images in ((overshoot, x), (raw, np.abs(x) * 255 / 3.3)):
+        synthetic.save_synthetic(path, images, y, input_spec=SPEC, dataset="fashion_mnist",
+                                 method="test")
+    calib = calibration.from_synthetic(overshoot, SPEC, 16, seed=0)
+    assert calib.raw_images.min() == 0 and calib.raw_images.max() == 255
+    assert calib.source["clipped_fraction"] == pytest.approx(np.mean((x < 0) | (x > 1)))
+    with pytest.raises(UserError, match="values in"):
+        calibration.from_synthetic(raw, SPEC, 16, seed=0)
 
 
 def test_to_raw_inverts_preprocess_for_padded_normalised_inputs():
