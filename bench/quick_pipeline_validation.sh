@@ -10,6 +10,10 @@
 #   bench/quick_pipeline_validation.sh                 # every row, products in runs/val/quick
 #   bench/quick_pipeline_validation.sh zskd            # rows whose name contains "zskd"
 #   SEED=1 bench/quick_pipeline_validation.sh zskt     # another seed
+#   STUDENT_INIT=teacher bench/quick_pipeline_validation.sh lopes_affine
+#       # the student starts from the teacher's strongest channels (--init_from_teacher; the
+#       # distilled students then decay their rate, --lr_schedule=cosine), as the pipeline's
+#       # --student_init=teacher does; its run directories end in _init
 #
 # Prints one line per row: the row's name, seed and the student's holdout accuracy (final
 # epoch / iteration), with the seconds the row's own steps took.
@@ -17,6 +21,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/val}
 seed=${SEED:-0}
+case ${STUDENT_INIT:-random} in
+  random) init=(); fine_tune=(); tag= ;;
+  teacher) init=(--init_from_teacher); fine_tune=(--lr_schedule=cosine); tag=_init ;;
+  *) echo "STUDENT_INIT must be random or teacher" >&2; exit 2 ;;
+esac
 only=${1:-}
 teacher=$out/lenet5_e5
 q=$out/quick
@@ -41,6 +50,7 @@ rows=(
   "zskt_l1|zskt||--matching_loss=l1"
   "zskt_dafl|zskt||--generator_balance_weight=1 --generator_confidence_weight=1"
   "zskt_ema|zskt||--ema_momentum=0.998"
+  "zskt_slow_student|zskt||--student_lr=0.0005"
 )
 
 holdout() {  # student run directory -> prints its holdout accuracy
@@ -61,11 +71,11 @@ for row in "${rows[@]}"; do
       zskd --procedure=data_impressions --teacher="$teacher" --num_samples=6000 \
         --synthesis_steps=400 --synthesis_batch_size=500 --seed="$seed" $synthesis \
         --run_dir="$di"
-      s=$q/${name}_seed$seed
+      s=$q/${name}${tag}_seed$seed
       # shellcheck disable=SC2086
       zskd --procedure=distill --student=lenet5_half --teacher="$teacher" \
         --dataset="$di/impressions.npz" --loss=soft_ce --temperature=20 --soft_ce_scale=400 \
-        --seed="$seed" --max_test_examples=100 $student --run_dir="$s" ;;
+        --seed="$seed" --max_test_examples=100 "${init[@]}" "${fine_tune[@]}" $student --run_dir="$s" ;;
     lopes)
       stats=$q/lopes_stats
       zskd --procedure=compute_stats --teacher="$teacher" --dataset=fashion_mnist \
@@ -74,17 +84,17 @@ for row in "${rows[@]}"; do
       zskd --procedure=optimize_dataset --teacher="$teacher" --stats="$stats" \
         --objective=all_layers --num_samples=3200 --synthesis_steps=300 --seed="$seed" \
         --run_dir="$ds"
-      s=$q/${name}_seed$seed
+      s=$q/${name}${tag}_seed$seed
       # shellcheck disable=SC2086
       zskd --procedure=distill --student=lenet5_half --teacher="$teacher" \
         --dataset="$ds/all_layers.npz" --loss=soft_ce --temperature=8 --seed="$seed" \
-        --max_test_examples=100 $student --run_dir="$s" ;;
+        --max_test_examples=100 "${init[@]}" "${fine_tune[@]}" $student --run_dir="$s" ;;
     zskt)
-      z=$q/${name}_seed$seed
+      z=$q/${name}${tag}_seed$seed
       # shellcheck disable=SC2086
       zskd --procedure=zero_shot --student=lenet5_half --teacher="$teacher" \
         --dataset=fashion_mnist --beta=0 --generator_range=teacher --iterations=600 \
-        --seeds="$seed" --max_test_examples=100 $student --run_dir="$z"
+        --seeds="$seed" --max_test_examples=100 "${init[@]}" $student --run_dir="$z"
       s=$z/seed_$seed ;;
   esac
   echo "$name seed $seed: holdout $(holdout "$s")  ($((SECONDS - start)) s)"

@@ -59,3 +59,16 @@ def two_cpu_strategy():
     if not _TWO_CPUS:
         _TWO_CPUS.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     return _TWO_CPUS[0]
+
+
+def parsed_flags(*args):
+    """The config the command line would hand a procedure for these flags."""
+    from absl import flags
+    from absl.testing import flagsaver
+
+    from zskd_tf import cli_flags
+
+    with flagsaver.flagsaver():
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["zskd_tf", *args])
+        return cli_flags.config_from_flags()

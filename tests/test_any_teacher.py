@@ -264,6 +264,8 @@ def test_pipeline_on_a_foreign_keras_teacher_with_eval_data(foreign, tmp_path):
     for a, b in zip(copy.get_weights(), from_teacher.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert read_json(os.path.join(run, "result.json"))["student_init"] == "teacher"
+    assert report["student_init"] == "teacher"
+    assert "--student_init=teacher" in open(os.path.join(run, "report.html")).read()
     assert "--lr_schedule=cosine" in open(os.path.join(run, "zskd_student", "flags.cfg")).read()
     teacher, *students = report["rows"]
     assert teacher["test_accuracy"] == pytest.approx(foreign["eval_accuracy"])

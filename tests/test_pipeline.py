@@ -32,6 +32,10 @@ def test_pipeline_runs_every_step_and_writes_the_report(pipeline_run):
         assert f"[pipeline {i}/{len(plan) + 1}] {step.title}" in proc.stdout
         assert os.path.exists(os.path.join(run, step.name, "result.json")), step.name
     result = read_json(os.path.join(run, "result.json"))
+    assert result["student_init"] == "teacher"
+    for step in ("zskd_student", "lopes_student", "zskt_student"):
+        with open(os.path.join(run, step, "flags.cfg"), encoding="utf-8") as f:
+            assert "--init_from_teacher" in f.read().split(), step
     report = read_json(os.path.join(run, "report.json"))
     names = [row["name"] for row in report["rows"]]
     assert names == ["teacher", *steps_lib.STUDENTS]
@@ -48,6 +52,7 @@ def test_pipeline_runs_every_step_and_writes_the_report(pipeline_run):
     teacher = report["rows"][0]  # calibrated on the (smoke-sized) data impressions
     assert teacher["int8_test_accuracy"] > 0.5 * teacher["test_accuracy"]
     html = open(os.path.join(run, "report.html"), encoding="utf-8").read()
+    assert report["student_init"] == "teacher" and "--student_init=teacher" in html
     assert len(report["figures"]) == 5
     for name in report["figures"]:
         assert f'src="report/{name}"' in html
@@ -118,3 +123,18 @@ def test_pipeline_seed_reaches_the_zskt_student():
     rows = steps_lib.students(3)
     assert [r[0] for r in rows.values()][-1] == os.path.join("zskt_student", "seed_3")
     assert steps_lib.students(0) == steps_lib.STUDENTS
+
+
+def test_the_demo_students_start_from_the_teachers_channels():
+    """--student_init=teacher (the default): every student starts from the teacher's strongest
+    channels and the two distilled ones decay their rate; random: the fresh students."""
+    plan = {s.name: s.args for s in steps_lib.plan(steps_lib.PRESETS["quick"], "/p", None)}
+    for name in ("zskd_student", "lopes_student", "zskt_student"):
+        assert "--init_from_teacher" in plan[name], name
+    for name in ("zskd_student", "lopes_student"):
+        assert set(steps_lib.FINE_TUNE) <= set(plan[name]), name
+    assert not set(steps_lib.FINE_TUNE) & set(plan["zskt_student"])  # ZSKT keeps its schedule
+    fresh = steps_lib.plan(steps_lib.PRESETS["quick"], "/p", None, student_init="random")
+    for step in fresh:
+        assert "--init_from_teacher" not in step.args and not set(steps_lib.FINE_TUNE) & set(
+            step.args), step.name

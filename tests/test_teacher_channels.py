@@ -1,10 +1,17 @@
-"""--student_init=teacher: a narrower copy filled with the teacher's most important channels."""
+"""--student_init=teacher (pipeline) and --init_from_teacher (distill, zero_shot): a narrower
+copy filled with the teacher's most important channels."""
+import os
+
 import keras
 import numpy as np
 import pytest
 
+from helpers import FASHION_MNIST_DIR, assert_user_error, parsed_flags, run_cli
+from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
-from zskd_tf.models import narrower, teacher_channels
+from zskd_tf.models import narrower, registry, teacher_channels
+from zskd_tf.procedures import distill, zero_shot
+from zskd_tf.zskt.config import ZeroShotConfig
 
 
 def _teacher_with_dead_half():
@@ -105,3 +112,48 @@ def test_the_api_gives_the_same_student_as_the_pipeline(tmp_path):
                                   narrower.narrower_copy(teacher, seed=3).get_weights()[0])
     with pytest.raises(UserError, match="init must be"):
         zskd_tf.narrower_student(teacher, init="pruned")
+
+
+def _zoo_lenet5():
+    keras.utils.set_random_seed(0)
+    return registry.build_model("lenet5")
+
+
+def _built_student(procedure, teacher_model, *flag_args):
+    """The student ``procedure`` would start training from, for these flags."""
+    cfg = parsed_flags(f"--procedure={procedure}", "--student=lenet5_half", "--teacher=t",
+                       "--run_dir=r", *flag_args)
+    spec = pp.InputSpec(32, 32, 1, "bilinear", (0.0,), (1.0,), 28, 28)
+    if procedure == "distill":
+        return distill._build_student(cfg, "lenet5_half", spec, 10, teacher_model)
+    config = ZeroShotConfig.from_flags(cfg)
+    return zero_shot._build_networks(cfg, config, spec, 10, teacher_model)[0]
+
+
+@pytest.mark.parametrize("procedure", ["distill", "zero_shot"])
+def test_init_from_teacher_starts_a_zoo_student_from_the_teachers_channels(procedure):
+    """--init_from_teacher: lenet5 -> lenet5_half, the zoo pair of the LeNet-5 demo."""
+    teacher = _zoo_lenet5()
+    expected = teacher_channels.take_teacher_channels(teacher,
+                                                      registry.build_model("lenet5_half"))
+    student = _built_student(procedure, teacher, "--init_from_teacher")
+    for a, b in zip(student.get_weights(), expected.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    fresh = _built_student(procedure, teacher)  # without the flag: fresh weights
+    assert not np.array_equal(fresh.get_weights()[0], expected.get_weights()[0])
+    with pytest.raises(UserError, match="not both"):
+        _built_student(procedure, teacher, "--init_from_teacher", "--init_from=x")
+    with pytest.raises(UserError, match="weights can be read"):
+        _built_student(procedure, None, "--init_from_teacher")
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR), reason="needs dataset-fashion-mnist")
+def test_init_from_teacher_refuses_a_student_that_is_not_a_narrower_copy(tmp_path):
+    teacher = str(tmp_path / "lenet5.keras")
+    _zoo_lenet5().save(teacher)
+    run = str(tmp_path / "run")
+    proc = run_cli("--procedure=distill", f"--teacher={teacher}", "--student=small_cnn",
+                   "--dataset=fashion_mnist", "--init_from_teacher", f"--run_dir={run}",
+                   "--max_train_examples=100", "--verbose=quiet")
+    assert_user_error(proc, "not a layer-for-layer copy")
+    assert not os.path.exists(run)  # refused before anything is written

@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
-from absl.testing import flagsaver
 
 from helpers import (
     FASHION_MNIST_DIR,
     REPO,
     assert_user_error,
     cli_env,
+    parsed_flags,
     read_json,
     run_cli,
     two_cpu_strategy,
 )
-from zskd_tf import cli_flags, losses, model_io
+from zskd_tf import losses, model_io
 from zskd_tf.data import batch_streams, datasets
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
@@ -489,12 +489,12 @@ def test_unknown_variant_is_a_user_error():
 
 def test_config_from_flags_takes_the_papers_defaults_and_the_flags_given():
     base = ("--procedure=zero_shot", "--run_dir=r", "--teacher=t", "--student=wrn-16-1")
-    paper = ZeroShotConfig.from_flags(_parsed_flags(*base))
+    paper = ZeroShotConfig.from_flags(parsed_flags(*base))
     assert (paper.iterations, paper.beta, paper.batch_size, paper.temperature,
             paper.at_taps) == (80_000, 250.0, 128, 1.0, WRN_TAPS)
-    assert ZeroShotConfig.from_flags(_parsed_flags(*base, "--dataset=svhn")).iterations \
+    assert ZeroShotConfig.from_flags(parsed_flags(*base, "--dataset=svhn")).iterations \
         == 50_000
-    given = ZeroShotConfig.from_flags(_parsed_flags(
+    given = ZeroShotConfig.from_flags(parsed_flags(
         *base, "--iterations=7", "--beta=0", "--at_taps=group2", "--z_dim=8",
         "--generator_range=teacher"))
     assert (given.iterations, given.beta, given.at_taps, given.z_dim,
@@ -610,14 +610,6 @@ ZERO_SHOT = ["--procedure=zero_shot", "--student=wrn-10-1", "--dataset=fashion_m
              "--verbose=epoch"]
 
 
-def _parsed_flags(*args):
-    """The config the CLI would pass to a procedure for these flags."""
-    with flagsaver.flagsaver():
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["zskd_tf", *args])
-        return cli_flags.config_from_flags()
-
-
 def _weights(path):
     return keras.saving.load_model(path, compile=False).get_weights()
 
@@ -675,16 +667,16 @@ def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_
 
     # --init_from: a new run's student starts from a finished student's weights.
     finished = model_io.load_classifier(os.path.join(reference, "seed_0"))
-    init_cfg = _parsed_flags(*args, f"--init_from={reference}/seed_0",
+    init_cfg = parsed_flags(*args, f"--init_from={reference}/seed_0",
                              f"--run_dir={tmp_path}/init")
     student, _ = zero_shot_procedure._build_networks(
-        init_cfg, ZeroShotConfig.from_flags(init_cfg), finished.spec, 10)
+        init_cfg, ZeroShotConfig.from_flags(init_cfg), finished.spec, 10, None)
     for a, b in zip(student.get_weights(), finished.model.get_weights()):
         np.testing.assert_array_equal(a, b)
 
     # Transition curves of the zero-shot student against its teacher, and their plot.
     curves_run = str(tmp_path / "curves")
-    transition_curves.run(_parsed_flags(
+    transition_curves.run(parsed_flags(
         "--procedure=transition_curves", f"--run_dir={curves_run}", f"--teacher={wrn_teacher}",
         f"--student_run={run}/seed_0", "--num_images=6", "--adversarial_steps=4"))
     # (in-process: the CLI wrapper is tested above; the whole test split, so that the barely

@@ -123,10 +123,11 @@ flags.DEFINE_string("student", None,
                     "teacher's narrower zoo sibling, or a half-width copy of a foreign Keras "
                     "teacher, else small_cnn).")
 flags.DEFINE_enum("student_init", STUDENT_INITS[0], STUDENT_INITS,
-                  "pipeline, when --student=auto makes a half-width copy of a Keras teacher: "
-                  "its first weights. teacher (default): the teacher's own weights of its most "
-                  "important channels (data-free pruning), then fine-tuned with a cosine "
-                  "schedule; random: fresh weights (docs/any_teacher.md).")
+                  "pipeline: the students' first weights, in the LeNet-5 demo and when "
+                  "--student=auto makes a half-width copy of a Keras teacher. teacher "
+                  "(default): the teacher's own weights of its most important channels "
+                  "(data-free pruning), then fine-tuned with a cosine schedule; random: fresh "
+                  "weights (docs/any_teacher.md, docs/quick_pipeline_study.md).")
 flags.DEFINE_enum("loss", _DISTILL.loss, distill_config.LOSSES,
                   "kd: (1-alpha)*CE + 2*alpha*T^2*KL_elementmean (FewShot/Moonshine); "
                   "soft_ce: --soft_ce_scale * CE(teacher softmax(t/T), softmax(s/T)) "
@@ -154,6 +155,11 @@ flags.DEFINE_integer("samples_per_class", _DISTILL.samples_per_class,
                      "Few-shot: train on M seeded, class-balanced real images per class; "
                      "epochs are scaled to match the full-data number of SGD steps.")
 flags.DEFINE_string("init_from", None, "Start the student from this run directory/.keras file.")
+flags.DEFINE_boolean("init_from_teacher", False,
+                     "distill, zero_shot: start the student from the teacher's own weights of "
+                     "its most important channels (data-free pruning; the student must be a "
+                     "narrower copy of the teacher, layer for layer, e.g. lenet5 -> "
+                     "lenet5_half; docs/any_teacher.md).")
 flags.DEFINE_float("anchor_weight", _DISTILL.anchor_weight,
                    "L1 pull of the student to its initial weights (ZSKT fine-tuning: 1).")
 flags.DEFINE_boolean("allow_foreign_synthetic", _DISTILL.allow_foreign_synthetic,

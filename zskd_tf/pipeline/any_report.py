@@ -41,7 +41,8 @@ def _agreement(model_dir: str, inputs: np.ndarray, teacher_labels: np.ndarray) -
 
 
 def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: str, methods,
-          left_out: dict, eval_data: tuple | None, repeats: int = 100, seed: int = 0) -> dict:
+          left_out: dict, eval_data: tuple | None, repeats: int = 100, seed: int = 0,
+          from_teacher: bool = False) -> dict:
     """Writes the report of a finished pipeline under ``root``.
 
     Args:
@@ -54,6 +55,7 @@ def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: st
         eval_data: (raw images, labels) of ``--eval_data``, or None.
         repeats: latency calls per model.
         seed: the pipeline's ``--seed`` (where the ZSKT students are).
+        from_teacher: whether the student started from the teacher's channels.
 
     Returns:
         report.json's content.
@@ -92,6 +94,7 @@ def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: st
             drawn.append((name, f"{any_teacher.TITLES[method]}: synthetic images"))
     report = {"preset": preset_name, "teacher": teacher.path, "dataset": teacher.dataset,
               "class_names": list(teacher.class_names), "student": student,
+              "student_init": "teacher" if from_teacher else "random",
               "methods": list(methods), "left_out": left_out,
               "real_data": eval_data is not None,
               "num_eval_images": None if eval_data is None else int(len(eval_data[1])),
@@ -135,6 +138,9 @@ def _html(report: dict, drawn) -> str:
         data = ("<b>No real-data accuracy exists</b>: no --eval_data was given. Each student is "
                 "scored by its top-1 agreement with the teacher on held-out data impressions "
                 "(made with another seed, never trained on).")
+    start = (", started from the teacher's own weights of its most important channels "
+             "(<code>--student_init=teacher</code>)" if report["student_init"] == "teacher"
+             else "")
     left = "".join(f"<li><b>{e(m)}</b>: {e(why)}</li>" for m, why in report["left_out"].items())
     figs = "".join(f'<figure><img src="{REPORT_DIR}/{e(name)}" alt="{e(name)}">'
                    f"<figcaption>{e(caption)}</figcaption></figure>" for name, caption in drawn)
@@ -142,7 +148,7 @@ def _html(report: dict, drawn) -> str:
 <h1>Data-free students of {e(os.path.basename(report['teacher']))}</h1>
 <p>Teacher {e(report['teacher'])}: {len(report['class_names'])} classes
 ({e(', '.join(report['class_names']))}), dataset {e(report['dataset'])}. Student
-{e(report['student'])}. Preset <b>{e(report['preset'])}</b>. {data}
+{e(report['student'])}{start}. Preset <b>{e(report['preset'])}</b>. {data}
 Best student: <b>{e(report['best'] or '-')}</b>. Latency: {e(report['latency'])}.</p>
 <table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>
 {''.join(body)}

@@ -53,7 +53,7 @@ import os
 
 from zskd_tf.errors import UserError
 from zskd_tf.lopes.config import RECONSTRUCTION_DEFAULTS
-from zskd_tf.pipeline.steps import LOPES_OBJECTIVE, SYNTHETIC_VIEWS, Step
+from zskd_tf.pipeline.steps import FINE_TUNE, LOPES_OBJECTIVE, SYNTHETIC_VIEWS, Step
 from zskd_tf.zskt.config import seed_dir_name
 
 METHODS = ("zskd", "zskd_bn", "lopes", "zskt", "zskt_bn")
@@ -84,10 +84,6 @@ BN_RECIPE = ("--impression_init=uniform", "--synthesis_lr=0.05", "--impression_t
              f"--impression_bn_weight={BN_PRIOR_WEIGHT:g}", "--betas=1.0,0.1",
              "--temperature=20")
 STUDENT_RECIPE = ("--loss=soft_ce", "--temperature=20", "--soft_ce_scale=400")
-# A student that starts from the teacher's own channels (--student_init=teacher) is fine-tuned:
-# its learning rate decays to 0 over the run, so that the final epoch is not caught on the
-# wobble a constant rate keeps (docs/any_teacher.md, "Starting from the teacher's channels").
-FINE_TUNE = ("--lr_schedule=cosine",)
 
 
 @dataclasses.dataclass(frozen=True)

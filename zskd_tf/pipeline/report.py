@@ -159,9 +159,9 @@ def _figures(root: str, out_dir: str, teacher_dir: str, seed: int) -> list[tuple
 
 
 def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 200,
-          seed: int = 0) -> dict:
-    """Writes the report of a finished pipeline under ``root`` (run with ``--seed=seed``);
-    returns report.json's content."""
+          seed: int = 0, student_init: str = "teacher") -> dict:
+    """Writes the report of a finished pipeline under ``root`` (run with ``--seed=seed`` and
+    ``--student_init=student_init``); returns report.json's content."""
     from zskd_tf.data import datasets
 
     out_dir = os.path.join(root, REPORT_DIR)
@@ -193,7 +193,8 @@ def write(root: str, preset: steps_lib.Preset, teacher_dir: str, repeats: int = 
                              repeats)})
     curves = _read(os.path.join(root, "zskt_curves", "result.json"))
     drawn = _figures(root, out_dir, teacher_dir, seed)
-    report = {"preset": preset.name, "settings": vars_of(preset), "rows": rows,
+    report = {"preset": preset.name, "settings": vars_of(preset), "student_init": student_init,
+              "rows": rows,
               "zskt_mte": curves["mte"], "figures": [name for name, _ in drawn],
               "latency": f"CPU, batch of one raw image, median of {repeats} calls"}
     atomic.write_json(os.path.join(root, "report.json"), report)
@@ -258,14 +259,17 @@ def _html(report: dict, drawn) -> str:
                  if "tflite_top1_agreement" in r else "-", *_int8_cells(r)]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     settings = ", ".join(f"{k} {v}" for k, v in report["settings"].items())
+    start = (" Each student started from the teacher's own weights of its most important "
+             "channels (<code>--student_init=teacher</code>)." if report["student_init"] ==
+             "teacher" else " Each student started from random weights.")
     figs = "".join(f'<figure><img src="{REPORT_DIR}/{e(name)}" alt="{e(name)}">'
                    f"<figcaption>{e(caption)}</figcaption></figure>" for name, caption in drawn)
     return f"""{HTML_HEAD}
 <h1>Data-free students of a LeNet-5 Fashion-MNIST teacher</h1>
 <p>Preset <b>{e(report['preset'])}</b> ({e(settings)}). Accuracies are on the real
 Fashion-MNIST test set with the final weights (no selection on the test set); no training image
-was used by any student. The int8 TFLite models are full-integer, calibrated without real images
-(the teacher and the ZSKD student on the data impressions, the Lopes student on its
+was used by any student.{start} The int8 TFLite models are full-integer, calibrated without
+real images (the teacher and the ZSKD student on the data impressions, the Lopes student on its
 reconstruction, the ZSKT student on its generator's samples); their accuracy is on the full
 test set. Latency: {e(report['latency'])}. ZSKT mean transition error of the zero-shot
 student: <b>{report['zskt_mte']:.3f}</b>.</p>

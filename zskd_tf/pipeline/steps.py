@@ -27,6 +27,10 @@ LOPES_OBJECTIVE = "all_layers"
 # the --quick scale (docs/quick_pipeline_study.md; +12 points for ZSKD, +9 for Lopes et al.).
 SYNTHETIC_VIEWS = ("--targets=teacher", "--augment=affine")
 SYNTHETIC_STUDENT = (*SYNTHETIC_VIEWS, "--epochs=120")
+# A student that starts from the teacher's own channels (--student_init=teacher) is fine-tuned:
+# its learning rate decays to 0 over the run, so that the final epoch is not caught on the
+# wobble a constant rate keeps (docs/any_teacher.md, "Starting from the teacher's channels").
+FINE_TUNE = ("--lr_schedule=cosine",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +88,13 @@ def zskt_seed_dir(seed: int = 0) -> str:
     return os.path.join("zskt_student", seed_dir_name(seed))
 
 
-def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0) -> list[Step]:
+def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
+         student_init: str = "teacher") -> list[Step]:
     """The steps, in order. ``teacher``: an existing teacher run to reuse, else one is trained.
-    ``seed``: the pipeline's ``--seed``, which every step receives and ZSKT trains."""
+    ``seed``: the pipeline's ``--seed``, which every step receives and ZSKT trains.
+    ``student_init``: ``--student_init``; ``teacher``: each student starts from the teacher's
+    most important channels (``--init_from_teacher``) and the distilled ones are fine-tuned
+    (``FINE_TUNE``); ``random``: fresh students."""
     def d(name):
         return os.path.join(root, name)
 
@@ -97,7 +105,9 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0) -> list[
         steps.append(Step("teacher", f"train the {TEACHER_MODEL} teacher", (
             "--procedure=train", f"--model={TEACHER_MODEL}", f"--dataset={DATASET}", *epochs)))
     t = f"--teacher={teacher}"
-    student = (f"--student={STUDENT_MODEL}", t)
+    pruned = student_init == "teacher"
+    student = (f"--student={STUDENT_MODEL}", t, *(("--init_from_teacher",) if pruned else ()))
+    synthetic_student = (*SYNTHETIC_STUDENT, *(FINE_TUNE if pruned else ()))
     steps += [
         Step("zskd_impressions", "ZSKD: data impressions", (
             "--procedure=data_impressions", t, f"--num_samples={preset.impressions}",
@@ -105,7 +115,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0) -> list[
         Step("zskd_student", "ZSKD: student on the impressions", (
             "--procedure=distill", *student,
             f"--dataset={d('zskd_impressions')}/impressions.npz", "--loss=soft_ce",
-            "--temperature=20", "--soft_ce_scale=400", *SYNTHETIC_STUDENT)),
+            "--temperature=20", "--soft_ce_scale=400", *synthetic_student)),
         Step("lopes_stats", "Lopes et al.: activation statistics of the teacher", (
             "--procedure=compute_stats", t, f"--dataset={DATASET}")),
         Step("lopes_dataset", f"Lopes et al.: reconstruction ({LOPES_OBJECTIVE})", (
@@ -115,7 +125,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0) -> list[
         Step("lopes_student", "Lopes et al.: student on the reconstruction", (
             "--procedure=distill", *student,
             f"--dataset={d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "--loss=soft_ce",
-            "--temperature=8", *SYNTHETIC_STUDENT)),
+            "--temperature=8", *synthetic_student)),
         Step("zskt_student", "ZSKT: zero-shot student against a generator", (
             "--procedure=zero_shot", *student, f"--dataset={DATASET}", "--beta=0",
             "--generator_range=teacher",

@@ -1,4 +1,4 @@
-"""Steps shared by the procedures that train a classifier (train, distill)."""
+"""Steps shared by the procedures that train a classifier (train, distill, zero_shot)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +9,9 @@ import numpy as np
 from zskd_tf import __version__, export, model_io
 from zskd_tf.data import batch_streams, sampling
 from zskd_tf.data import preprocess as pp
+from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
-from zskd_tf.models import complexity
+from zskd_tf.models import complexity, teacher_channels
 from zskd_tf.runtime.checkpoints import Checkpointer
 from zskd_tf.runtime.fitting import fit_resumable
 from zskd_tf.runtime.run_dir import RunDir
@@ -22,6 +23,22 @@ class Split:
     x: np.ndarray
     y: np.ndarray
     spec: pp.InputSpec | None
+
+
+def start_student(student, cfg, teacher_model, name: str) -> None:
+    """The student's first weights: ``--init_from``'s, or with ``--init_from_teacher`` the
+    teacher's own weights of its most important channels (zskd_tf/models/teacher_channels.py);
+    else the student keeps its fresh ones. ``teacher_model``: the teacher's Keras model, or
+    None when it has none (a SavedModel, a TFLite file, no teacher)."""
+    if cfg.init_from_teacher and cfg.init_from:
+        raise UserError("give --init_from or --init_from_teacher, not both")
+    if cfg.init_from:
+        model_io.init_weights_from(student, cfg.init_from, name)
+    elif cfg.init_from_teacher:
+        if teacher_model is None:
+            raise UserError("--init_from_teacher needs a teacher whose weights can be read: a "
+                            "zskd_tf run or a .keras file")
+        teacher_channels.take_teacher_channels(teacher_model, student)
 
 
 def with_defaults(cfg, **defaults):

@@ -26,6 +26,7 @@ from zskd_tf.procedures.common import (
     finished_result,
     limit,
     model_info,
+    start_student,
     train_and_export,
     with_config_defaults,
 )
@@ -204,11 +205,10 @@ def _few_shot_epochs(epochs: int, n_full: int, num_classes: int, m: int, dataset
     return max(1, int(epochs * scale))
 
 
-def _build_student(cfg, name, spec, num_classes):
+def _build_student(cfg, name, spec, num_classes, teacher_model):
     model = registry.build_student(name, num_classes=num_classes, input_shape=spec.shape,
                                    conv=cfg.conv, block=cfg.block)
-    if cfg.init_from:
-        model_io.init_weights_from(model, cfg.init_from, name)
+    start_student(model, cfg, teacher_model, name)
     return model
 
 
@@ -247,7 +247,7 @@ def run(cfg) -> dict:
     teacher_model = teacher.model if teacher is not None else None
     t_params = complexity.count_trainable_params(teacher_model) if teacher_model else None
     with strategy.scope():
-        student = _build_student(cfg, name, data.spec, num_classes)
+        student = _build_student(cfg, name, data.spec, num_classes, teacher_model)
         config = _with_taps(config, teacher_model, student)
         optimizer = recipes.make_optimizer(recipe, total_steps)
         trainer = Distiller(student, teacher_model, config, weight_decay=recipe.weight_decay,

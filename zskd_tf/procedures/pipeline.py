@@ -33,8 +33,8 @@ from zskd_tf.runtime.run_dir import RunDir
 PASSED_ON = ("data_dir", "seed", "deterministic", "strategy", "logical_cpus",
              "checkpoint_every_secs")
 # Flags that ask for the plan of any teacher (zskd_tf/pipeline/any_teacher.py).
-ANY_TEACHER_FLAGS = ("student", "student_init", "methods", "eval_data", "num_classes",
-                     "class_names", "input_range", "stats")
+ANY_TEACHER_FLAGS = ("student", "methods", "eval_data", "num_classes", "class_names",
+                     "input_range", "stats")
 
 
 def preset_of(cfg) -> steps_lib.Preset:
@@ -188,7 +188,7 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     print(f"\n[pipeline {len(plan) + 1}/{len(plan) + 1}] report: accuracies or agreement, "
           "sizes, CPU latencies", flush=True)
     report = any_report.write(root, preset.name, teacher, student, methods, left_out, eval_data,
-                              seed=cfg.seed)
+                              seed=cfg.seed, from_teacher=from_teacher)
     result = {"preset": preset.name, "teacher": teacher.path, "student": student,
               "student_init": "teacher" if from_teacher else "random",
               "methods": methods, "left_out": left_out, "step_seconds_this_session": seconds,
@@ -219,15 +219,19 @@ def run(cfg) -> dict:
     teacher = _check_teacher(cfg.teacher) if cfg.teacher else None
     run_dir.claim(cfg)
     root = run_dir.path
-    plan = steps_lib.plan(preset, root, teacher, seed=cfg.seed)
+    plan = steps_lib.plan(preset, root, teacher, seed=cfg.seed, student_init=cfg.student_init)
     teacher = teacher or plan[0].run_dir(root)
-    print(f"pipeline ({preset.name}): {len(plan)} steps in {root}", flush=True)
+    print(f"pipeline ({preset.name}): {len(plan)} steps in {root}; the students start from "
+          + ("the teacher's channels" if cfg.student_init == "teacher" else "random weights"),
+          flush=True)
     started = time.monotonic()
     seconds = _run_steps(plan, root, cfg)
     print(f"\n[pipeline {len(plan) + 1}/{len(plan) + 1}] report: accuracies, sizes, CPU "
           "latencies and figures", flush=True)
-    report = report_lib.write(root, preset, teacher, seed=cfg.seed)
-    result = {"preset": preset.name, "teacher": teacher, "step_seconds_this_session": seconds,
+    report = report_lib.write(root, preset, teacher, seed=cfg.seed,
+                              student_init=cfg.student_init)
+    result = {"preset": preset.name, "teacher": teacher, "student_init": cfg.student_init,
+              "step_seconds_this_session": seconds,
               "seconds_this_session": round(time.monotonic() - started, 1),
               "report": os.path.join(root, "report.html"),
               "test_accuracies": {row["name"]: row["test_accuracy"] for row in report["rows"]},

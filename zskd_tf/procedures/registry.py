@@ -92,7 +92,7 @@ PROCEDURES = (
                ("teacher", "student", *ARCHITECTURE, *NAMED_DATASET, *FOREIGN_TEACHER,
                 "eval_data", "max_train_examples", "max_test_examples", "holdout_first",
                 "augment", "loss", "alpha", "temperature", "soft_ce_scale", "targets", "beta",
-                "at_taps", "samples_per_class", "init_from", "anchor_weight",
+                "at_taps", "samples_per_class", "init_from", "init_from_teacher", "anchor_weight",
                 "allow_foreign_synthetic", "freeze_bn", *RECIPE, *TRAINING_LOOP),
                config=DistillConfig),
     _procedure("data_impressions", "synthesises a transfer set from a teacher (ZSKD).",
@@ -113,7 +113,7 @@ PROCEDURES = (
                 "matching_loss", "generator_range", "generator_width", "mixed_bfloat16",
                 "freeze_generator_at", "generator_bn_weight", "generator_balance_weight",
                 "generator_confidence_weight", "ema_momentum",
-                "beta", "at_taps", "temperature", "init_from", "seeds",
+                "beta", "at_taps", "temperature", "init_from", "init_from_teacher", "seeds",
                 "checkpoint_every_secs", "verbose"), config=ZeroShotConfig),
     _procedure("transition_curves", "attacks a student and scores how the teacher follows (ZSKT's "
                "transition curves).", ("teacher", "student_run"),

@@ -39,7 +39,14 @@ from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
-from zskd_tf.procedures.common import Split, finished_result, limit, model_info, with_defaults
+from zskd_tf.procedures.common import (
+    Split,
+    finished_result,
+    limit,
+    model_info,
+    start_student,
+    with_defaults,
+)
 from zskd_tf.runtime import atomic, cluster, devices, memory
 from zskd_tf.runtime.checkpoints import Checkpointer
 from zskd_tf.runtime.fitting import fit_resumable
@@ -112,11 +119,10 @@ def _build_student(cfg, spec, num_classes, policy="float32"):
                                       input_shape=spec.shape, conv=cfg.conv, block=cfg.block)
 
 
-def _build_networks(cfg, config: ZeroShotConfig, spec, num_classes):
+def _build_networks(cfg, config: ZeroShotConfig, spec, num_classes, teacher_model):
     policy = _policy(config)
     student = _build_student(cfg, spec, num_classes, policy)
-    if cfg.init_from:
-        model_io.init_weights_from(student, cfg.init_from, cfg.student)
+    start_student(student, cfg, teacher_model, cfg.student)
     output_range = spec.value_range if config.generator_range == "teacher" else None
     with devices.dtype_policy(policy):
         generator = generator_lib.generator(spec.shape, config.z_dim, output_range=output_range,
@@ -187,7 +193,8 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
     keras.utils.set_random_seed(seed)
     with setup.strategy.scope():
         student, generator = _build_networks(cfg, config, setup.teacher.spec,
-                                             len(setup.info["class_names"]))
+                                             len(setup.info["class_names"]),
+                                             setup.teacher.model)
         trainer = zs.ZeroShotTrainer(setup.teacher.model, student, generator, setup.config)
         trainer.compile(*zs.make_optimizers(setup.config))
     os.makedirs(seed_dir.path, exist_ok=True)
@@ -254,8 +261,8 @@ def run(cfg) -> dict:
         input_gradients.accelerate_input_gradients(teacher.model, block_form=False,
                                                    gradient_dtype="bfloat16")
     test, class_names = _test_split(cfg, teacher, task)
-    student, generator = _build_networks(cfg, config, teacher.spec,
-                                         len(class_names))  # checks the shapes
+    student, generator = _build_networks(cfg, config, teacher.spec, len(class_names),
+                                         teacher.model)  # checks the shapes and weights
     memory.check_batch_fits("batch_size", config.batch_size,
                             memory.activations_per_example(student, teacher.model, generator))
     config = dataclasses.replace(config, at_taps=_at_taps(config, teacher.model, student))
