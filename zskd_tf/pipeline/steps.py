@@ -31,6 +31,10 @@ SYNTHETIC_STUDENT = (*SYNTHETIC_VIEWS, "--epochs=120")
 # its learning rate decays to 0 over the run, so that the final epoch is not caught on the
 # wobble a constant rate keeps (docs/any_teacher.md, "Starting from the teacher's channels").
 FINE_TUNE = ("--lr_schedule=cosine",)
+# ZSKT from the teacher's channels also takes DAFL's class-balance and one-hot terms in its
+# generator loss: chosen on the validation split, 3 seeds, +6.9 points over the start alone
+# (docs/quick_pipeline_study.md, "ZSKT from the teacher's channels: DAFL's generator terms").
+ZSKT_FROM_TEACHER = ("--generator_balance_weight=1", "--generator_confidence_weight=1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +132,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
             "--temperature=8", *synthetic_student)),
         Step("zskt_student", "ZSKT: zero-shot student against a generator", (
             "--procedure=zero_shot", *student, f"--dataset={DATASET}", "--beta=0",
-            "--generator_range=teacher",
+            "--generator_range=teacher", *(ZSKT_FROM_TEACHER if pruned else ()),
             f"--iterations={preset.zskt_iterations}", f"--seeds={seed}")),
         Step("zskt_curves", "ZSKT: transition curves of the zero-shot student", (
             "--procedure=transition_curves", t, f"--student_run={d(zskt_seed_dir(seed))}",
