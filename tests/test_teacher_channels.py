@@ -123,7 +123,7 @@ def _built_student(procedure, teacher_model, *flag_args):
     """The student ``procedure`` would start training from, for these flags."""
     cfg = parsed_flags(f"--procedure={procedure}", "--student=lenet5_half", "--teacher=t",
                        "--run_dir=r", *flag_args)
-    spec = pp.InputSpec(32, 32, 1, "bilinear", (0.0,), (1.0,), 28, 28)
+    spec = pp.input_spec_for("fashion_mnist", "lenet", (32, 32, 1))
     if procedure == "distill":
         return distill._build_student(cfg, "lenet5_half", spec, 10, teacher_model)
     config = ZeroShotConfig.from_flags(cfg)

@@ -42,7 +42,7 @@ def _agreement(model_dir: str, inputs: np.ndarray, teacher_labels: np.ndarray) -
 
 def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: str, methods,
           left_out: dict, eval_data: tuple | None, repeats: int = 100, seed: int = 0,
-          from_teacher: bool = False) -> dict:
+          student_init: str = "random") -> dict:
     """Writes the report of a finished pipeline under ``root``.
 
     Args:
@@ -55,7 +55,8 @@ def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: st
         eval_data: (raw images, labels) of ``--eval_data``, or None.
         repeats: latency calls per model.
         seed: the pipeline's ``--seed`` (where the ZSKT students are).
-        from_teacher: whether the student started from the teacher's channels.
+        student_init: how the student started, as ``result.json`` records it: ``teacher``
+            (the teacher's channels) or ``random``.
 
     Returns:
         report.json's content.
@@ -94,7 +95,7 @@ def write(root: str, preset_name: str, teacher: any_teacher.Teacher, student: st
             drawn.append((name, f"{any_teacher.TITLES[method]}: synthetic images"))
     report = {"preset": preset_name, "teacher": teacher.path, "dataset": teacher.dataset,
               "class_names": list(teacher.class_names), "student": student,
-              "student_init": "teacher" if from_teacher else "random",
+              "student_init": student_init,
               "methods": list(methods), "left_out": left_out,
               "real_data": eval_data is not None,
               "num_eval_images": None if eval_data is None else int(len(eval_data[1])),

@@ -187,10 +187,11 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
     seconds = _run_steps(plan, root, cfg)
     print(f"\n[pipeline {len(plan) + 1}/{len(plan) + 1}] report: accuracies or agreement, "
           "sizes, CPU latencies", flush=True)
+    student_init = "teacher" if from_teacher else "random"
     report = any_report.write(root, preset.name, teacher, student, methods, left_out, eval_data,
-                              seed=cfg.seed, from_teacher=from_teacher)
+                              seed=cfg.seed, student_init=student_init)
     result = {"preset": preset.name, "teacher": teacher.path, "student": student,
-              "student_init": "teacher" if from_teacher else "random",
+              "student_init": student_init,
               "methods": methods, "left_out": left_out, "step_seconds_this_session": seconds,
               "seconds_this_session": round(time.monotonic() - started, 1),
               "report": os.path.join(root, "report.html"), "best": report["best"],
