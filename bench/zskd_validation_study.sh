@@ -32,6 +32,7 @@ only=${1:-}
 paper=(--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001)
 plain=(--augment=none --targets=stored --epochs=20)
 sseung=(--impression_init=normal --impression_l2=1e-3)
+affine=(--augment=affine --targets=teacher --epochs=120)
 # impressions name | teacher | impression flags | student name | student flags
 rows=(
   "paper|e20|${paper[*]}|plain|${plain[*]}"
@@ -47,6 +48,7 @@ rows=(
   "paper|e5|${paper[*]}|affine_e120|--augment=affine --targets=teacher --epochs=120"
   "sseung_lr3|e5|${sseung[*]} --synthesis_lr=3.0|affine_e120|--augment=affine --targets=teacher --epochs=120"
   "sseung_lr1|e5|${sseung[*]} --synthesis_lr=1.0|plain|${plain[*]}"
+  "sseung_lr3|e20|${sseung[*]} --synthesis_lr=3.0|affine_e120_init|${affine[*]} --init_from_teacher --lr_schedule=cosine"
 )
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }

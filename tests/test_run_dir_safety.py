@@ -19,6 +19,7 @@ from helpers import REPO, assert_user_error, cli_env, run_cli
 from zskd_tf import cli_flags
 from zskd_tf.data import preprocess as pp
 from zskd_tf.data import synthetic
+from zskd_tf.errors import UserError
 from zskd_tf.runtime.run_dir import RunDir
 
 
@@ -104,6 +105,93 @@ def test_one_writer_per_run_directory(tmp_path):
         first.wait()
     with open(marker, "a") as f:  # free again: SIGKILL released the lock
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _finished_run(path):
+    """A finished run directory (no lock left held by this process) and its config."""
+    from zskd_tf.runtime import run_dir
+    cfg = types.SimpleNamespace(flag_schema=cli_flags.flag_schema(), procedure="evaluate",
+                                overwrite=False)
+    run = RunDir(path)
+    run.claim(cfg)
+    run.write_result({"accuracy": 0.5})
+    run_dir.release_locks()
+    return run.path, cfg
+
+
+def _hold(path, mode):
+    """Another open file description of the marker, locked with ``mode``: to flock, as good as
+    another process."""
+    f = open(os.path.join(path, ".zskd_tf_run"), "r+")
+    fcntl.flock(f, mode | fcntl.LOCK_NB)
+    return f
+
+
+def test_a_finished_run_is_read_by_many_and_written_by_none_of_them(tmp_path):
+    """Readers of a finished, intact run share it; a writer needs it alone, and a writer's
+    lock keeps the readers out."""
+    from zskd_tf.runtime import run_dir
+    path, cfg = _finished_run(str(tmp_path / "r"))
+    with _hold(path, fcntl.LOCK_SH):  # another process reports the run
+        try:
+            assert RunDir(path).check(cfg)  # and so may this one
+            assert RunDir(path).result()["accuracy"] == 0.5
+            with pytest.raises(UserError, match="being read by another zskd_tf process"):
+                RunDir(path).claim(cfg)  # but not write it (e.g. evaluate again)
+        finally:
+            run_dir.release_locks()
+    with open(os.path.join(path, ".zskd_tf_run"), "r+") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        writer.write("4242\n")
+        writer.flush()
+        with pytest.raises(UserError, match=r"in use by another zskd_tf process \(PID 4242\)"):
+            RunDir(path).check(cfg)
+    try:  # alone again: the shared lock of a check is upgraded by claim
+        run = RunDir(path)
+        assert run.check(cfg)
+        run.claim(cfg)
+        with open(os.path.join(path, ".zskd_tf_run")) as f:
+            assert f.read().strip() == str(os.getpid())
+    finally:
+        run_dir.release_locks()
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_reported_while_another_process_reads_it(lenet5_teacher, tmp_path):
+    """The case that bit: two scripts start together and both find their teacher trained."""
+    run = str(tmp_path / "teacher")
+    shutil.copytree(lenet5_teacher, run)
+    args = ["--procedure=train", "--dataset=fashion_mnist", "--model=lenet5",
+            "--batch_size=64", "--max_train_examples=3000", "--max_test_examples=1000",
+            "--verbose=quiet", f"--run_dir={run}"]
+    with _hold(run, fcntl.LOCK_SH):
+        proc = run_cli(*args, "--epochs=2", check=True, timeout=300)
+        assert "run already finished" in proc.stdout
+        assert_user_error(run_cli(*args, "--epochs=3", "--overwrite", timeout=300),
+                          "being read by another zskd_tf process")
+    assert open(os.path.join(run, "flags.cfg")).read() == open(
+        os.path.join(lenet5_teacher, "flags.cfg")).read()
+
+
+def test_a_damaged_result_is_deleted_only_by_a_process_that_writes_the_run(tmp_path, capsys):
+    """A reader that finds result.json damaged needs the run alone to heal it: while another
+    process reads the run, the file stays and the command is refused."""
+    from zskd_tf.runtime import run_dir
+    path, cfg = _finished_run(str(tmp_path / "r"))
+    result = os.path.join(path, "result.json")
+    with open(result, "r+b") as f:
+        f.truncate(10)
+    with _hold(path, fcntl.LOCK_SH):
+        with pytest.raises(UserError, match="being read by another zskd_tf process"):
+            RunDir(path).check(cfg)
+        assert os.path.getsize(result) == 10
+    try:
+        run = RunDir(path)
+        assert run.check(cfg) and run.result() is None  # the same run, unfinished: completed again
+        assert not os.path.exists(result)
+        assert "result.json is damaged" in capsys.readouterr().err
+    finally:
+        run_dir.release_locks()
 
 
 def test_leftovers_of_killed_atomic_writes_are_removed_on_the_next_start(tmp_path):

@@ -6,9 +6,12 @@ different command on it is refused unless ``--overwrite`` is given. ``--overwrit
 deletes a directory zskd_tf recognises as a run (it holds ``flags.cfg`` or the marker file
 ``.zskd_tf_run``); a non-empty directory of anything else is refused, with or without it.
 
-One process writes a run directory at a time: it holds an advisory ``fcntl.flock`` on the
-marker file (which records its PID) from the moment it accepts the directory until it exits;
-the operating system releases the lock when the process dies, even by SIGKILL.
+One process writes a run directory at a time: it holds an exclusive advisory ``fcntl.flock``
+on the marker file (which records its PID) from the moment it accepts the directory until it
+exits; the operating system releases the lock when the process dies, even by SIGKILL. A
+process that finds the same run finished and intact only reads it, under a shared lock: any
+number of them may report (or use) a finished run at once, and none of them while it is being
+written or replaced.
 
 What the directory knows of the command line's flags (their names and defaults, which are
 operational, which name input files) comes with the config, as ``cfg.flag_schema``: a
@@ -74,34 +77,60 @@ def _is_own_leftover(name: str) -> bool:
     return name == MARKER_FILE or _is_temporary(name)
 
 
-_LOCKS: dict[str, int] = {}  # run directory -> descriptor of its locked marker (this process)
+_LOCKS: dict[str, tuple[int, bool]] = {}  # run directory -> (descriptor of its locked
+# marker, whether the lock is exclusive), for this process
 
 
-def _lock(path: str) -> None:
+def _lock(path: str, exclusive: bool = True) -> None:
     """Takes the run directory's lock for the rest of this process (re-entrant).
 
-    Raises UserError naming the holder's PID when another process holds it."""
-    if path in _LOCKS:
+    Args:
+        path: the run directory (it exists).
+        exclusive: True to write the directory (one process; its PID goes into the marker),
+            False to read a finished run (any number of readers, no writer). A shared lock is
+            upgraded when asked for an exclusive one; ``flock`` drops the shared lock first, so
+            another process may win the directory in between, and then this one is refused.
+
+    Raises:
+        UserError: another process writes the directory (naming its PID), or reads it and
+            ``exclusive`` is asked for.
+    """
+    held = _LOCKS.get(path)
+    if held is not None and (held[1] or not exclusive):
         return
-    fd = os.open(os.path.join(path, MARKER_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = held[0] if held else os.open(os.path.join(path, MARKER_FILE), os.O_RDWR | os.O_CREAT,
+                                      0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _LOCKS.pop(path, None)
+        raise UserError(_in_use(path, fd)) from None
+    if exclusive:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _LOCKS[path] = (fd, exclusive)
+
+
+def _in_use(path: str, fd: int) -> str:
+    """Why ``path`` cannot be locked, found out with ``fd`` (which is then closed): a writer
+    holds it (its PID is in the marker) or readers do (a shared lock can still be had)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        who = "is being read by another zskd_tf process (which reports or uses the finished run)"
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        who = f"is in use by another zskd_tf process (PID {holder})"
+    finally:
         os.close(fd)
-        raise UserError(f"--run_dir={path} is in use by another zskd_tf process (PID "
-                        f"{holder}); wait for it to end (or stop it), then run the command "
-                        "again") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    _LOCKS[path] = fd
+    return (f"--run_dir={path} {who}; wait for it to end (or stop it), then run the command "
+            "again")
 
 
 def release_locks() -> None:
     """Releases every run-directory lock this process holds (for callers that run several
     procedures in one process; a process that exits releases them anyway)."""
     for path in list(_LOCKS):
-        os.close(_LOCKS.pop(path))  # closing the descriptor releases its flock
+        os.close(_LOCKS.pop(path)[0])  # closing the descriptor releases its flock
 
 
 def is_run_directory(path: str) -> bool:
@@ -234,8 +263,15 @@ class RunDir:
         if self._stale and not cfg.overwrite:
             raise UserError(f"--run_dir={self.path} {self._stale}; use a new --run_dir, or "
                             "--overwrite to replace it")
-        _lock(self.path)  # before anything is read back or replaced
+        # Before anything is read back or replaced: a finished, intact run is only read (a
+        # shared lock); anything else is written (resumed, healed or replaced: exclusive).
+        _lock(self.path, exclusive=bool(self._stale))
         if not self._stale:
+            if self._result is _UNREAD:
+                self._result = self._verified_result(discard=False)
+            if self._result is None:  # unfinished or damaged: this process will write it
+                _lock(self.path)
+                self._result = _UNREAD  # read again under the exclusive lock
             self._stale = self._changed_inputs(cfg)
             if self._stale and not cfg.overwrite:
                 raise UserError(f"--run_dir={self.path} {self._stale}; use --overwrite to "
@@ -244,12 +280,14 @@ class RunDir:
 
     def claim(self, cfg) -> None:
         """Replaces a different run (``--overwrite``), creates the directory, writes flags.cfg."""
+        if os.path.isdir(self.path):
+            _lock(self.path)  # exclusive before check() reads the directory again
         self.check(cfg)
         try:
-            if self._stale:
-                self._wipe()
             os.makedirs(self.path, exist_ok=True)
             _lock(self.path)
+            if self._stale:
+                self._wipe()
             self._remove_leftovers()
             self._inputs = self._input_digests(cfg)
             current = flag_lines(cfg)
@@ -334,26 +372,28 @@ class RunDir:
             self._result = self._verified_result()
         return self._result
 
-    def _verified_result(self) -> dict | None:
+    def _verified_result(self, discard: bool = True) -> dict | None:
+        """result.json if it is intact and its products match it, else None; a damaged one is
+        deleted with a warning when ``discard`` (this process holds the exclusive lock)."""
         path = self.file(RESULT_FILE)
         if not os.path.exists(path):
             return None
-        redo = "the run is taken as unfinished and completed again"
         try:
             result = guarded.read_json(path)
+            damage = None if isinstance(result, dict) else "not a JSON object"
         except guarded.DamagedFile as e:
-            guarded.discard(path, e.reason, redo)
-            return None
-        if not isinstance(result, dict):
-            guarded.discard(path, "not a JSON object", redo)
-            return None
-        recorded = (result.get(INTEGRITY_KEY) or {}).get("products") or {}
-        changed = integrity.changed(self.path, recorded)
-        if changed:
-            guarded.discard(path, f"its products {', '.join(changed)} are missing or differ "
-                                  "from when the run finished", redo)
-            return None
-        return result
+            result, damage = None, e.reason
+        if damage is None:
+            recorded = (result.get(INTEGRITY_KEY) or {}).get("products") or {}
+            changed = integrity.changed(self.path, recorded)
+            if changed:
+                damage = (f"its products {', '.join(changed)} are missing or differ from when "
+                          "the run finished")
+        if damage is None:
+            return result
+        if discard:
+            guarded.discard(path, damage, "the run is taken as unfinished and completed again")
+        return None
 
     def write_result(self, result: dict) -> None:
         """Writes result.json (last: it marks the run finished) with the digests of every
