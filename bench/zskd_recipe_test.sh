@@ -6,6 +6,7 @@
 #   bench/zskd_recipe_test.sh                        # the new recipe, seeds 0 and 1; the paper's, seed 0
 #   SEEDS="0 1 2" RECIPES=new bench/zskd_recipe_test.sh
 #   NUM=48000 STEPS=400 bench/zskd_recipe_test.sh    # the paper's scale (hours on a CPU)
+#   NUM=48000 RECIPES="new_init" bench/zskd_recipe_test.sh
 #
 # Measured 2026-12-03 (teacher 91.10 %, 3,000 impressions): new 50.24 % and 56.23 %, paper
 # 34.48 % (docs/zskd_recipe_study.md).
@@ -15,6 +16,8 @@
 #          stored T = 20 targets
 #   new:   N(0, 1) start, image L2 1e-3, Adam lr 3; student 120 epochs with affine augmentation
 #          and the teacher's online targets
+#   new_init: new's impressions (shared with it); its student starts from the teacher's
+#          strongest channels and decays its rate (--init_from_teacher --lr_schedule=cosine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}/zskd_recipe
@@ -26,10 +29,12 @@ read -r -a recipes <<<"${RECIPES:-new paper}"
 
 declare -A impression_flags=(
   [paper]="--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001"
-  [new]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0")
+  [new]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0"
+  [new_init]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0")
 declare -A student_flags=(
   [paper]="--augment=none --targets=stored --epochs=20"
-  [new]="--augment=affine --targets=teacher --epochs=120")
+  [new]="--augment=affine --targets=teacher --epochs=120"
+  [new_init]="--augment=affine --targets=teacher --epochs=120 --init_from_teacher --lr_schedule=cosine")
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
 zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --run_dir="$teacher"
@@ -37,13 +42,14 @@ for recipe in "${recipes[@]}"; do
   for seed in "${seeds[@]}"; do
     [[ $recipe == paper && $seed != "${seeds[0]}" && -z ${PAPER_ALL_SEEDS:-} ]] && continue
     run=$out/${recipe}_n${num}_s${steps}_seed$seed
+    impressions=$out/${recipe%_init}_n${num}_s${steps}_seed$seed/impressions
     # shellcheck disable=SC2086
     zskd --flagfile=flags/zskd/fashion_mnist_impressions.cfg --teacher="$teacher" \
       --num_samples="$num" --synthesis_batch_size=500 --synthesis_steps="$steps" \
-      --seed="$seed" ${impression_flags[$recipe]} --run_dir="$run/impressions"
+      --seed="$seed" ${impression_flags[$recipe]} --run_dir="$impressions"
     # shellcheck disable=SC2086
     zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$teacher" --seed="$seed" \
-      --dataset="$run/impressions/impressions.npz" ${student_flags[$recipe]} \
+      --dataset="$impressions/impressions.npz" ${student_flags[$recipe]} \
       --run_dir="$run/student"
     python - "$teacher" "$run" "$recipe" "$seed" <<'PY'
 import json, sys
