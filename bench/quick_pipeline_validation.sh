@@ -14,6 +14,9 @@
 #       # the student starts from the teacher's strongest channels (--init_from_teacher; the
 #       # distilled students then decay their rate, --lr_schedule=cosine), as the pipeline's
 #       # --student_init=teacher does; its run directories end in _init
+#   TEACHER_SEED=1 STUDENT_INIT=teacher bench/quick_pipeline_validation.sh zskt_dafl
+#       # a second validation teacher: the same recipe trained with --seed=1 (its runs go to
+#       # lenet5_e5_t1 and quick_t1): does a choice made on the first teacher carry over?
 #
 # Prints one line per row: the row's name, seed and the student's holdout accuracy (final
 # epoch / iteration), with the seconds the row's own steps took.
@@ -27,12 +30,14 @@ case ${STUDENT_INIT:-random} in
   *) echo "STUDENT_INIT must be random or teacher" >&2; exit 2 ;;
 esac
 only=${1:-}
-teacher=$out/lenet5_e5
-q=$out/quick
+teacher_seed=${TEACHER_SEED:-0}
+suffix=; [[ $teacher_seed == 0 ]] || suffix=_t$teacher_seed
+teacher=$out/lenet5_e5$suffix
+q=$out/quick$suffix
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
 zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --holdout_first=10000 --epochs=5 \
-  --run_dir="$teacher"
+  --seed="$teacher_seed" --run_dir="$teacher"
 
 paper=(--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001)
 sseung=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0)

@@ -82,11 +82,63 @@ def test_a_sequential_teacher_is_narrowed_the_same_way():
                                   teacher.layers[-1].get_weights()[0][rows])
 
 
-def test_a_model_that_merges_branches_is_refused_and_its_copy_left_alone():
+def _residual_teacher_with_dead_channels():
+    """Two residual stages (an identity and a projection shortcut) whose dropped channels are
+    exactly dead: the half-width copy that keeps the live ones computes the teacher's function.
+    Each stage's channels are written by two convolutions joined by Add, so they must be
+    chosen together, by their summed importance."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn1")(x))
+    h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="inner")(h)
+    h = keras.layers.Conv2D(8, 3, padding="same", name="back")(h)
+    x = keras.layers.Add(name="add1")([x, h])
+    y = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn2")(x))
+    shortcut = keras.layers.Conv2D(8, 1, strides=2, name="projection")(y)
+    h = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="main")(y)
+    x = keras.layers.Add(name="add2")([shortcut, h])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="scores")(x))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        layer.set_weights([rng.normal(size=w.shape).astype("float32")
+                           for w in layer.get_weights()])
+    dead = {"stem": [1, 3, 5, 7], "inner": [0, 2, 5], "projection": [0, 1, 4, 6],
+            "main": [0, 1, 4, 6]}
+    for name, dead_out in dead.items():
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        kernel[..., dead_out], bias[dead_out] = 0.0, 0.0
+        layer.set_weights([kernel, bias])
+    # "back" alone would keep the odd channels (3x its other filters), but the stream's choice
+    # is shared with "stem", whose odd channels are zero: the sum keeps the even ones. What
+    # "back" writes into the odd channels dies in bn2.
+    kernel, bias = model.get_layer("back").get_weights()
+    kernel[..., 1::2] *= 3.0
+    model.get_layer("back").set_weights([kernel, bias])
+    for name in ("bn1", "bn2"):  # the dead stream channels stay 0 after BN + ReLU
+        gamma, beta, mean, variance = model.get_layer(name).get_weights()
+        gamma[dead["stem"]], beta[dead["stem"]] = 0.0, 0.0
+        model.get_layer(name).set_weights([gamma, beta, mean, np.abs(variance) + 0.5])
+    return model
+
+
+def test_a_residual_teacher_keeps_one_choice_of_channels_per_merge():
+    teacher = _residual_teacher_with_dead_channels()
+    copy = teacher_channels.take_teacher_channels(teacher, narrower.narrower_copy(teacher))
+    np.testing.assert_array_equal(copy.get_layer("bn1").get_weights()[0],
+                                  teacher.get_layer("bn1").get_weights()[0][[0, 2, 4, 6]])
+    np.testing.assert_array_equal(copy.get_layer("scores").get_weights()[0],
+                                  teacher.get_layer("scores").get_weights()[0][[2, 3, 5, 7]])
+    x = np.random.default_rng(1).normal(size=(5, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(copy(x), teacher(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_that_concatenates_branches_is_refused_and_its_copy_left_alone():
     inputs = keras.Input((8, 8, 2))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
     y = keras.layers.Conv2D(4, 3, padding="same")(x)
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([x, y]))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()([x, y]))
     teacher = keras.Model(inputs, keras.layers.Dense(3)(x))
     copy = narrower.narrower_copy(teacher)
     before = [w.copy() for w in copy.get_weights()]
