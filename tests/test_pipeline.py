@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import assert_user_error, read_json, run_cli
+from helpers import REPO, assert_user_error, read_json, run_cli
 from zskd_tf.data.datasets import DEBIAN_FASHION_MNIST_DIR
 from zskd_tf.pipeline import steps as steps_lib
 
@@ -140,3 +140,19 @@ def test_the_demo_students_start_from_the_teachers_channels():
     for step in fresh:
         assert "--init_from_teacher" not in step.args, step.name
         assert not set((*steps_lib.FINE_TUNE, *steps_lib.ZSKT_FROM_TEACHER)) & set(step.args)
+
+
+def test_each_preset_synthesises_as_chosen_for_its_teacher():
+    """--full trains the recipe's 20-epoch teacher and takes the flagfiles' synthesis (chosen on
+    the validation split for that teacher); --quick's 5-epoch teacher keeps the paper's."""
+    def impressions(preset):
+        plan = steps_lib.plan(steps_lib.PRESETS[preset], "/p", None)
+        return next(s.args for s in plan if s.name == "zskd_impressions")
+
+    full, quick = impressions("full"), impressions("quick")
+    assert set(steps_lib.RECIPE_SYNTHESIS) <= set(full) and "--synthesis_steps=400" in full
+    assert not any(a.startswith(("--impression_init", "--impression_l2", "--synthesis_lr"))
+                   for a in quick)
+    with open(os.path.join(REPO, "flags", "zskd", "fashion_mnist_impressions.cfg")) as f:
+        recipe = f.read().splitlines()
+    assert all(line in recipe for line in steps_lib.RECIPE_SYNTHESIS)
