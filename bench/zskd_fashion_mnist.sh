@@ -85,7 +85,8 @@ for n in $sizes; do
   fi
   zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$teacher" \
     --dataset="$work/impressions_$source/impressions.npz" \
-    --run_dir="$work/${student}_$n" "${subset[@]}" "${student_flags[@]}"
+    --run_dir="$work/${student}_$n" --noinit_from_teacher --lr_schedule=step "${subset[@]}" \
+    "${student_flags[@]}"
 done
 
 python - "$out" "$teacher_name" "${work#"$out"/}" "${SEPARATE:-0}" "$student" $sizes <<'PY'

@@ -3,7 +3,7 @@
 # the test set with the teacher as given: LeNet-5 trained by flags/teachers/lenet5_fashion_mnist.cfg
 # on all 60,000 training images (trained here when absent). One line per seed and recipe.
 #
-#   bench/zskd_recipe_test.sh                        # the new recipe, seeds 0 and 1; the paper's, seed 0
+#   bench/zskd_recipe_test.sh                        # the new recipes, seeds 0 and 1; the paper's, seed 0
 #   SEEDS="0 1 2" RECIPES=new bench/zskd_recipe_test.sh
 #   NUM=48000 STEPS=400 bench/zskd_recipe_test.sh    # the paper's scale (hours on a CPU)
 #   NUM=48000 RECIPES="new_init" bench/zskd_recipe_test.sh
@@ -12,12 +12,13 @@
 # 34.48 % (docs/zskd_recipe_study.md).
 #
 # Recipes (impression flags | student flags, added to flags/zskd/fashion_mnist_*.cfg):
-#   paper: the flagfiles before this study: uniform start, Adam lr 1e-3; student 20 epochs on the
-#          stored T = 20 targets
-#   new:   N(0, 1) start, image L2 1e-3, Adam lr 3; student 120 epochs with affine augmentation
-#          and the teacher's online targets
-#   new_init: new's impressions (shared with it); its student starts from the teacher's
-#          strongest channels and decays its rate (--init_from_teacher --lr_schedule=cosine)
+#   paper: the flagfiles before the study: uniform start, Adam lr 1e-3; a random student, 20
+#          epochs on the stored T = 20 targets (the recipe's step schedule)
+#   new:   N(0, 1) start, image L2 1e-3, Adam lr 3; a random student, 120 epochs with affine
+#          augmentation and the teacher's online targets (the flagfiles of 2026-12-03)
+#   new_init: the flagfiles now: new's impressions (shared with it); the student starts from
+#          the teacher's strongest channels and decays its rate (--init_from_teacher
+#          --lr_schedule=cosine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}/zskd_recipe
@@ -25,15 +26,15 @@ teacher=${TEACHER:-runs/teachers/lenet5_fashion_mnist}
 num=${NUM:-3000}
 steps=${STEPS:-400}
 read -r -a seeds <<<"${SEEDS:-0 1}"
-read -r -a recipes <<<"${RECIPES:-new paper}"
+read -r -a recipes <<<"${RECIPES:-new_init new paper}"
 
 declare -A impression_flags=(
   [paper]="--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001"
   [new]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0"
   [new_init]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0")
 declare -A student_flags=(
-  [paper]="--augment=none --targets=stored --epochs=20"
-  [new]="--augment=affine --targets=teacher --epochs=120"
+  [paper]="--augment=none --targets=stored --epochs=20 --noinit_from_teacher --lr_schedule=step"
+  [new]="--augment=affine --targets=teacher --epochs=120 --noinit_from_teacher --lr_schedule=step"
   [new_init]="--augment=affine --targets=teacher --epochs=120 --init_from_teacher --lr_schedule=cosine")
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }

@@ -117,7 +117,7 @@ for row in "${rows[@]}"; do
   # shellcheck disable=SC2086
   zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$t" \
     --dataset="$di/impressions.npz" --run_dir="$study/${teacher}_${name}/student" \
-    --augment=none --targets=stored --epochs=20 $student
+    --augment=none --targets=stored --epochs=20 --noinit_from_teacher --lr_schedule=step $student
   python - "$t" "$di" "$study/${teacher}_${name}/student" "$teacher" "$name" <<'PY'
 import json, sys
 import numpy as np

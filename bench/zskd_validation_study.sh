@@ -71,8 +71,11 @@ for row in "${rows[@]}"; do
     --run_dir="$di/impressions"
   student_dir=$di/student_$student_name
   # shellcheck disable=SC2086
+  # A random start with the recipe's schedule unless the row says otherwise (the flagfile's
+  # student starts from the teacher's channels since 2026-12-05; the later flag wins).
   zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$t" --seed="$seed" \
-    --dataset="$di/impressions/impressions.npz" --run_dir="$student_dir" $student
+    --dataset="$di/impressions/impressions.npz" --run_dir="$student_dir" \
+    --noinit_from_teacher --lr_schedule=step $student
   zskd --procedure=evaluate --model_path="$student_dir" --split=holdout \
     --holdout_first=10000 --run_dir="$student_dir/holdout"
   python - "$di" "$student_dir" "$teacher" "$name" "$student_name" <<'PY'

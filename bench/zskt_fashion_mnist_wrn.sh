@@ -86,7 +86,7 @@ zskd --flagfile=flags/zskd/fashion_mnist_impressions.cfg --teacher="$teacher" \
   --run_dir="$compare/zskd_impressions" "${zskd_flags[@]}"
 zskd --flagfile=flags/zskd/fashion_mnist_student.cfg --teacher="$teacher" --student=wrn-16-1 \
   --dataset="$compare/zskd_impressions/impressions.npz" --augment=affine --targets=teacher \
-  --run_dir="$compare/zskd_student" "${zskd_student_flags[@]}"
+  --noinit_from_teacher --lr_schedule=step --run_dir="$compare/zskd_student" "${zskd_student_flags[@]}"
 zskd --procedure=distill --teacher="$teacher" --student=wrn-16-1 --dataset=fashion_mnist \
   --samples_per_class=100 --batch_size=64 --beta=1000 --run_dir="$compare/fewshot_kdat_M100" \
   "${fewshot_flags[@]}"
