@@ -60,7 +60,7 @@ rows=(
 
 holdout() {  # student run directory -> prints its holdout accuracy
   zskd --procedure=evaluate --model_path="$1" --split=holdout --holdout_first=10000 \
-    --run_dir="$1/holdout"
+    --run_dir="$1/holdout" >/dev/null  # its own lines would land in the row's line
   python -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['accuracy']:.2%}\")" \
     "$1/holdout/result.json"
 }
