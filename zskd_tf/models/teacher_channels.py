@@ -78,6 +78,7 @@ class _ChannelGroups:
 
     def __init__(self, pairs, inbound, outbound, readers):
         self._parent, self._readers = {}, readers
+        self._inbound, self._outbound = inbound, outbound
         self._writers = {}  # group root -> [(teacher layer, narrow layer)] writing its channels
         self._derived = {}  # tensor id -> (layer, its input tensor id): channels follow the input
         self._kept = {}
@@ -143,16 +144,15 @@ class _ChannelGroups:
         count = counts.pop()
         if count == full:
             return None
-        score = sum(_importance(layer, self._kept_input(layer), self._readers)
+        score = sum(_importance(layer, self._kept_input(layer),
+                                self._readers.get(self._outbound[layer.name], []))
                     for layer, _ in writers)
         return np.sort(np.argsort(-score, kind="stable")[:count])
 
     def _kept_input(self, layer):
         """The channels a writer reads, if its input's group is decided already (the rows of
         its kernel that count); None: all of them."""
-        node = layer._inbound_nodes[0]
-        root = self._find(id(node.input_tensors[0]))
-        return self._kept.get(root)
+        return self._kept.get(self._find(self._inbound[layer.name][0]))
 
 
 def _derived_channels(layer, channels):
@@ -174,15 +174,14 @@ def _out_width(layer) -> int:
 
 def _importance(layer, channels, readers) -> np.ndarray:
     """The importance of each output channel of a writer, normalised to sum 1: the scale of the
-    BatchNormalization that alone reads its output, else the L1 norm of the channel's filter
-    over the input ``channels`` it reads."""
+    BatchNormalization that alone reads its output (``readers``: the layers that do), else the
+    L1 norm of the channel's filter over the input ``channels`` it reads."""
     weights = layer.get_weights()
     if isinstance(layer, keras.layers.SeparableConv2D):
         kernel = _take(weights[1], _depthwise_outputs(channels, weights[0].shape[-1]), axis=-2)
     else:
         kernel = _take(weights[0], channels, axis=-2)
-    reader = readers.get(id(layer._inbound_nodes[0].output_tensors[0]), [])
-    bn = reader[0] if len(reader) == 1 else None
+    bn = readers[0] if len(readers) == 1 else None
     if isinstance(bn, keras.layers.BatchNormalization) and _on_channels(bn):
         gamma = bn.gamma.numpy() if bn.gamma is not None else np.ones(kernel.shape[-1])
         score = np.abs(gamma) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
