@@ -173,6 +173,19 @@ def test_a_finished_run_is_reported_while_another_process_reads_it(lenet5_teache
         os.path.join(lenet5_teacher, "flags.cfg")).read()
 
 
+def test_claiming_a_foreign_directory_leaves_no_marker_in_it(tmp_path):
+    """The marker makes a directory a run (which --overwrite may delete): a refused claim must
+    not leave one behind."""
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "notes.txt").write_text("mine")
+    cfg = types.SimpleNamespace(flag_schema=cli_flags.flag_schema(), procedure="evaluate",
+                                overwrite=True)
+    with pytest.raises(UserError, match="did not write"):
+        RunDir(str(own)).claim(cfg)
+    assert sorted(os.listdir(own)) == ["notes.txt"]
+
+
 def test_a_damaged_result_is_deleted_only_by_a_process_that_writes_the_run(tmp_path, capsys):
     """A reader that finds result.json damaged needs the run alone to heal it: while another
     process reads the run, the file stays and the command is refused."""

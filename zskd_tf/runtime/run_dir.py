@@ -280,8 +280,8 @@ class RunDir:
 
     def claim(self, cfg) -> None:
         """Replaces a different run (``--overwrite``), creates the directory, writes flags.cfg."""
-        if os.path.isdir(self.path):
-            _lock(self.path)  # exclusive before check() reads the directory again
+        if self.path in _LOCKS:  # an earlier check() read it: exclusive before it reads again
+            _lock(self.path)
         self.check(cfg)
         try:
             os.makedirs(self.path, exist_ok=True)
