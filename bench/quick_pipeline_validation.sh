@@ -58,6 +58,7 @@ rows=(
   "zskt_dafl|zskt||--generator_balance_weight=1 --generator_confidence_weight=1"
   "zskt_ema|zskt||--ema_momentum=0.998"
   "zskt_slow_student|zskt||--student_lr=0.0005"
+  "zskt_dafl_900|zskt||--generator_balance_weight=1 --generator_confidence_weight=1 --iterations=900"
 )
 
 holdout() {  # student run directory -> prints its holdout accuracy
