@@ -254,8 +254,9 @@ def narrower_student(teacher, factor: float = 0.5, *, init: str = "teacher", see
         teacher: a ``keras.Model`` or a ``.keras`` file / zskd_tf run directory.
         factor: the share of filters or units each convolution and dense layer keeps.
         init: ``"teacher"``: the teacher's weights of its most important channels (data-free
-            pruning; a teacher whose layers merge branches cannot be sliced and raises
-            UserError); ``"random"``: fresh weights drawn with ``seed``.
+            pruning; residual ``Add`` merges are fine, a teacher that concatenates branches or
+            reshapes cannot be sliced and raises UserError); ``"random"``: fresh weights drawn
+            with ``seed``.
         seed: the seed of the fresh weights.
 
     Returns:

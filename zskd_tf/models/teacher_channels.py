@@ -168,19 +168,22 @@ def _derived_channels(layer, channels):
 
 def _out_width(layer) -> int:
     """How many channels a convolution or dense layer writes."""
-    weights = layer.get_weights()
-    return weights[1 if isinstance(layer, keras.layers.SeparableConv2D) else 0].shape[-1]
+    return _output_kernel(layer, layer.get_weights(), None).shape[-1]
+
+
+def _output_kernel(layer, weights, channels):
+    """The kernel of a writer whose last axis is its output channels (a separable
+    convolution's pointwise one), with only the rows its input ``channels`` feed (None: all)."""
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        return _take(weights[1], _depthwise_outputs(channels, weights[0].shape[-1]), axis=-2)
+    return _take(weights[0], channels, axis=-2)
 
 
 def _importance(layer, channels, readers) -> np.ndarray:
     """The importance of each output channel of a writer, normalised to sum 1: the scale of the
     BatchNormalization that alone reads its output (``readers``: the layers that do), else the
     L1 norm of the channel's filter over the input ``channels`` it reads."""
-    weights = layer.get_weights()
-    if isinstance(layer, keras.layers.SeparableConv2D):
-        kernel = _take(weights[1], _depthwise_outputs(channels, weights[0].shape[-1]), axis=-2)
-    else:
-        kernel = _take(weights[0], channels, axis=-2)
+    kernel = _output_kernel(layer, layer.get_weights(), channels)
     bn = readers[0] if len(readers) == 1 else None
     if isinstance(bn, keras.layers.BatchNormalization) and _on_channels(bn):
         gamma = bn.gamma.numpy() if bn.gamma is not None else np.ones(kernel.shape[-1])
@@ -217,15 +220,14 @@ def _slice(layer, narrow, channels, out):
     and output channels ``out`` (None: all)."""
     weights = layer.get_weights()
     if isinstance(layer, (*_CONVOLUTIONS, keras.layers.Dense)):
-        kernel = _take(weights[0], channels, axis=-2)
-        return [_take(kernel, out, axis=-1)] + [_take(b, out, axis=0) for b in weights[1:]]
+        return ([_take(_output_kernel(layer, weights, channels), out, axis=-1)]
+                + [_take(b, out, axis=0) for b in weights[1:]])
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         return ([_take(weights[0], channels, axis=-2)]
                 + [_take(b, out, axis=0) for b in weights[1:]])
     if isinstance(layer, keras.layers.SeparableConv2D):
-        depthwise, pointwise = weights[0], weights[1]
-        pointwise = _take(pointwise, _depthwise_outputs(channels, depthwise.shape[-1]), axis=-2)
-        return ([_take(depthwise, channels, axis=-2), _take(pointwise, out, axis=-1)]
+        return ([_take(weights[0], channels, axis=-2),
+                 _take(_output_kernel(layer, weights, channels), out, axis=-1)]
                 + [_take(b, out, axis=0) for b in weights[2:]])
     if isinstance(layer, _NORMALISATIONS):
         if not _on_channels(layer):
