@@ -59,6 +59,10 @@ rows=(
   "zskt_ema|zskt||--ema_momentum=0.998"
   "zskt_slow_student|zskt||--student_lr=0.0005"
   "zskt_dafl_900|zskt||--generator_balance_weight=1 --generator_confidence_weight=1 --iterations=900"
+  # the next two (2026-12-05) are not measured yet: DAFL's own information-entropy weight (5 on
+  # MNIST), and a generator half as wide
+  "zskt_dafl_ie5|zskt||--generator_balance_weight=5 --generator_confidence_weight=1"
+  "zskt_dafl_w64|zskt||--generator_balance_weight=1 --generator_confidence_weight=1 --generator_width=64"
 )
 
 holdout() {  # student run directory -> prints its holdout accuracy
