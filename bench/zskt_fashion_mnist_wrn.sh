@@ -81,7 +81,10 @@ if [ -n "${GENERATOR_BN_WEIGHT:-}" ]; then
 fi
 case ${STUDENT_INIT:-random} in
   random) ;;
-  teacher) student+=_init ;;
+  teacher)  # the half-width copy, written once the teacher is trained (the path as spelt
+    # here is the --student that the measured run directories recorded)
+    student+=_init student_model=$teacher/../$(basename "$teacher")_half.keras
+    zero_shot_flags+=(--init_from_teacher) ;;
   *) echo "STUDENT_INIT must be random or teacher" >&2; exit 2 ;;
 esac
 [ "$seeds" = 0 ] || student+=_seeds$seeds
@@ -110,12 +113,10 @@ PY
 fi
 zskd --procedure=train --model=wrn-16-2 --dataset=fashion_mnist --run_dir="$teacher" \
   "${teacher_flags[@]}"
-if [ "${STUDENT_INIT:-random}" = teacher ]; then
-  student_model=$teacher/../$(basename "$teacher")_half.keras
-  [ -f "$student_model" ] || python -c 'import sys, zskd_tf
+if [[ $student_model == *.keras && ! -f $student_model ]]; then
+  python -c 'import sys, zskd_tf
 zskd_tf.narrower_student(sys.argv[1], 0.5, init="teacher").save(sys.argv[2])' \
     "$teacher" "$student_model"
-  zero_shot_flags+=(--init_from_teacher)
 fi
 zskd --procedure=zero_shot --teacher="$teacher" --student="$student_model" \
   --dataset=fashion_mnist --seeds="$seeds" --run_dir="$student" "${eval_flags[@]}" \
@@ -132,11 +133,13 @@ for seed in student["seeds"]:
     with open(os.path.join(sys.argv[2], f"seed_{seed}", "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     first = next((i for i, r in enumerate(rows) if r.get("val_accuracy", 0) >= 0.85), None)
-    seconds = sum(r["train_seconds"] for r in rows[:(first or 0) + 1])
-    print(f"seed {seed}: " + ("never >= 85 %" if first is None else
-          f"first >= 85 % at iteration {rows[first]['step']} "
+    if first is None:
+        print(f"seed {seed}: never >= 85 %")
+        continue
+    seconds = sum(r["train_seconds"] for r in rows[:first + 1])
+    print(f"seed {seed}: first >= 85 % at iteration {rows[first]['step']} "
           f"({rows[first]['val_accuracy']:.2%}) after {seconds:.0f} s of training "
-          "(evaluations excluded)"))
+          "(evaluations excluded)")
 PY
 [ "${COMPARE:-0}" = 1 ] || exit 0
 
