@@ -75,7 +75,9 @@ flags.DEFINE_integer("holdout_first", 0,
                      "Never train on the first N training images (Lopes et al. keep MNIST's "
                      "first 5,000 as an unused validation split: --holdout_first=5000).")
 flags.DEFINE_enum("augment", _TRAIN.augment, train_config.AUGMENT_CHOICES,
-                  "Training augmentation; auto = the papers' choice for the dataset and model.")
+                  "Training augmentation; auto = the papers' choice for the dataset and model. "
+                  "zero_shot (auto: none, the paper): every student step trains on random views "
+                  "of the generator's images, scored anew by the teacher (not in the paper).")
 
 # --- model and optimisation ----------------------------------------------------------------
 flags.DEFINE_string("model", _TRAIN.model,

@@ -112,7 +112,7 @@ PROCEDURES = (
                 "n_generator_steps", "n_student_steps", "z_dim", "student_lr", "generator_lr",
                 "variant", "matching_loss", "generator_range", "generator_width", "mixed_bfloat16",
                 "freeze_generator_at", "generator_bn_weight", "generator_balance_weight",
-                "generator_confidence_weight", "ema_momentum",
+                "generator_confidence_weight", "ema_momentum", "augment",
                 "beta", "at_taps", "temperature", "init_from", "init_from_teacher", "seeds",
                 "checkpoint_every_secs", "verbose"), config=ZeroShotConfig),
     _procedure("transition_curves", "attacks a student and scores how the teacher follows (ZSKT's "

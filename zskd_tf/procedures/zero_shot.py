@@ -198,7 +198,8 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
         student, generator = _build_networks(cfg, config, setup.teacher.spec,
                                              len(setup.info["class_names"]),
                                              setup.teacher.model)
-        trainer = zs.ZeroShotTrainer(setup.teacher.model, student, generator, setup.config)
+        trainer = zs.ZeroShotTrainer(setup.teacher.model, student, generator, setup.config,
+                                     seed=seed, input_spec=setup.teacher.spec)
         trainer.compile(*zs.make_optimizers(setup.config))
     os.makedirs(seed_dir.path, exist_ok=True)
     checkpointer = Checkpointer(seed_dir.file("checkpoints"), cfg.checkpoint_every_secs,
