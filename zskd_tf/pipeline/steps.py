@@ -34,8 +34,9 @@ FINE_TUNE = ("--lr_schedule=cosine",)
 # ZSKT from the teacher's channels also takes DAFL's class-balance and one-hot terms in its
 # generator loss (chosen on the validation split, 3 seeds, +6.9 points over the start alone),
 # and its student steps train on affine views of the generated images, scored anew by the
-# teacher (+2.8 more on two validation teachers, 2 seeds each; docs/quick_pipeline_study.md,
-# "ZSKT from the teacher's channels: DAFL's generator terms" and "Affine views").
+# teacher (+2.8 more on two validation teachers, 2 seeds each). docs/quick_pipeline_study.md,
+# "ZSKT from the teacher's channels: DAFL's generator terms", and the section after it,
+# "ZSKT from the teacher's channels: affine views".
 ZSKT_FROM_TEACHER = ("--generator_balance_weight=1", "--generator_confidence_weight=1",
                      "--augment=affine")
 # The synthesis chosen on the validation split for the recipe's 20-epoch teacher (flags/zskd/,
