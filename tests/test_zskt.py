@@ -257,6 +257,54 @@ def test_ema_momentum_averages_the_student_after_every_student_step():
     assert _trainer().weight_average is None  # off by default (the paper)
 
 
+def _trainer_with_views(seed, **config):
+    trainer = _trainer(beta=0.0, **config)  # (the WRN taps serve no purpose here)
+    trainer.seed = seed
+    return trainer
+
+
+def test_augment_trains_each_student_step_on_views_the_teacher_scores_anew():
+    plain = _trainer(beta=0.0)
+    targets = plain.student_targets(_z()[:, 0])
+    assert plain.student_views(targets, 0) is targets  # the paper: G(z) itself
+
+    trainer = _trainer_with_views(7, augment="affine")
+    images, t_logits, _ = trainer.student_targets(_z()[:, 0])
+    first, second = (trainer.student_views((images, t_logits, []), k) for k in (0, 1))
+    assert not np.allclose(first[0], images) and not np.allclose(first[0], second[0])
+    np.testing.assert_allclose(first[1], trainer.teacher(first[0], training=False),
+                               rtol=1e-5, atol=1e-5)  # the teacher's logits of the view
+    again = trainer.student_views((images, t_logits, []), 0)
+    np.testing.assert_array_equal(again[0], first[0])  # a pure function of (seed, t, step)
+    trainer.iteration.assign(1)
+    assert not np.allclose(trainer.student_views((images, t_logits, []), 0)[0], first[0])
+    other = _trainer_with_views(8, augment="affine")
+    assert not np.allclose(other.student_views((images, t_logits, []), 0)[0], first[0])
+
+
+def test_augment_changes_what_the_student_learns_and_nothing_else():
+    """Same weights and noise: with views the student ends elsewhere, the generator's step
+    (before the student's) is the same; the same seed repeats the run exactly."""
+    runs = {}
+    for name, seed, augment in (("plain", 0, "none"), ("views", 0, "affine"),
+                                ("again", 0, "affine"), ("other", 1, "affine")):
+        trainer = _trainer_with_views(seed, augment=augment, n_student_steps=2)
+        trainer.train_step(_z())
+        runs[name] = (_values(trainer.student.trainable_variables),
+                      _values(trainer.generator.trainable_variables))
+    assert any(_changed(runs["plain"][0], runs["views"][0]))
+    assert not any(_changed(runs["plain"][1], runs["views"][1]))
+    assert not any(_changed(runs["views"][0], runs["again"][0]))
+    assert any(_changed(runs["views"][0], runs["other"][0]))
+
+
+def test_augment_for_zero_shot_defaults_to_the_paper():
+    assert ZeroShotConfig.from_flags(types.SimpleNamespace(augment="auto")).augment == "none"
+    assert ZeroShotConfig.from_flags(types.SimpleNamespace(augment="affine")).augment == "affine"
+    with pytest.raises(UserError, match="augment"):
+        ZeroShotConfig(augment="sideways")
+
+
 def _numpy_kl(t, s):
     p = np.exp(t - t.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
@@ -616,11 +664,13 @@ def _weights(path):
 
 @pytest.mark.slow
 @needs_fashion_mnist
-@pytest.mark.parametrize("averaging", [[], ["--ema_momentum=0.9"]], ids=["final", "ema"])
+@pytest.mark.parametrize("averaging", [[], ["--ema_momentum=0.9"], ["--augment=affine"]],
+                         ids=["final", "ema", "views"])
 def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_path,
                                                                averaging):
     """A killed run resumes to the uninterrupted run's products; with --ema_momentum the
-    student's weight average resumes too (the student kept, the average, is identical)."""
+    student's weight average resumes too (the student kept, the average, is identical); with
+    --augment the student's views resume too."""
     args = [*ZERO_SHOT, f"--teacher={wrn_teacher}", *averaging]
     reference = str(tmp_path / "reference")
     run_cli(*args, "--seeds=0", f"--run_dir={reference}", check=True)
@@ -654,6 +704,8 @@ def test_cli_zero_shot_resumes_after_kill_and_aggregates_seeds(wrn_teacher, tmp_
     assert result["test_accuracy"] == pytest.approx(np.mean(per_seed))
     assert result["test_accuracy_std"] == pytest.approx(np.std(per_seed))
     live = json.loads(metrics[-1])["val_accuracy"]  # the last evaluation: the live student
+    if averaging == ["--augment=affine"]:
+        return
     if averaging:
         assert read_json(os.path.join(run, "seed_0", "result.json"))["ema_momentum"] == 0.9
         return

@@ -190,14 +190,16 @@ def zero_shot(teacher, student: str, *, run_dir=None, **options):
     return students[0] if len(students) == 1 else students
 
 
-def evaluate(model, dataset: str | None = None, split: str = "test", *, run_dir=None,
+def evaluate(model, dataset: str | None = None, split: str | None = None, *, run_dir=None,
              **options) -> dict:
-    """Top-1 and per-class accuracy of ``model`` on a named dataset's split.
+    """Top-1 and per-class accuracy of ``model`` on a named dataset's split, or on
+    ``eval_data=`` (your own labelled images).
 
     Args:
         model: a ``keras.Model`` or a path.
         dataset: the dataset (default: the one the model was trained on, else fashion_mnist).
-        split: ``test``, ``train`` or ``holdout`` (the first ``holdout_first`` train images).
+        split: ``test`` (default), ``train`` or ``holdout`` (the first ``holdout_first`` train
+            images); not with ``eval_data``.
         run_dir: see :func:`run`.
 
     Returns:
@@ -205,7 +207,9 @@ def evaluate(model, dataset: str | None = None, split: str = "test", *, run_dir=
     """
     if dataset is not None:
         options["dataset"] = dataset
-    return run("evaluate", run_dir, model_path=model, split=split, **options)
+    if split is not None:
+        options["split"] = split
+    return run("evaluate", run_dir, model_path=model, **options)
 
 
 def export_model(model, *, run_dir=None, **options) -> dict:

@@ -75,7 +75,9 @@ flags.DEFINE_integer("holdout_first", 0,
                      "Never train on the first N training images (Lopes et al. keep MNIST's "
                      "first 5,000 as an unused validation split: --holdout_first=5000).")
 flags.DEFINE_enum("augment", _TRAIN.augment, train_config.AUGMENT_CHOICES,
-                  "Training augmentation; auto = the papers' choice for the dataset and model.")
+                  "Training augmentation; auto = the papers' choice for the dataset and model. "
+                  "zero_shot (auto: none, the paper): every student step trains on random views "
+                  "of the generator's images, scored anew by the teacher (not in the paper).")
 
 # --- model and optimisation ----------------------------------------------------------------
 flags.DEFINE_string("model", _TRAIN.model,
@@ -171,7 +173,8 @@ flags.DEFINE_boolean("freeze_bn", _DISTILL.freeze_bn,
 # --- evaluate / export ---------------------------------------------------------------------
 flags.DEFINE_string("model_path", None, "A run directory, a .keras file or a SavedModel.")
 flags.DEFINE_enum("split", "test", ("train", "test", "holdout"),
-                  "Dataset split to evaluate on; holdout = the first --holdout_first training "
+                  "Dataset split to score on (evaluate; train, distill and zero_shot score their "
+                  "model on it while training); holdout = the first --holdout_first training "
                   "images, the validation split of a teacher trained with that flag.")
 flags.DEFINE_boolean("tflite", False, "export: also write model.tflite.")
 flags.DEFINE_enum("quantize", "none", ("none", "int8", "dynamic"),
@@ -297,6 +300,7 @@ def validate(cfg) -> None:
         raise UserError(f"--seed must be >= 0, got {cfg.seed}")
     lopes_config.check_spectral_keep(cfg.spectral_keep)
     _validate_quantization(cfg)
+    _validate_split(cfg)
     if cfg.shard is not None:
         parse_shard(cfg.shard)
         if cfg.procedure not in SHARDED_PROCEDURES:
@@ -307,6 +311,16 @@ def validate(cfg) -> None:
         cfg.lr_milestones = list(train_config.parse_lr_milestones(cfg.lr_milestones))
     if procedure.config is not None:
         procedure.config.from_flags(cfg)
+
+
+def _validate_split(cfg) -> None:
+    """--split names a named dataset's images; --split=holdout needs --holdout_first."""
+    present = getattr(cfg, "present", None) or set()
+    if "split" in present and cfg.eval_data:
+        raise UserError("--split chooses a named dataset's split; --eval_data gives the images")
+    if cfg.split == "holdout" and not cfg.holdout_first:
+        raise UserError("--split=holdout scores the first --holdout_first training images: give "
+                        "--holdout_first (the value the teacher was trained with)")
 
 
 def _validate_quantization(cfg) -> None:

@@ -32,9 +32,13 @@ SYNTHETIC_STUDENT = (*SYNTHETIC_VIEWS, "--epochs=120")
 # wobble a constant rate keeps (docs/any_teacher.md, "Starting from the teacher's channels").
 FINE_TUNE = ("--lr_schedule=cosine",)
 # ZSKT from the teacher's channels also takes DAFL's class-balance and one-hot terms in its
-# generator loss: chosen on the validation split, 3 seeds, +6.9 points over the start alone
-# (docs/quick_pipeline_study.md, "ZSKT from the teacher's channels: DAFL's generator terms").
-ZSKT_FROM_TEACHER = ("--generator_balance_weight=1", "--generator_confidence_weight=1")
+# generator loss (chosen on the validation split, 3 seeds, +6.9 points over the start alone),
+# and its student steps train on affine views of the generated images, scored anew by the
+# teacher (+2.8 more on two validation teachers, 2 seeds each). docs/quick_pipeline_study.md,
+# "ZSKT from the teacher's channels: DAFL's generator terms", and the section after it,
+# "ZSKT from the teacher's channels: affine views".
+ZSKT_FROM_TEACHER = ("--generator_balance_weight=1", "--generator_confidence_weight=1",
+                     "--augment=affine")
 # The synthesis chosen on the validation split for the recipe's 20-epoch teacher (flags/zskd/,
 # docs/zskd_recipe_study.md): a N(0, 1) start, an image L2 penalty and Adam at lr 3. The 5-epoch
 # teacher of --quick makes better impressions with the paper's settings (the procedure's

@@ -9,6 +9,7 @@ import numpy as np
 from zskd_tf import __version__, export, model_io
 from zskd_tf.data import batch_streams, sampling
 from zskd_tf.data import preprocess as pp
+from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity, teacher_channels
@@ -19,10 +20,14 @@ from zskd_tf.runtime.run_dir import RunDir
 
 @dataclasses.dataclass
 class Split:
-    """Examples and how they become model inputs (``spec`` None: ``x`` already is)."""
+    """Examples and how they become model inputs (``spec`` None: ``x`` already is).
+
+    ``name`` says what a split a model is scored on holds (results record it as
+    ``scored_on``): ``test``, ``holdout`` or ``train`` of a named dataset, or ``eval_data``."""
     x: np.ndarray
     y: np.ndarray
     spec: pp.InputSpec | None
+    name: str = "train"
 
 
 def start_student(student, cfg, teacher_model, name: str) -> None:
@@ -71,6 +76,39 @@ def limit(x, y, max_examples, seed):
     return x[idx], y[idx]
 
 
+def scored_split(cfg, raw, spec: pp.InputSpec | None) -> Split:
+    """The images of a named dataset that ``--split`` names, to score a model on: at most
+    ``--max_test_examples`` of them (a seeded subset).
+
+    ``test`` (the default), ``train``, or ``holdout``: the first ``--holdout_first`` training
+    images, the validation split of a model trained with that flag (``train`` and ``distill``
+    leave them out of their training data).
+
+    Args:
+        cfg: the flags (``split``, ``holdout_first``, ``max_test_examples``, ``seed``).
+        raw: the dataset's arrays (``datasets.load_dataset``).
+        spec: how the images become the scored model's inputs.
+    """
+    if cfg.split == "test":
+        x, y = raw.test_x, raw.test_y
+    elif cfg.split == "train":
+        x, y = raw.train_x, raw.train_y
+    elif not 0 < cfg.holdout_first < len(raw.train_x):
+        raise UserError(f"--split=holdout scores the first --holdout_first training images: "
+                        f"give --holdout_first between 1 and {len(raw.train_x) - 1} (the value "
+                        f"the teacher was trained with)")
+    else:
+        x, y = raw.train_x[:cfg.holdout_first], raw.train_y[:cfg.holdout_first]
+    return Split(*limit(x, y, cfg.max_test_examples, cfg.seed), spec, cfg.split)
+
+
+def eval_data_split(cfg, class_names, spec: pp.InputSpec) -> Split:
+    """``--eval_data``'s images (at most ``--max_test_examples``), to score a model taking
+    ``spec``'s inputs on."""
+    x, y = load_eval_data(cfg.eval_data, class_names, spec.raw_shape)
+    return Split(*limit(x, y, cfg.max_test_examples, cfg.seed), spec, "eval_data")
+
+
 def model_info(name: str, cfg, dataset: str, class_names, spec: pp.InputSpec) -> dict:
     """model_info.json: what is needed to use the classifier without zskd_tf's flags."""
     return {"model": name, "conv": cfg.conv, "block": cfg.block, "dataset": dataset,
@@ -116,12 +154,12 @@ def train_and_export(cfg, run_dir: RunDir, *, trainer, model, optimizer, recipe,
         report = accuracy_report(scores, test.y, info["class_names"])
         result.update(test_accuracy=report["accuracy"],
                       per_class_accuracy=report["per_class_accuracy"],
-                      num_test_examples=report["num_examples"])
+                      num_test_examples=report["num_examples"], scored_on=test.name)
     model_io.save_classifier(run_dir.path, model, info)
     export.export_savedmodel(model, spec, run_dir.file("saved_model"), info)
     run_dir.write_result(result)
     accuracy = result.get("test_accuracy")
-    print((f"test accuracy {accuracy:.4f}; " if accuracy is not None else "")
+    print((f"{accuracy_name(result)} {accuracy:.4f}; " if accuracy is not None else "")
           + f"products in {run_dir.path}", flush=True)
     return result
 
@@ -132,6 +170,13 @@ def finished_result(run_dir: RunDir, cfg) -> dict | None:
     if result is not None:
         accuracy = result.get("test_accuracy")
         print("run already finished"
-              + (f": test accuracy {accuracy:.4f}" if accuracy is not None else "")
+              + (f": {accuracy_name(result)} {accuracy:.4f}" if accuracy is not None else "")
               + f" ({run_dir.path})", flush=True)
     return result
+
+
+def accuracy_name(result: dict) -> str:
+    """How a result's ``test_accuracy`` is named in output: ``holdout accuracy`` when it was
+    measured on the held-out training images (results from before ``scored_on``: test)."""
+    split = result.get("scored_on", "test")
+    return "test accuracy" if split in ("test", "eval_data") else f"{split} accuracy"

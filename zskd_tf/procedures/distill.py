@@ -6,7 +6,9 @@ itself, dataset ``custom``: see :mod:`zskd_tf.teacher_task`). The student is an 
 name or a ``.keras`` file holding an untrained model; it always takes the teacher's inputs
 (same resize and normalisation), so its export serves raw images like the teacher's.
 ``--alpha=0 --beta=0`` needs no teacher: the no-teacher baseline. ``--eval_data`` replaces
-the real test set the student is scored on.
+the real test set the student is scored on; ``--split=holdout --holdout_first=N`` scores it on
+the first N training images instead (a validation split: real-data students never train on
+them).
 """
 from __future__ import annotations
 
@@ -17,15 +19,16 @@ import numpy as np
 from zskd_tf import model_io, teacher_task
 from zskd_tf.data import batch_streams, datasets, sampling, synthetic
 from zskd_tf.data import preprocess as pp
-from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import (
     Split,
+    eval_data_split,
     finished_result,
     limit,
     model_info,
+    scored_split,
     start_student,
     train_and_export,
     with_config_defaults,
@@ -115,27 +118,25 @@ def _synthetic_data(cfg, teacher) -> DistillData:
         _check_provenance(cfg, syn, teacher)
     test, class_names, full = None, list(syn.class_names), len(syn.x)
     if cfg.eval_data:
-        test = _eval_split(cfg, class_names, syn.input_spec)
+        test = eval_data_split(cfg, class_names, syn.input_spec)
     elif syn.dataset == datasets.CUSTOM:
+        if cfg.split != "test":
+            raise UserError(f"--split={cfg.split} needs a named dataset, but {cfg.dataset} is "
+                            "of a teacher described by itself: give --eval_data")
         print(f"no real test set to evaluate on ({cfg.dataset} is of a teacher described by "
               "itself: give --eval_data for an accuracy)", flush=True)
     else:
         try:
             raw = datasets.load_dataset(syn.dataset, cfg.data_dir)
-            test = Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed),
-                         syn.input_spec)
+            test = scored_split(cfg, raw, syn.input_spec)
             class_names = list(raw.class_names)
         except UserError as e:
+            if cfg.split != "test":  # a validation split asked for and not there
+                raise
             print(f"warning: no real test set to evaluate on ({e})", flush=True)
     x, y = limit(syn.x, y, cfg.max_train_examples, cfg.seed)
     return DistillData(Split(x, y, None), test, syn.input_spec, syn.dataset, class_names,
                        cfg.dataset, full)
-
-
-def _eval_split(cfg, class_names, spec) -> Split:
-    """``--eval_data`` as the test split of a student taking ``spec``'s inputs."""
-    x, y = load_eval_data(cfg.eval_data, class_names, spec.raw_shape)
-    return Split(*limit(x, y, cfg.max_test_examples, cfg.seed), spec)
 
 
 def _check_provenance(cfg, syn, teacher) -> None:
@@ -178,8 +179,8 @@ def _real_data(cfg, teacher) -> DistillData:
         x, y = x[indices], y[indices]
         indices = indices + cfg.holdout_first  # true dataset indices
     train = Split(*limit(x, y, cfg.max_train_examples, cfg.seed), spec)
-    test = (_eval_split(cfg, raw.class_names, spec) if cfg.eval_data else
-            Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed), spec))
+    test = (eval_data_split(cfg, raw.class_names, spec) if cfg.eval_data else
+            scored_split(cfg, raw, spec))
     return DistillData(train, test, spec, cfg.dataset, list(raw.class_names), raw.source,
                        len(raw.train_x), indices)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from zskd_tf import model_io, teacher_task
 from zskd_tf.data import datasets
-from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
-from zskd_tf.procedures.common import limit
+from zskd_tf.procedures.common import eval_data_split, scored_split
 from zskd_tf.runtime.run_dir import RunDir
 
 
@@ -19,28 +18,13 @@ def dataset_for(cfg, model_path: str | None = None) -> str:
     return model_io.read_info(model_path or cfg.model_path).get("dataset", cfg.dataset)
 
 
-def _split(cfg, raw):
-    """The images and labels of ``--split`` (holdout: the first ``--holdout_first`` of train)."""
-    if cfg.split == "test":
-        return raw.test_x, raw.test_y
-    if cfg.split == "train":
-        return raw.train_x, raw.train_y
-    if not 0 < cfg.holdout_first < len(raw.train_x):
-        raise UserError(f"--split=holdout evaluates on the first --holdout_first training images: "
-                        f"give --holdout_first between 1 and {len(raw.train_x) - 1} (the value "
-                        f"the teacher was trained with)")
-    return raw.train_x[:cfg.holdout_first], raw.train_y[:cfg.holdout_first]
-
-
 def _eval_data(cfg):
     """(classifier, images, labels, class names, what they are) of ``--eval_data``."""
-    if "split" in cfg.present:
-        raise UserError("--split chooses a named dataset's split; --eval_data gives the images")
     classifier, task = teacher_task.resolve(
         cfg.model_path, dataset=cfg.dataset if "dataset" in cfg.present else None,
         description=teacher_task.description_of(cfg), flag="--model_path")
-    x, y = load_eval_data(cfg.eval_data, task.class_names, task.spec.raw_shape)
-    return classifier, x, y, task.class_names, cfg.eval_data
+    split = eval_data_split(cfg, task.class_names, task.spec)
+    return classifier, split.x, split.y, task.class_names, cfg.eval_data
 
 
 def _named_split(cfg):
@@ -48,15 +32,14 @@ def _named_split(cfg):
     name = dataset_for(cfg)
     raw = datasets.load_dataset(name, cfg.data_dir)
     classifier = model_io.load_classifier(cfg.model_path, raw.image_shape)
-    x, y = _split(cfg, raw)
-    return classifier, x, y, raw.class_names, name
+    split = scored_split(cfg, raw, None)
+    return classifier, split.x, split.y, raw.class_names, name
 
 
 def run(cfg) -> dict:
     run_dir = RunDir(cfg.run_dir)
     run_dir.check(cfg)
     classifier, x, y, class_names, name = (_eval_data if cfg.eval_data else _named_split)(cfg)
-    x, y = limit(x, y, cfg.max_test_examples, cfg.seed)
     scores = classifier.probabilities(x)
     if scores.shape[-1] != len(class_names):
         raise UserError(f"{cfg.model_path} predicts {scores.shape[-1]} classes but {name} has "

@@ -5,7 +5,14 @@ from zskd_tf.data import batch_streams, datasets
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
 from zskd_tf.models import registry
-from zskd_tf.procedures.common import Split, finished_result, limit, model_info, train_and_export
+from zskd_tf.procedures.common import (
+    Split,
+    finished_result,
+    limit,
+    model_info,
+    scored_split,
+    train_and_export,
+)
 from zskd_tf.runtime import devices, memory
 from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes
@@ -30,7 +37,7 @@ def run(cfg) -> dict:
                         f"({len(raw.train_x)} in {cfg.dataset})")
     train = Split(*limit(raw.train_x[cfg.holdout_first:], raw.train_y[cfg.holdout_first:],
                          cfg.max_train_examples, cfg.seed), spec)
-    test = Split(*limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed), spec)
+    test = scored_split(cfg, raw, spec)
     perturbation = InputPerturbation(
         noise_std=config.input_noise, adversarial_eps=config.adversarial_eps,
         adversarial_steps=config.adversarial_train_steps, value_range=spec.value_range,

@@ -7,8 +7,10 @@ defaults (the paper's: docs/methods/zskt.md, "Defaults of a paper run") and chec
 ``--beta``'s attention transfer uses the WRN group outputs by default, so other models need
 ``--beta=0``.
 
-The student is evaluated on the real test set of ``--dataset`` (or on ``--eval_data``) every
-N/100 iterations (metrics.jsonl); the reported accuracy is the last one. A foreign teacher
+The student is evaluated on the real test set of ``--dataset`` (or on ``--eval_data``, or
+with ``--split=holdout --holdout_first=N`` on the first N training images, a validation split)
+every N/100 iterations (metrics.jsonl); the reported accuracy is the last one, and
+``scored_on`` in result.json says which images gave it. A foreign teacher
 without ``--dataset`` is described by itself (:mod:`zskd_tf.teacher_task`); without
 ``--eval_data`` its students then have no accuracy. ``--student`` may be a ``.keras`` file
 holding an untrained model. ``--seeds=0,1,2`` trains one student
@@ -34,16 +36,17 @@ import numpy as np
 from zskd_tf import export, model_io, teacher_task
 from zskd_tf.calibration import GENERATOR_FILE
 from zskd_tf.data import batch_streams, datasets
-from zskd_tf.data.eval_data import load_eval_data
 from zskd_tf.errors import UserError
 from zskd_tf.evaluation import accuracy_report
 from zskd_tf.models import complexity, registry
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import (
     Split,
+    accuracy_name,
+    eval_data_split,
     finished_result,
-    limit,
     model_info,
+    scored_split,
     start_student,
     with_defaults,
 )
@@ -77,10 +80,11 @@ def _seeds(cfg) -> list[int]:
 def _test_split(cfg, teacher, task) -> tuple[Split | None, list]:
     """The images the student is scored on (None: none) and the class names."""
     if cfg.eval_data:
-        x, y = load_eval_data(cfg.eval_data, task.class_names, teacher.spec.raw_shape)
-        x, y = limit(x, y, cfg.max_test_examples, cfg.seed)
-        return Split(x, y, teacher.spec), list(task.class_names)
+        return eval_data_split(cfg, task.class_names, teacher.spec), list(task.class_names)
     if not task.is_named:
+        if cfg.split != "test":
+            raise UserError(f"--split={cfg.split} needs a named dataset (--dataset), but the "
+                            "teacher is described by itself: give --eval_data")
         print("no real test set to evaluate on (a teacher described by itself: give "
               "--eval_data for an accuracy)", flush=True)
         return None, list(task.class_names)
@@ -90,8 +94,7 @@ def _test_split(cfg, teacher, task) -> tuple[Split | None, list]:
                         f"teacher takes {tuple(teacher.spec.raw_shape)} raw images: give the "
                         "teacher's dataset")
     model_io.check_class_count(teacher, cfg.teacher, raw.num_classes, task.dataset)
-    x, y = limit(raw.test_x, raw.test_y, cfg.max_test_examples, cfg.seed)
-    return Split(x, y, teacher.spec), list(raw.class_names)
+    return scored_split(cfg, raw, teacher.spec), list(raw.class_names)
 
 
 def _at_taps(config: ZeroShotConfig, teacher, student) -> tuple:
@@ -195,7 +198,8 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
         student, generator = _build_networks(cfg, config, setup.teacher.spec,
                                              len(setup.info["class_names"]),
                                              setup.teacher.model)
-        trainer = zs.ZeroShotTrainer(setup.teacher.model, student, generator, setup.config)
+        trainer = zs.ZeroShotTrainer(setup.teacher.model, student, generator, setup.config,
+                                     seed=seed, input_spec=setup.teacher.spec)
         trainer.compile(*zs.make_optimizers(setup.config))
     os.makedirs(seed_dir.path, exist_ok=True)
     checkpointer = Checkpointer(seed_dir.file("checkpoints"), cfg.checkpoint_every_secs,
@@ -226,7 +230,7 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
         report = accuracy_report(scores, setup.test.y, setup.info["class_names"])
         result.update(test_accuracy=report["accuracy"],
                       per_class_accuracy=report["per_class_accuracy"],
-                      num_test_examples=report["num_examples"])
+                      num_test_examples=report["num_examples"], scored_on=setup.test.name)
     model_io.save_classifier(seed_dir.path, student, setup.info)
     export.export_savedmodel(student, spec, seed_dir.file("saved_model"), setup.info)
     with atomic.atomic_path(seed_dir.file(GENERATOR_FILE), suffix=".keras") as tmp:
@@ -238,7 +242,7 @@ def _run_seed(setup: _Setup, run_dir: RunDir, seed: int) -> dict:
 
 def _accuracy_text(result: dict) -> str:
     accuracy = result.get("test_accuracy")
-    return "" if accuracy is None else f", test accuracy {accuracy:.4f}"
+    return "" if accuracy is None else f", {accuracy_name(result)} {accuracy:.4f}"
 
 
 def run(cfg) -> dict:
@@ -282,13 +286,13 @@ def run(cfg) -> dict:
                       test_accuracy_std=float(accuracies.std()),  # population std
                       per_seed_test_accuracy=accuracies.tolist(),
                       teacher_test_accuracy=float(np.mean(t_scores.argmax(-1) == test.y)),
-                      num_test_examples=len(test.y))
+                      num_test_examples=len(test.y), scored_on=test.name)
     result |= {"student_trainable_params": complexity.count_trainable_params(student),
               "generator_trainable_params": complexity.count_trainable_params(generator),
               "teacher_trainable_params": t_params,
               "zero_shot": {**dataclasses.asdict(config), "at_taps": list(config.at_taps)}}
     run_dir.write_result(result)
-    accuracy = (f"test accuracy {result['test_accuracy']:.4f} +- "
+    accuracy = (f"{accuracy_name(result)} {result['test_accuracy']:.4f} +- "
                 f"{result['test_accuracy_std']:.4f}" if test is not None else "no test set")
     print(f"zero-shot {accuracy} over seeds {','.join(map(str, seeds))}; "
           f"products in {run_dir.path}", flush=True)

@@ -43,8 +43,8 @@ class ZeroShotConfig(typed_config.FlagConfig):
     """One ZSKT run's hyper-parameters; each field is the flag of the same name.
 
     The trainer reads the fields down to ``generator_confidence_weight``, and
-    ``ema_momentum``; the procedure also reads the ones between (the batch of noise, the
-    generator's shape, the compute dtype).
+    ``ema_momentum`` and ``augment``; the procedure also reads the ones between (the batch of
+    noise, the generator's shape, the compute dtype).
     ``clip_norm`` has no flag.
     """
     iterations: int = PAPER_ITERATIONS
@@ -68,6 +68,7 @@ class ZeroShotConfig(typed_config.FlagConfig):
     generator_width: int = 128
     mixed_bfloat16: bool = False  # not in the paper
     ema_momentum: float = 0.0  # not in the paper: 0, the final student; else its weight average
+    augment: str = "none"  # not in the paper: see ZeroShotTrainer.student_views
 
     def __post_init__(self):
         for name in ("generator_bn_weight", "generator_balance_weight",
@@ -78,7 +79,8 @@ class ZeroShotConfig(typed_config.FlagConfig):
             raise UserError("--freeze_generator_at must be a fraction of --iterations in "
                             f"(0, 1], got {self.freeze_generator_at}")
         for name, choices in (("variant", VARIANTS), ("matching_loss", MATCHING_LOSSES),
-                              ("generator_range", GENERATOR_RANGES)):
+                              ("generator_range", GENERATOR_RANGES),
+                              ("augment", constants.AUGMENTATIONS)):
             typed_config.check_choice(name, getattr(self, name), choices)
 
     @classmethod
@@ -94,6 +96,8 @@ class ZeroShotConfig(typed_config.FlagConfig):
             The :class:`ZeroShotConfig`; UserError naming the flag for a value out of range.
         """
         given = typed_config.fields_given(cls, values)
+        if given.get("augment") == "auto":  # --augment's default: the paper's choice, none
+            del given["augment"]
         given.setdefault("iterations", paper_iterations(getattr(values, "dataset", None)))
         if "at_taps" in given:
             given["at_taps"] = tuple(given["at_taps"]) or WRN_TAPS

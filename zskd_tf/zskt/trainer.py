@@ -14,7 +14,9 @@ One ``fit`` step of :class:`ZeroShotTrainer` is one *outer iteration* of the pap
    draws new noise, so it gets new images and new teacher outputs.
 
 With ``ema_momentum`` > 0 (not in the paper) a moving average of the student's weights follows
-every student step (``trainers.weight_average``); the procedure keeps it as the student.
+every student step (``trainers.weight_average``); the procedure keeps it as the student. With
+``augment`` (not in the paper) each student step sees its own random views of the images,
+which the teacher scores anew (``ZeroShotTrainer.student_views``).
 
 The KL is PyTorch's element mean over B x C (``losses.kl_element_mean``), the AT term
 Zagoruyko's attention maps summed over the taps. Both networks use Adam (eps 1e-8) with a
@@ -40,6 +42,7 @@ import keras
 import tensorflow as tf
 
 from zskd_tf import losses
+from zskd_tf.data import preprocess as pp
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.trainers.distributed import SymbolicBuildFix, replica_logs
 from zskd_tf.trainers.weight_average import WeightAverage
@@ -124,14 +127,19 @@ def noise_dataset(seed: int, start: int, stop: int, global_batch: int, draws: in
 class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
     """Holds the frozen teacher, the student and the generator; ``fit`` on
     ``noise_dataset`` batches trains the last two, ``evaluate`` on ``(x, y)`` batches reports
-    the student's accuracy. Call ``compile(generator_optimizer, student_optimizer)``."""
+    the student's accuracy. Call ``compile(generator_optimizer, student_optimizer)``.
+
+    ``seed`` and ``input_spec`` serve ``config.augment`` only: the views are a pure function of
+    (seed, iteration, student step), and the area a view uncovers is filled with the teacher's
+    black (``input_spec.black_level``; without a spec, 0 in its input space)."""
 
     def __init__(self, teacher: keras.Model, student: keras.Model, generator: keras.Model,
-                 config: ZeroShotConfig, **kwargs):
+                 config: ZeroShotConfig, *, seed: int = 0, input_spec=None, **kwargs):
         super().__init__(**kwargs)
         teacher.trainable = False
         self.teacher, self.student, self.generator = teacher, student, generator
         self.config = config
+        self.seed, self.input_spec = int(seed), input_spec
         at_taps = config.at_taps if config.beta else ()
         self.teacher_with_taps = taps_lib.with_taps(teacher, at_taps)
         self.student_with_taps = taps_lib.with_taps(student, at_taps)
@@ -229,10 +237,30 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
 
     def student_targets(self, z):
         """Images G(z) and the teacher's logits and taps on them, all constants."""
-        images = tf.stop_gradient(self.generator(z, training=True))
+        return self._scored(tf.stop_gradient(self.generator(z, training=True)))
+
+    def _scored(self, images):
+        """(images, the teacher's logits, its taps), the last two constants."""
         t_logits, t_taps = self.teacher_with_taps(images, training=False)
         return images, tf.stop_gradient(t_logits), [
             tf.stop_gradient(tf.cast(t, tf.float32)) for t in t_taps.values()]
+
+    def student_views(self, targets, step: int):
+        """What student step ``step`` of this iteration trains on. ``augment`` 'none' (the
+        paper): ``targets`` themselves. Otherwise a random view of each image
+        (``preprocess.augment``: affine zoom, rotation and shift, or crop, then a left-right
+        flip; the same kinds as ``distill --augment``), scored anew by the teacher: not in the
+        paper, the way ``distill --augment=affine --targets=teacher`` trains on synthetic
+        images. The views are a pure function of (seed, iteration, step), so a resumed run
+        sees the views an uninterrupted one would have seen."""
+        if self.config.augment == "none":
+            return targets
+        images = targets[0]
+        seed = tf.stack([tf.constant(self.seed, tf.int64),
+                         self.iteration * self.config.n_student_steps + step])
+        views = pp.augment(tf.cast(images, tf.float32), self.config.augment, seed,
+                           spec=self.input_spec)
+        return self._scored(tf.cast(views, images.dtype))
 
     def student_loss(self, images, t_logits, t_taps):
         """(disagreement + beta * AT, KL, AT, student logits) with the student in train
@@ -279,11 +307,12 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
             self._generator_step(z[:, 0], replicas)
         if self.config.variant == "original":
             targets = self.student_targets(z[:, 0])
-            for _ in range(self.config.n_student_steps):
-                self._student_step(*targets, replicas)
+            for k in range(self.config.n_student_steps):
+                self._student_step(*self.student_views(targets, k), replicas)
         else:
             for k in range(self.config.n_student_steps):
-                self._student_step(*self.student_targets(z[:, k + 1]), replicas)
+                self._student_step(*self.student_views(self.student_targets(z[:, k + 1]), k),
+                                   replicas)
         self.iteration.assign_add(1)
         return replica_logs({**{name: t.result() for name, t in self.trackers.items()}, **rates})
 
