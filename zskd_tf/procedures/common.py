@@ -102,6 +102,16 @@ def scored_split(cfg, raw, spec: pp.InputSpec | None) -> Split:
     return Split(*limit(x, y, cfg.max_test_examples, cfg.seed), spec, cfg.split)
 
 
+def no_real_images(cfg, reason: str) -> None:
+    """Says that no real image will score the model (``reason``: why not), or refuses when
+    ``--split`` asked for a named dataset's images that do not exist."""
+    if cfg.split != "test":
+        raise UserError(f"--split={cfg.split} needs a named dataset's images, and there are "
+                        f"none ({reason}): give --eval_data")
+    print(f"no real test set to evaluate on ({reason}: give --eval_data for an accuracy)",
+          flush=True)
+
+
 def eval_data_split(cfg, class_names, spec: pp.InputSpec) -> Split:
     """``--eval_data``'s images (at most ``--max_test_examples``), to score a model taking
     ``spec``'s inputs on."""

@@ -28,6 +28,7 @@ from zskd_tf.procedures.common import (
     finished_result,
     limit,
     model_info,
+    no_real_images,
     scored_split,
     start_student,
     train_and_export,
@@ -120,11 +121,7 @@ def _synthetic_data(cfg, teacher) -> DistillData:
     if cfg.eval_data:
         test = eval_data_split(cfg, class_names, syn.input_spec)
     elif syn.dataset == datasets.CUSTOM:
-        if cfg.split != "test":
-            raise UserError(f"--split={cfg.split} needs a named dataset, but {cfg.dataset} is "
-                            "of a teacher described by itself: give --eval_data")
-        print(f"no real test set to evaluate on ({cfg.dataset} is of a teacher described by "
-              "itself: give --eval_data for an accuracy)", flush=True)
+        no_real_images(cfg, f"{cfg.dataset} is of a teacher described by itself")
     else:
         try:
             raw = datasets.load_dataset(syn.dataset, cfg.data_dir)

@@ -46,6 +46,7 @@ from zskd_tf.procedures.common import (
     eval_data_split,
     finished_result,
     model_info,
+    no_real_images,
     scored_split,
     start_student,
     with_defaults,
@@ -82,11 +83,7 @@ def _test_split(cfg, teacher, task) -> tuple[Split | None, list]:
     if cfg.eval_data:
         return eval_data_split(cfg, task.class_names, teacher.spec), list(task.class_names)
     if not task.is_named:
-        if cfg.split != "test":
-            raise UserError(f"--split={cfg.split} needs a named dataset (--dataset), but the "
-                            "teacher is described by itself: give --eval_data")
-        print("no real test set to evaluate on (a teacher described by itself: give "
-              "--eval_data for an accuracy)", flush=True)
+        no_real_images(cfg, "a teacher described by itself")
         return None, list(task.class_names)
     raw = datasets.load_dataset(task.dataset, cfg.data_dir)
     if tuple(raw.image_shape) != tuple(teacher.spec.raw_shape):

@@ -237,7 +237,19 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
 
     def student_targets(self, z):
         """Images G(z) and the teacher's logits and taps on them, all constants."""
-        return self._scored(tf.stop_gradient(self.generator(z, training=True)))
+        return self._scored(self._generated(z))
+
+    def _student_batch(self, z):
+        """What the student steps of one z start from: ``student_targets(z)``; or, when each
+        step trains on its own views (``augment``), G(z) alone, as ``(images,)``: the
+        teacher scores the views, never the images they replace."""
+        if self.config.augment == "none":
+            return self.student_targets(z)
+        return (self._generated(z),)
+
+    def _generated(self, z):
+        """G(z), a constant for the student's steps."""
+        return tf.stop_gradient(self.generator(z, training=True))
 
     def _scored(self, images):
         """(images, the teacher's logits, its taps), the last two constants."""
@@ -247,7 +259,8 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
 
     def student_views(self, targets, step: int):
         """What student step ``step`` of this iteration trains on. ``augment`` 'none' (the
-        paper): ``targets`` themselves. Otherwise a random view of each image
+        paper): ``targets`` themselves. Otherwise (only ``targets[0]``, the images, is read) a
+        random view of each image
         (``preprocess.augment``: affine zoom, rotation and shift, or crop, then a left-right
         flip; the same kinds as ``distill --augment``), scored anew by the teacher: not in the
         paper, the way ``distill --augment=affine --targets=teacher`` trains on synthetic
@@ -306,12 +319,12 @@ class ZeroShotTrainer(SymbolicBuildFix, keras.Model):
         for _ in range(self.config.n_generator_steps):
             self._generator_step(z[:, 0], replicas)
         if self.config.variant == "original":
-            targets = self.student_targets(z[:, 0])
+            batch = self._student_batch(z[:, 0])
             for k in range(self.config.n_student_steps):
-                self._student_step(*self.student_views(targets, k), replicas)
+                self._student_step(*self.student_views(batch, k), replicas)
         else:
             for k in range(self.config.n_student_steps):
-                self._student_step(*self.student_views(self.student_targets(z[:, k + 1]), k),
+                self._student_step(*self.student_views(self._student_batch(z[:, k + 1]), k),
                                    replicas)
         self.iteration.assign_add(1)
         return replica_logs({**{name: t.result() for name, t in self.trackers.items()}, **rates})
