@@ -14,6 +14,7 @@ from zskd_tf import typed_config
 from zskd_tf.errors import UserError
 
 OBJECTIVES = ("top_layer", "all_layers", "spectral_all_layers", "spectral_layer_pairs")
+SPECTRAL_RECORDS = ("none", "examples")
 BATCHES_PER_CLASS = 100  # optimize_dataset's default --num_samples: this many batches a class
 
 
@@ -32,11 +33,15 @@ class StatsConfig(typed_config.FlagConfig):
     """What ``compute_stats`` records; each field is the flag of the same name."""
     temperature: float = 8.0  # the logits are recorded divided by it
     spectral_keep: float = 0.1  # fraction of spectral coefficients the spectral objectives keep
+    # "examples": also every example's own kept coefficients, which the spectral objectives
+    # then rebuild their targets from (docs/methods/lopes.md, "Spectral objectives")
+    spectral_records: str = "none"
 
     def __post_init__(self):
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise UserError(f"--temperature must be a positive number, got {self.temperature}")
         check_spectral_keep(self.spectral_keep)
+        typed_config.check_choice("spectral_records", self.spectral_records, SPECTRAL_RECORDS)
 
 
 @dataclasses.dataclass(frozen=True)

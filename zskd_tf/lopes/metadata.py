@@ -4,7 +4,8 @@
 Two passes of the frozen teacher over the data:
 
 1. per class and recorded layer, the Gaussian moments of the activation; per class and
-   spectral graph, the mean |ŝ| of the graph Fourier coefficients ŝ = Uᵀ s of every example;
+   spectral graph, the mean |ŝ| of the graph Fourier coefficients ŝ = Uᵀ s of every example
+   (and, with ``records``, each example's own largest coefficients);
 2. (spectral only) the kept sets I_c are now known: the Gaussian moments of ŝ[I_c].
 """
 from __future__ import annotations
@@ -21,13 +22,24 @@ from zskd_tf.lopes.statistics import MAX_FULL_COVARIANCE_UNITS, ClassMoments, Ga
 
 
 @dataclasses.dataclass
+class SpectralRecords:
+    """Every training example's own compression in one graph: the indices (M, k) of its k
+    coefficients largest in |ŝ| and their values (M, k). Row m is the example of label m of
+    :attr:`Metadata.record_labels`."""
+    indices: np.ndarray
+    values: np.ndarray
+
+
+@dataclasses.dataclass
 class SpectralStats:
-    """One graph's metadata: its layers, Laplacian eigenvalues (N,), kept sets (K, k) and the
-    per-class Gaussian of the kept coefficients."""
+    """One graph's metadata: its layers, Laplacian eigenvalues (N,), kept sets (K, k), the
+    per-class Gaussian of the kept coefficients, and (``--spectral_records=examples``) the
+    examples' own records."""
     layers: list[str]
     eigenvalues: np.ndarray
     kept: np.ndarray
     coefficients: GaussianStats
+    records: SpectralRecords | None = None
 
 
 @dataclasses.dataclass
@@ -38,6 +50,7 @@ class Metadata:
     counts: np.ndarray
     layers: dict[str, GaussianStats]
     graphs: dict[str, SpectralStats]
+    record_labels: np.ndarray | None = None  # (M,) the class of each spectral record
 
 
 def _full(units: int) -> bool:
@@ -62,8 +75,12 @@ class _Progress:
 
 
 def compute(model: keras.Model, batches, num_classes: int, temperature: float, keep: float,
-            num_examples: int, print_fn=print) -> Metadata:
-    """``batches()`` yields (model inputs, labels) over the training data (called per pass)."""
+            num_examples: int, print_fn=print, records: bool = False) -> Metadata:
+    """``batches()`` yields (model inputs, labels) over the training data (called per pass).
+
+    With ``records``, every example's own largest coefficients in every graph are kept too
+    (:class:`SpectralRecords`).
+    """
     units = recording.layer_units(model)
     tapped = recording.recorder(model, units)
     graphs = spectral.graph_layers(spectral.dense_chain(model))
@@ -82,14 +99,19 @@ def compute(model: keras.Model, batches, num_classes: int, temperature: float, k
     moments = {name: ClassMoments(num_classes, n, _full(n)) for name, n in units.items()}
     abs_sums = {g: np.zeros((num_classes, len(bases[g][0]))) for g in graphs}
     basis32 = {g: bases[g][1].astype(np.float32) for g in graphs}
+    kept_records = {g: [] for g in graphs} if records and graphs else {}
+    labels = []
     progress = _Progress(f"pass 1/{passes} (statistics)", num_examples, print_fn)
     for acts, y in activations():
         for name, m in moments.items():
             m.add(acts[name], y)
         for g, layers in graphs.items():
-            coefficients = np.abs(spectral.signal(acts, layers) @ basis32[g])
+            coefficients = spectral.signal(acts, layers) @ basis32[g]
             for c in np.unique(y):
-                abs_sums[g][c] += coefficients[y == c].sum(axis=0)
+                abs_sums[g][c] += np.abs(coefficients[y == c]).sum(axis=0)
+            if kept_records:
+                kept_records[g].append(spectral.largest_coefficients(coefficients, keep))
+        labels.append(y)
         progress.update(len(y))
     broken = [name for name, m in moments.items() if not np.isfinite(m.sum).all()]
     if broken:
@@ -103,8 +125,18 @@ def compute(model: keras.Model, batches, num_classes: int, temperature: float, k
                                                num_examples, print_fn))
     return Metadata(temperature, keep, counts,
                     {name: m.gaussian() for name, m in moments.items()},
-                    {g: SpectralStats(layers, bases[g][0], kept[g], coefficients[g])
-                     for g, layers in graphs.items()})
+                    {g: SpectralStats(layers, bases[g][0], kept[g], coefficients[g],
+                                      _stacked(kept_records.get(g)))
+                     for g, layers in graphs.items()},
+                    np.concatenate(labels).astype(np.int64) if kept_records else None)
+
+
+def _stacked(parts) -> SpectralRecords | None:
+    """One graph's records from its per-batch (indices, values) pairs (None: not recorded)."""
+    if not parts:
+        return None
+    return SpectralRecords(np.concatenate([i for i, _ in parts]),
+                           np.concatenate([v for _, v in parts]))
 
 
 def _coefficient_pass(activations, graphs, bases, kept, num_classes, progress) -> dict:

@@ -14,6 +14,12 @@ objective is the same sum over segments (ReLU on both sides, as in the paper's c
   the other layers (LeNet's convs) keep the all_layers statistics targets. Weights 1/n_l.
 * ``spectral_layer_pairs``: the same with one independent target per adjacent pair of the
   chain (``pair<i>`` graphs), so an inner layer appears in two segments.
+
+With statistics computed with ``--spectral_records=examples``, the two spectral objectives
+draw their chain targets from real examples instead: each image of a batch of class c gets
+one training example of class c, drawn at random, and the chain's target is that example's
+signal rebuilt from its own kept coefficients (every graph of the objective from the same
+example, so the two targets of an inner layer agree).
 """
 from __future__ import annotations
 
@@ -71,6 +77,23 @@ class _SpectralTargets:
         return self.stats.coefficients.sample(label, count, rng) @ self.kept_basis[label].T
 
 
+class _RecordTargets:
+    """Targets of the graphs' layers rebuilt from the records of one drawn example per image."""
+
+    def __init__(self, graphs: list[SpectralStats], bases: list[np.ndarray],
+                 units: list[list[int]], labels: np.ndarray):
+        self.graphs, self.bases = graphs, bases
+        self.layers = [layer for g in graphs for layer in g.layers]
+        self.units = [n for graph_units in units for n in graph_units]
+        self.examples = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+
+    def sample(self, label, count, rng):
+        chosen = rng.choice(self.examples[label], count)
+        return np.concatenate([
+            spectral.rebuild(g.records.indices[chosen], g.records.values[chosen], basis)
+            for g, basis in zip(self.graphs, self.bases)], axis=1)
+
+
 @dataclasses.dataclass
 class Objective:
     name: str
@@ -94,9 +117,12 @@ def build(name: str, metadata: Metadata, teacher: keras.Model, where: str) -> Ob
     graph_layers = {layer for g in graphs for layer in g.layers}
     sources = [_LayerTargets(layer, stats) for layer, stats in metadata.layers.items()
                if layer not in graph_layers]
-    sources += [_SpectralTargets(g, _verified_basis(g, metadata, teacher, where),
-                                 [metadata.layers[layer].units for layer in g.layers])
-                for g in graphs]
+    bases = [_verified_basis(g, metadata, teacher, where) for g in graphs]
+    units = [[metadata.layers[layer].units for layer in g.layers] for g in graphs]
+    if metadata.record_labels is not None:
+        sources.append(_RecordTargets(graphs, bases, units, metadata.record_labels))
+    else:
+        sources += [_SpectralTargets(g, basis, n) for g, basis, n in zip(graphs, bases, units)]
     return _assemble(name, sources, weight=lambda units: 1.0 / units)
 
 

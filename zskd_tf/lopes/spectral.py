@@ -113,9 +113,28 @@ def signal(activations: dict, layers: list[str]) -> np.ndarray:
     return np.concatenate([np.asarray(activations[name]) for name in layers], axis=1)
 
 
+def kept_count(nodes: int, keep: float) -> int:
+    """How many of a graph's ``nodes`` coefficients ``--spectral_keep=keep`` keeps: ceil(keep·N)."""
+    return min(nodes, max(1, int(np.ceil(keep * nodes - 1e-9))))
+
+
 def kept_indices(mean_abs_coefficients: np.ndarray, keep: float) -> np.ndarray:
     """Per class, the ``ceil(keep·N)`` coefficients largest in mean |ŝ|, sorted: (K, k)."""
-    n = mean_abs_coefficients.shape[1]
-    k = min(n, max(1, int(np.ceil(keep * n - 1e-9))))
+    k = kept_count(mean_abs_coefficients.shape[1], keep)
     order = np.argsort(-mean_abs_coefficients, axis=1, kind="stable")[:, :k]
     return np.sort(order, axis=1).astype(np.int32)
+
+
+def largest_coefficients(coefficients: np.ndarray, keep: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (one example), its ``ceil(keep·N)`` coefficients largest in |ŝ|: the signal's own
+    compression. Returns (indices int32, values float32), both (rows, k), indices sorted."""
+    k = kept_count(coefficients.shape[1], keep)
+    order = np.sort(np.argpartition(-np.abs(coefficients), k - 1, axis=1)[:, :k], axis=1)
+    return order.astype(np.int32), np.take_along_axis(coefficients, order, 1).astype(np.float32)
+
+
+def rebuild(indices: np.ndarray, values: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Signals (rows, N) from kept coefficients: Σ_k values[:, k] · basis[:, indices[:, k]]."""
+    coefficients = np.zeros((len(indices), basis.shape[1]), np.float64)
+    np.put_along_axis(coefficients, indices, values, axis=1)
+    return coefficients @ basis.T

@@ -10,6 +10,9 @@ Arrays (K = number of classes; every per-class array has the class as first axis
 whose ``covariance`` is ``full`` in meta);
 ``spectral/<graph>/eigenvalues`` float64 (N,), ``spectral/<graph>/kept`` int32 (K, k),
 ``spectral/<graph>/mean``, ``.../std`` float32 (K, k), ``.../chol`` float32 (K, k, k);
+with ``--spectral_records=examples`` also ``spectral/<graph>/record_indices`` int32 (M, k) and
+``.../record_values`` float32 (M, k), every training example's own kept coefficients, and
+``spectral_record_labels`` int64 (M,), their classes;
 ``meta``: JSON string (format, teacher fingerprint, dataset, temperature, layers, graphs).
 """
 from __future__ import annotations
@@ -24,12 +27,18 @@ from zskd_tf import model_io
 from zskd_tf.data.datasets import IMAGE_SHAPES
 from zskd_tf.errors import UserError
 from zskd_tf.lopes import recording
-from zskd_tf.lopes.metadata import Metadata, SpectralStats
+from zskd_tf.lopes.metadata import Metadata, SpectralRecords, SpectralStats
 from zskd_tf.lopes.statistics import GaussianStats
 from zskd_tf.runtime import atomic, guarded
 
 FORMAT = "zskd_tf.lopes_stats/1"
 FILE_NAME = "stats.npz"
+RECORD_LABELS = "spectral_record_labels"
+
+
+def records_kind(metadata: Metadata) -> str:
+    """``--spectral_records`` of ``metadata``: ``examples`` if it holds records, else ``none``."""
+    return "none" if metadata.record_labels is None else "examples"
 
 
 def fingerprint(model: keras.Model, model_name: str, input_spec: dict) -> dict:
@@ -59,14 +68,19 @@ def save(path: str, metadata: Metadata, *, teacher: dict, dataset: str, extra: d
         arrays[f"{prefix}/eigenvalues"] = s.eigenvalues
         arrays[f"{prefix}/kept"] = s.kept
         arrays.update(_gaussian_arrays(prefix, s.coefficients))
+        if s.records is not None:
+            arrays[f"{prefix}/record_indices"] = s.records.indices
+            arrays[f"{prefix}/record_values"] = s.records.values
         graphs[graph_id] = {"layers": s.layers, "nodes": len(s.eigenvalues),
                             "kept": int(s.kept.shape[1]),
                             "covariance": "diagonal" if s.coefficients.chol is None else "full"}
+    if metadata.record_labels is not None:
+        arrays[RECORD_LABELS] = metadata.record_labels
     meta = {"format": FORMAT, "teacher": teacher, "dataset": dataset,
             "num_classes": len(metadata.counts), "temperature": metadata.temperature,
             "layers": layers,
             "spectral": {"keep": metadata.keep, "basis": "signed_laplacian",
-                         "graphs": graphs} if graphs else None,
+                         "records": records_kind(metadata), "graphs": graphs} if graphs else None,
             **extra}
     arrays["meta"] = np.array(json.dumps(meta))
     with atomic.atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
@@ -116,12 +130,21 @@ def load(path: str, meta: dict) -> Metadata:
             prefix = f"spectral/{graph_id}"
             graphs[graph_id] = SpectralStats(
                 info["layers"], arrays[f"{prefix}/eigenvalues"], arrays[f"{prefix}/kept"],
-                _gaussian(arrays, prefix))
+                _gaussian(arrays, prefix), _records(arrays, prefix))
         counts = arrays["count"]
+        record_labels = arrays.get(RECORD_LABELS)
+        if record_labels is not None and any(g.records is None for g in graphs.values()):
+            raise KeyError("a graph without its spectral records")
     except (KeyError, OSError, ValueError) as e:
         raise UserError(f"{path} is damaged or incomplete ({e}): run compute_stats again") from None
     keep = (meta.get("spectral") or {}).get("keep")
-    return Metadata(meta["temperature"], keep, counts, layers, graphs)
+    return Metadata(meta["temperature"], keep, counts, layers, graphs, record_labels)
+
+
+def _records(arrays: dict, prefix: str) -> SpectralRecords | None:
+    if f"{prefix}/record_indices" not in arrays:
+        return None
+    return SpectralRecords(arrays[f"{prefix}/record_indices"], arrays[f"{prefix}/record_values"])
 
 
 def check_teacher(meta: dict, path: str, teacher_print: dict, teacher_dataset: str | None,

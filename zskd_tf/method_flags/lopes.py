@@ -12,3 +12,9 @@ flags.DEFINE_enum("objective", config.RECONSTRUCTION_DEFAULTS.objective, config.
                   "layer's, or the spectral coefficients of all layers or of layer pairs.")
 flags.DEFINE_float("spectral_keep", config.STATS_DEFAULTS.spectral_keep,
                    "Fraction of spectral coefficients kept by the spectral objectives.")
+flags.DEFINE_enum("spectral_records", config.STATS_DEFAULTS.spectral_records,
+                  config.SPECTRAL_RECORDS,
+                  "What compute_stats keeps for the spectral objectives: per-class statistics "
+                  "of the kept coefficients only (none), or also every training example's own "
+                  "kept coefficients (examples), from which the spectral objectives then "
+                  "rebuild their targets.")

@@ -57,6 +57,11 @@ def _training_examples(cfg, raw):
     return x, y
 
 
+def _record_arrays(graph: metadata_lib.SpectralStats) -> tuple:
+    records = graph.records
+    return () if records is None else (records.indices, records.values)
+
+
 def summary(path: str, metadata: metadata_lib.Metadata) -> dict:
     """stats_summary.json: what the file costs, in bytes per class, layer by layer."""
     num_classes = len(metadata.counts)
@@ -70,8 +75,9 @@ def summary(path: str, metadata: metadata_lib.Metadata) -> dict:
               for name, g in metadata.layers.items()}
     graphs = {graph_id: {"layers": s.layers, "nodes": len(s.eigenvalues),
                          "kept": int(s.kept.shape[1]),
-                         "bytes_per_class": per_class(s.kept, s.coefficients.mean,
-                                                      s.coefficients.std, s.coefficients.chol)}
+                         "bytes_per_class": per_class(
+                             s.kept, s.coefficients.mean, s.coefficients.std,
+                             s.coefficients.chol, *_record_arrays(s))}
               for graph_id, s in metadata.graphs.items()}
     parts = [v["bytes_per_class"] for v in (*layers.values(), *graphs.values())]
     file_bytes = os.path.getsize(path)
@@ -79,8 +85,9 @@ def summary(path: str, metadata: metadata_lib.Metadata) -> dict:
             "bytes_per_class": sum(parts), "num_classes": num_classes,
             "class_counts": [int(c) for c in metadata.counts], "layers": layers,
             "spectral_graphs": graphs,
-            "note": "bytes_per_class: uncompressed arrays of one class; file_bytes: the "
-                    "compressed stats.npz, shared parts (eigenvalues, meta) included"}
+            "note": "bytes_per_class: uncompressed arrays of one class (with "
+                    "--spectral_records=examples, a class's share of the records); file_bytes: "
+                    "the compressed stats.npz, shared parts (eigenvalues, meta) included"}
 
 
 def run(cfg) -> dict:
@@ -104,7 +111,8 @@ def run(cfg) -> dict:
     started = time.monotonic()
     metadata = metadata_lib.compute(
         teacher.model, lambda: batch_streams.eval_batches(x, y, teacher.spec, INFERENCE_BATCH),
-        raw.num_classes, config.temperature, config.spectral_keep, len(x), print_fn)
+        raw.num_classes, config.temperature, config.spectral_keep, len(x), print_fn,
+        records=config.spectral_records == "examples")
     path = run_dir.file(stats_file.FILE_NAME)
     stats_file.save(path, metadata, teacher=stats_file.teacher_fingerprint(teacher),
                     dataset=cfg.dataset,
@@ -115,6 +123,7 @@ def run(cfg) -> dict:
     result = {"teacher": cfg.teacher, "dataset": cfg.dataset, "stats": path,
               "num_train_examples": len(x), "temperature": config.temperature,
               "spectral_keep": config.spectral_keep if metadata.graphs else None,
+              "spectral_records": stats_file.records_kind(metadata) if metadata.graphs else None,
               "spectral_graphs": {g: s.layers for g, s in metadata.graphs.items()},
               "stats_file_bytes": sizes["file_bytes"],
               "stats_bytes_per_class": sizes["bytes_per_class"],

@@ -47,6 +47,7 @@ def _adopt_stats_settings(cfg, config: ReconstructionConfig, meta: dict, stats: 
     decided = {"dataset": meta["dataset"], "temperature": meta["temperature"]}
     if meta.get("spectral"):
         decided["spectral_keep"] = meta["spectral"]["keep"]
+        decided["spectral_records"] = meta["spectral"].get("records", "none")
     for name, value in decided.items():
         if name in cfg.present and getattr(cfg, name) != value:
             raise UserError(f"--{name}={getattr(cfg, name)} differs from {stats}, made with "

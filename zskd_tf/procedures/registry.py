@@ -100,10 +100,11 @@ PROCEDURES = (
     _procedure("compute_stats", "records a teacher's activation statistics (Lopes et al., "
                "step 1).", ("teacher",),
                (*NAMED_DATASET, "max_train_examples", "holdout_first", "temperature",
-                "spectral_keep"), config=StatsConfig),
+                "spectral_keep", "spectral_records"), config=StatsConfig),
     _procedure("optimize_dataset", "reconstructs a transfer set from the statistics (Lopes et "
                "al., step 2).", ("teacher", "stats"),
-               ("dataset", "objective", "spectral_keep", "shard", *SYNTHESIS), sharded=True,
+               ("dataset", "objective", "spectral_keep", "spectral_records", "shard",
+                *SYNTHESIS), sharded=True,
                config=ReconstructionConfig),
     _procedure("zero_shot", "trains a student against an adversarial generator (ZSKT).",
                ("teacher", "student"),
