@@ -14,7 +14,9 @@
 # its last checkpoint when the script is run again. FREEZE_GENERATOR_AT=F adds
 # --freeze_generator_at=F (the generator stops learning at that fraction of the iterations;
 # directory suffix _freezeF). GENERATOR_BN_WEIGHT=W adds --generator_bn_weight=W (the teacher's
-# BN statistics as a prior in the generator's loss; suffix _bnW). SEEDS (default 0): --seeds, e.g. SEEDS=0,1,2 (mean and std in
+# BN statistics as a prior in the generator's loss; suffix _bnW). AUGMENT=affine adds
+# --augment=affine (each student step on its own random views of the generated images, scored
+# by the teacher anew: the main job's ZSKT step; suffix _affine). SEEDS (default 0): --seeds, e.g. SEEDS=0,1,2 (mean and std in
 # result.json; directory suffix _seedsS unless 0).
 # COMPARE=1 then makes the students the zero-shot one is compared with, all of the same teacher:
 #   - ZSKD: 6,000 data impressions (100 steps, sseung0703's synthesis, batch 500,
@@ -80,6 +82,10 @@ fi
 if [ -n "${GENERATOR_BN_WEIGHT:-}" ]; then
   zero_shot_flags+=(--generator_bn_weight="$GENERATOR_BN_WEIGHT")
   student+=_bn$GENERATOR_BN_WEIGHT
+fi
+if [ -n "${AUGMENT:-}" ]; then
+  zero_shot_flags+=(--augment="$AUGMENT")
+  student+=_$AUGMENT
 fi
 case ${STUDENT_INIT:-random} in
   random) ;;
