@@ -129,8 +129,17 @@ def test_records_survive_the_stats_file(teacher_and_data, tmp_path):
         arrays = {k: npz[k] for k in npz.files if not k.startswith("spectral/pair1/record")}
     np.savez(tmp_path / "damaged.npz", **arrays)
     damaged = str(tmp_path / "damaged.npz")
-    with pytest.raises(UserError, match="damaged or incomplete"):
+    with pytest.raises(UserError, match="damaged or incomplete.*pair1 has no spectral records"):
         stats_file.load(damaged, stats_file.read_meta(damaged))
+    for name, broken in (("short", lambda a: a[:-1]), ("off_graph", lambda a: a + 100)):
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        key = "spectral/all/record_indices"
+        arrays[key] = broken(arrays[key])
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        damaged = str(tmp_path / f"{name}.npz")
+        with pytest.raises(UserError, match="records do not fit"):
+            stats_file.load(damaged, stats_file.read_meta(damaged))
 
 
 def test_spectral_records_flag_is_checked():

@@ -133,12 +133,24 @@ def load(path: str, meta: dict) -> Metadata:
                 _gaussian(arrays, prefix), _records(arrays, prefix))
         counts = arrays["count"]
         record_labels = arrays.get(RECORD_LABELS)
-        if record_labels is not None and any(g.records is None for g in graphs.values()):
-            raise KeyError("a graph without its spectral records")
+        if record_labels is not None:
+            for graph_id, g in graphs.items():
+                _check_records(graph_id, g, len(record_labels))
     except (KeyError, OSError, ValueError) as e:
         raise UserError(f"{path} is damaged or incomplete ({e}): run compute_stats again") from None
     keep = (meta.get("spectral") or {}).get("keep")
     return Metadata(meta["temperature"], keep, counts, layers, graphs, record_labels)
+
+
+def _check_records(graph_id: str, graph: SpectralStats, count: int) -> None:
+    """ValueError unless ``graph`` has one record per label, each of valid coefficient indices."""
+    records, nodes = graph.records, len(graph.eigenvalues)
+    if records is None:
+        raise ValueError(f"graph {graph_id} has no spectral records")
+    if (records.indices.shape != records.values.shape or len(records.indices) != count
+            or records.indices.min(initial=0) < 0 or records.indices.max(initial=0) >= nodes):
+        raise ValueError(f"graph {graph_id}'s spectral records do not fit its {nodes} nodes "
+                         f"and {count} labels")
 
 
 def _records(arrays: dict, prefix: str) -> SpectralRecords | None:
