@@ -364,3 +364,15 @@ def test_zskd_bn_makes_more_impressions_at_fewer_steps_than_zskd():
         "--num_samples": 4000, "--synthesis_steps": 400, "--synthesis_batch_size": 500}
     assert _int_flags(steps, "zskd_bn_impressions", *SYNTHESIS_SIZES) == {
         "--num_samples": 8000, "--synthesis_steps": 100, "--synthesis_batch_size": 500}
+
+
+@pytest.mark.slow
+def test_split_needs_a_named_dataset_for_a_teacher_described_by_itself(foreign, tmp_path):
+    """A teacher described by itself has no training images to hold out: --split=holdout is
+    refused (zero_shot without --dataset), with --eval_data as the way out."""
+    run = str(tmp_path / "zskt")
+    assert_user_error(run_cli("--procedure=zero_shot", f"--teacher={foreign['keras']}",
+                              "--student=small_cnn", NAMES_FLAG, "--iterations=1",
+                              "--split=holdout", "--holdout_first=10", f"--run_dir={run}"),
+                      "--split=holdout needs a named dataset", "give --eval_data")
+    assert not os.path.exists(run)  # refused before the run directory is claimed
