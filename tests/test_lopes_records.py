@@ -131,14 +131,21 @@ def test_records_survive_the_stats_file(teacher_and_data, tmp_path):
     damaged = str(tmp_path / "damaged.npz")
     with pytest.raises(UserError, match="damaged or incomplete.*pair1 has no spectral records"):
         stats_file.load(damaged, stats_file.read_meta(damaged))
-    for name, broken in (("short", lambda a: a[:-1]), ("off_graph", lambda a: a + 100)):
+    key, labels = "spectral/all/record_indices", stats_file.RECORD_LABELS
+    for name, member, broken, message in (
+            ("short", key, lambda a: a[:-1], "records do not fit"),
+            ("off_graph", key, lambda a: a + 100, "records do not fit"),
+            ("one_class", labels, np.zeros_like, "every one of the 3 classes"),
+            ("no_labels", labels, None, "spectral_record_labels is missing")):
         with np.load(path) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        key = "spectral/all/record_indices"
-        arrays[key] = broken(arrays[key])
+        if broken is None:
+            del arrays[member]
+        else:
+            arrays[member] = broken(arrays[member])
         np.savez(tmp_path / f"{name}.npz", **arrays)
         damaged = str(tmp_path / f"{name}.npz")
-        with pytest.raises(UserError, match="records do not fit"):
+        with pytest.raises(UserError, match=message):
             stats_file.load(damaged, stats_file.read_meta(damaged))
 
 

@@ -133,13 +133,24 @@ def load(path: str, meta: dict) -> Metadata:
                 _gaussian(arrays, prefix), _records(arrays, prefix))
         counts = arrays["count"]
         record_labels = arrays.get(RECORD_LABELS)
-        if record_labels is not None:
+        if (meta.get("spectral") or {}).get("records") == "examples":
+            _check_record_labels(record_labels, len(counts))
             for graph_id, g in graphs.items():
                 _check_records(graph_id, g, len(record_labels))
     except (KeyError, OSError, ValueError) as e:
         raise UserError(f"{path} is damaged or incomplete ({e}): run compute_stats again") from None
     keep = (meta.get("spectral") or {}).get("keep")
     return Metadata(meta["temperature"], keep, counts, layers, graphs, record_labels)
+
+
+def _check_record_labels(labels, num_classes: int) -> None:
+    """ValueError unless every class has records and every label is a class."""
+    if labels is None:
+        raise ValueError(f"{RECORD_LABELS} is missing")
+    if len(labels) == 0 or labels.min() < 0 or labels.max() >= num_classes or len(
+            np.unique(labels)) != num_classes:
+        raise ValueError(f"{RECORD_LABELS} does not give every one of the {num_classes} "
+                         "classes its records")
 
 
 def _check_records(graph_id: str, graph: SpectralStats, count: int) -> None:
