@@ -125,6 +125,16 @@ def test_records_survive_the_stats_file(teacher_and_data, tmp_path):
                                       graph.records.indices)
         np.testing.assert_array_equal(loaded.graphs[graph_id].records.values,
                                       graph.records.values)
+    with np.load(path) as npz:  # the meta decides: records it does not name are not used
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["spectral"]["records"] = "none"
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "unnamed.npz", **arrays)
+    unnamed = str(tmp_path / "unnamed.npz")
+    without = stats_file.load(unnamed, stats_file.read_meta(unnamed))
+    assert without.record_labels is None
+    assert all(g.records is None for g in without.graphs.values())
     with np.load(path) as npz:
         arrays = {k: npz[k] for k in npz.files if not k.startswith("spectral/pair1/record")}
     np.savez(tmp_path / "damaged.npz", **arrays)

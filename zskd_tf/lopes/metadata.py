@@ -111,7 +111,8 @@ def compute(model: keras.Model, batches, num_classes: int, temperature: float, k
                 abs_sums[g][c] += np.abs(coefficients[y == c]).sum(axis=0)
             if kept_records:
                 kept_records[g].append(spectral.largest_coefficients(coefficients, keep))
-        labels.append(y)
+        if kept_records:
+            labels.append(y)
         progress.update(len(y))
     broken = [name for name, m in moments.items() if not np.isfinite(m.sum).all()]
     if broken:

@@ -123,6 +123,7 @@ def load(path: str, meta: dict) -> Metadata:
         arrays = guarded.read_npz(path)
     except guarded.DamagedFile as e:
         raise guarded.damaged_input(e, "run compute_stats again") from None
+    with_records = (meta.get("spectral") or {}).get("records") == "examples"
     try:
         layers = {name: _gaussian(arrays, f"layer/{name}") for name in meta["layers"]}
         graphs = {}
@@ -130,10 +131,10 @@ def load(path: str, meta: dict) -> Metadata:
             prefix = f"spectral/{graph_id}"
             graphs[graph_id] = SpectralStats(
                 info["layers"], arrays[f"{prefix}/eigenvalues"], arrays[f"{prefix}/kept"],
-                _gaussian(arrays, prefix), _records(arrays, prefix))
+                _gaussian(arrays, prefix), _records(arrays, prefix) if with_records else None)
         counts = arrays["count"]
-        record_labels = arrays.get(RECORD_LABELS)
-        if (meta.get("spectral") or {}).get("records") == "examples":
+        record_labels = arrays.get(RECORD_LABELS) if with_records else None
+        if with_records:
             _check_record_labels(record_labels, len(counts))
             for graph_id, g in graphs.items():
                 _check_records(graph_id, g, len(record_labels))
