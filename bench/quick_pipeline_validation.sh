@@ -67,6 +67,12 @@ rows=(
   # every student step on affine views of the generator's images, scored anew by the teacher
   "zskt_dafl_affine|zskt||--generator_balance_weight=1 --generator_confidence_weight=1 --augment=affine"
   "zskt_affine|zskt||--augment=affine"
+  # channel hints at the last tap (--hint_weight; docs/zskd_recipe_study.md, "Channel hints
+  # (2026-12-05)"), for the students that start from the teacher's channels (STUDENT_INIT=teacher)
+  "zskd_paper_affine_hint|zskd|${paper[*]}|${affine[*]} --hint_weight=1000"
+  "lopes_affine_hint|lopes||${affine[*]} --hint_weight=1000"
+  "lopes_affine_hint100|lopes||${affine[*]} --hint_weight=100"
+  "lopes_affine_hint10000|lopes||${affine[*]} --hint_weight=10000"
 )
 
 holdout() {  # student run directory -> prints its holdout accuracy

@@ -19,6 +19,9 @@
 #   new_init: the flagfiles now: new's impressions (shared with it); the student starts from
 #          the teacher's strongest channels and decays its rate (--init_from_teacher
 #          --lr_schedule=cosine)
+#   new_init_hint: the same with channel hints at the student's last tap
+#          (--hint_weight=${HINT_WEIGHT:-1000}, the weight chosen on the validation split at
+#          6,000 impressions); the same impressions
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_DIR:-runs/bench}/zskd_recipe
@@ -31,11 +34,13 @@ read -r -a recipes <<<"${RECIPES:-new_init new paper}"
 declare -A impression_flags=(
   [paper]="--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001"
   [new]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0"
-  [new_init]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0")
+  [new_init]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0"
+  [new_init_hint]="--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0")
 declare -A student_flags=(
   [paper]="--augment=none --targets=stored --epochs=20 --noinit_from_teacher --lr_schedule=step"
   [new]="--augment=affine --targets=teacher --epochs=120 --noinit_from_teacher --lr_schedule=step"
-  [new_init]="--augment=affine --targets=teacher --epochs=120 --init_from_teacher --lr_schedule=cosine")
+  [new_init]="--augment=affine --targets=teacher --epochs=120 --init_from_teacher --lr_schedule=cosine"
+  [new_init_hint]="--augment=affine --targets=teacher --epochs=120 --init_from_teacher --lr_schedule=cosine --hint_weight=${HINT_WEIGHT:-1000}")
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
 zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --run_dir="$teacher"
@@ -43,7 +48,7 @@ for recipe in "${recipes[@]}"; do
   for seed in "${seeds[@]}"; do
     [[ $recipe == paper && $seed != "${seeds[0]}" && -z ${PAPER_ALL_SEEDS:-} ]] && continue
     run=$out/${recipe}_n${num}_s${steps}_seed$seed
-    impressions=$out/${recipe%_init}_n${num}_s${steps}_seed$seed/impressions
+    impressions=$out/${recipe%%_*}_n${num}_s${steps}_seed$seed/impressions  # new* share
     # shellcheck disable=SC2086
     zskd --flagfile=flags/zskd/fashion_mnist_impressions.cfg --teacher="$teacher" \
       --num_samples="$num" --synthesis_batch_size=500 --synthesis_steps="$steps" \

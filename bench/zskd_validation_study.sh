@@ -21,9 +21,11 @@
 #   e20: the recipe's 20 epochs; e5: 5 epochs (the --quick pipeline's teacher).
 # Students: plain (20 epochs on the stored targets), affine_e120 (120 epochs of affine views
 # scored by the teacher online), affine_e120_init (the same, starting from the teacher's
-# strongest channels with a cosine schedule: --init_from_teacher --lr_schedule=cosine).
+# strongest channels with a cosine schedule: --init_from_teacher --lr_schedule=cosine),
+# affine_e120_init_hint (the same with channel hints at the last tap, --hint_weight=1000).
 # Measured 2026-12-05 (NUM=6000, SEED=0 and 1, e20 teacher 91.09 % on the holdout):
-# sseung_lr3 affine_e120 64.07 / 65.59 %, affine_e120_init 71.54 / 72.07 %.
+# sseung_lr3 affine_e120 64.07 / 65.59 %, affine_e120_init 71.54 / 72.07 %,
+# affine_e120_init_hint 74.80 / 74.71 % (docs/zskd_recipe_study.md, "Channel hints (2026-12-05)").
 #
 # Prints one line per row: teacher, impressions, student, the impressions' mean pixel, the
 # student's holdout accuracy (final epoch).
@@ -55,6 +57,7 @@ rows=(
   "sseung_lr3|e5|${sseung[*]} --synthesis_lr=3.0|affine_e120|--augment=affine --targets=teacher --epochs=120"
   "sseung_lr1|e5|${sseung[*]} --synthesis_lr=1.0|plain|${plain[*]}"
   "sseung_lr3|e20|${sseung[*]} --synthesis_lr=3.0|affine_e120_init|${affine[*]} --init_from_teacher --lr_schedule=cosine"
+  "sseung_lr3|e20|${sseung[*]} --synthesis_lr=3.0|affine_e120_init_hint|${affine[*]} --init_from_teacher --lr_schedule=cosine --hint_weight=1000"
 )
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }

@@ -72,3 +72,45 @@ def parsed_flags(*args):
         flags.FLAGS.unparse_flags()
         flags.FLAGS(["zskd_tf", *args])
         return cli_flags.config_from_flags()
+
+
+def teacher_with_dead_half():
+    """A Keras classifier (convolution, BatchNorm, depthwise and separable convolutions, dense
+    layers) whose dropped channels are exactly dead: the half-width copy that keeps the
+    live ones computes the teacher's function. Live and dead channels are interleaved, so a
+    copy that kept the first half would be wrong."""
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.SeparableConv2D(6, 1, activation="relu", name="separable")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(10, activation="relu", name="hidden")(x)
+    x = keras.layers.Dense(4, name="scores")(x)
+    model = keras.Model(inputs, keras.layers.Softmax()(x))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        layer.set_weights([rng.normal(size=w.shape).astype("float32")
+                           for w in layer.get_weights()])
+    bn = model.get_layer("bn")
+    gamma, beta, mean, variance = bn.get_weights()
+    dead = np.arange(8) % 2 == 1
+    gamma[dead], beta[dead], variance[:] = 0.0, 0.0, np.abs(variance) + 0.5
+    gamma[~dead] = np.sign(gamma[~dead]) * (np.abs(gamma[~dead]) + 1.0)
+    bn.set_weights([gamma, beta, mean, variance])
+    depthwise = model.get_layer("depthwise")
+    kernel, bias = depthwise.get_weights()
+    bias[np.repeat(dead, 2)] = 0.0  # channel c's outputs are 2c and 2c + 1
+    depthwise.set_weights([kernel, bias])
+    for name, dead_out in (("separable", [0, 2, 5]), ("hidden", [1, 3, 4, 7, 8])):
+        layer = model.get_layer(name)
+        weights = layer.get_weights()
+        weights[-2][..., dead_out] = 0.0  # the kernel (pointwise) columns and the bias
+        weights[-1][dead_out] = 0.0
+        layer.set_weights(weights)
+    return model

@@ -128,7 +128,8 @@ def test_pipeline_seed_reaches_the_zskt_student():
 def test_the_demo_students_start_from_the_teachers_channels():
     """--student_init=teacher (the default): every student starts from the teacher's strongest
     channels, the two distilled ones decay their rate and ZSKT adds DAFL's generator terms
-    and affine views; random: the fresh students."""
+    and affine views, and the Lopes student of --quick takes channel hints; random: the fresh
+    students."""
     plan = {s.name: s.args for s in steps_lib.plan(steps_lib.PRESETS["quick"], "/p", None)}
     for name in ("zskd_student", "lopes_student", "zskt_student"):
         assert "--init_from_teacher" in plan[name], name
@@ -137,10 +138,16 @@ def test_the_demo_students_start_from_the_teachers_channels():
     assert not set(steps_lib.FINE_TUNE) & set(plan["zskt_student"])  # ZSKT keeps its schedule
     assert set(steps_lib.ZSKT_FROM_TEACHER) <= set(plan["zskt_student"])  # and adds DAFL's terms
     assert "--augment=affine" in plan["zskt_student"]  # and trains on views of their images
+    assert set(steps_lib.LOPES_HINTS) <= set(plan["lopes_student"])  # channel hints, Lopes only
+    for name in ("zskd_student", "zskt_student"):
+        assert not any(a.startswith("--hint_weight") for a in plan[name]), name
+    full = steps_lib.plan(steps_lib.PRESETS["full"], "/p", None)  # not validated at its scale
+    assert not any(a.startswith("--hint_weight") for s in full for a in s.args)
     fresh = steps_lib.plan(steps_lib.PRESETS["quick"], "/p", None, student_init="random")
     for step in fresh:
         assert "--init_from_teacher" not in step.args, step.name
         assert not set(steps_lib.FINE_TUNE) & set(step.args), step.name
+        assert not any(a.startswith("--hint_weight") for a in step.args), step.name
     zskt = next(step.args for step in fresh if step.name == "zskt_student")
     assert not set(steps_lib.ZSKT_FROM_TEACHER) & set(zskt)  # the paper's step
 

@@ -17,8 +17,9 @@ from zskd_tf.trainers.distill_config import DistillConfig
 from zskd_tf.trainers.train_config import TrainConfig
 
 # Flags that several procedures share, left at None on the command line: distill fills them
-# in from its config (procedures/distill.py's RECORDED_DEFAULTS, or "every shared tap").
-SHARED_NONE_FLAGS = {"temperature", "beta", "at_taps"}
+# in from its config (procedures/distill.py's RECORDED_DEFAULTS, or "every shared tap", or
+# "the student's last tap").
+SHARED_NONE_FLAGS = {"temperature", "beta", "at_taps", "hint_taps"}
 OLD_FLAGFILES = os.path.join(REPO, "tests", "data", "flags_before_typed_configs")
 
 

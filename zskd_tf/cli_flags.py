@@ -153,6 +153,14 @@ flags.DEFINE_float("beta", None,
 flags.DEFINE_list("at_taps", None,
                   "Feature taps used by attention transfer (default: every spatial tap the "
                   "teacher and student share, e.g. the WRN group outputs).")
+flags.DEFINE_float("hint_weight", _DISTILL.hint_weight,
+                   "distill: weight of the channel hints: a student that is a narrower copy of "
+                   "the teacher (e.g. lenet5 -> lenet5_half) also matches, at --hint_taps, the "
+                   "teacher's features of the channels it stands for (mean squared difference; "
+                   "0: off; docs/methods/extensions.md).")
+flags.DEFINE_list("hint_taps", None,
+                  "Feature taps the channel hints match (default: the student's last tap, "
+                  "e.g. fc2 of a LeNet-5).")
 flags.DEFINE_integer("samples_per_class", _DISTILL.samples_per_class,
                      "Few-shot: train on M seeded, class-balanced real images per class; "
                      "epochs are scaled to match the full-data number of SGD steps.")

@@ -62,6 +62,18 @@ def attention_transfer(student_features, teacher_features):
     return total
 
 
+def channel_hint(student_features, teacher_features, channels):
+    """Sum over the taps of the mean over batch, positions and channels of the squared
+    difference between the student's features and the teacher's on the channels the student
+    stands for (``channels``: one index array per tap, or None for all of them)."""
+    total = 0.0
+    for s, t, kept in zip(student_features, teacher_features, channels):
+        if kept is not None:
+            t = tf.gather(t, kept, axis=-1)
+        total += tf.reduce_mean(tf.square(tf.cast(s, tf.float32) - tf.cast(t, tf.float32)))
+    return total
+
+
 def batchnorm_statistics(features, moving_mean, moving_variance):
     """How far a batch is from the statistics a BatchNormalization layer learnt on real data
     (DeepInversion's feature-statistics prior, Yin et al. 2020): the L2 norm over channels of

@@ -49,19 +49,9 @@ def take_teacher_channels(teacher: keras.Model, copy: keras.Model) -> keras.Mode
         UserError: a layer this module cannot slice (module docstring); ``copy`` is then
             unchanged.
     """
-    narrow_layers = {layer.name: layer for layer in copy.layers}
-    pairs = [(t, narrow_layers.get(t.name)) for t in teacher.layers
-             if not isinstance(t, keras.layers.InputLayer)]
-    if any(c is None and t.weights for t, c in pairs):
-        raise UserError(f"{copy.name} is not a layer-for-layer copy of {teacher.name}")
-    pairs = [(t, c) for t, c in pairs if c is not None]  # a softmax after the class scores
-    inbound, outbound, readers = _graph(teacher)
-    groups = _ChannelGroups(pairs, inbound, outbound, readers)
     weights = []
-    for layer, narrow in pairs:
-        sources = inbound.get(layer.name, [])
-        channels = groups.kept(sources[0]) if sources else None
-        new = _slice(layer, narrow, channels, groups.kept(outbound[layer.name]))
+    for layer, narrow, channels, out in _channel_walk(teacher, copy):
+        new = _slice(layer, narrow, channels, out)
         if new and [w.shape for w in new] != [w.shape for w in narrow.get_weights()]:
             raise UserError(f"layer {layer.name} ({type(layer).__name__}) of the copy does "
                             "not match the teacher's channels it would take")
@@ -70,6 +60,45 @@ def take_teacher_channels(teacher: keras.Model, copy: keras.Model) -> keras.Mode
         if new:
             narrow.set_weights(new)
     return copy
+
+
+def kept_channels(teacher: keras.Model, copy: keras.Model) -> dict:
+    """Which of the teacher's output channels each layer of a narrower copy stands for: the
+    channels :func:`take_teacher_channels` gives it. They depend on the teacher's weights and
+    the copy's widths only, not on the copy's weights, so they hold for the copy at any point
+    of its training (e.g. after a resume).
+
+    Args:
+        teacher: the trained classifier.
+        copy: a narrower copy of it, layer for layer (same layer names).
+
+    Returns:
+        {layer name: sorted indices into the teacher layer's output channels, or None when
+        the layer keeps all of them}, for every layer of the teacher the copy also has.
+
+    Raises:
+        UserError: as :func:`take_teacher_channels`.
+    """
+    return {layer.name: out for layer, _, _, out in _channel_walk(teacher, copy)}
+
+
+def _channel_walk(teacher, copy):
+    """(teacher layer, copy layer, the input channels it reads, the output channels it keeps)
+    for every layer pair in the teacher's layer order (channels None: all)."""
+    narrow_layers = {layer.name: layer for layer in copy.layers}
+    pairs = [(t, narrow_layers.get(t.name)) for t in teacher.layers
+             if not isinstance(t, keras.layers.InputLayer)]
+    if any(c is None and t.weights for t, c in pairs):
+        raise UserError(f"{copy.name} is not a layer-for-layer copy of {teacher.name}")
+    pairs = [(t, c) for t, c in pairs if c is not None]  # a softmax after the class scores
+    inbound, outbound, readers = _graph(teacher)
+    groups = _ChannelGroups(pairs, inbound, outbound, readers)
+    walk = []
+    for layer, narrow in pairs:  # in this order: a writer's importance reads its input's
+        sources = inbound.get(layer.name, [])
+        channels = groups.kept(sources[0]) if sources else None
+        walk.append((layer, narrow, channels, groups.kept(outbound[layer.name])))
+    return walk
 
 
 class _ChannelGroups:

@@ -39,6 +39,14 @@ FINE_TUNE = ("--lr_schedule=cosine",)
 # "ZSKT from the teacher's channels: affine views".
 ZSKT_FROM_TEACHER = ("--generator_balance_weight=1", "--generator_confidence_weight=1",
                      "--augment=affine")
+# The Lopes et al. student from the teacher's channels of --quick also matches the teacher's
+# fc2 features of the channels it stands for (channel hints, docs/methods/extensions.md,
+# "Channel hints"): +3.36 points on the validation split at the --quick scale (3,200 images,
+# 3 seeds; docs/quick_pipeline_study.md, "Channel hints, validation split (2026-12-05)"). Not
+# for ZSKD's student (-0.78 there) nor at --full's scale, which was not measured (hints cost
+# ZSKD's 48,000-impression student a point: docs/zskd_recipe_study.md, "Channel hints
+# (2026-12-05)").
+LOPES_HINTS = ("--hint_weight=100",)
 # The synthesis chosen on the validation split for the recipe's 20-epoch teacher (flags/zskd/,
 # docs/zskd_recipe_study.md): a N(0, 1) start, an image L2 penalty and Adam at lr 3. The 5-epoch
 # teacher of --quick makes better impressions with the paper's settings (the procedure's
@@ -58,6 +66,7 @@ class Preset:
     zskt_iterations: int
     curve_images: int
     curve_steps: int
+    lopes_hints: bool = False  # channel hints for a Lopes student from the teacher's channels
     extra: tuple = ()  # (step name, (flags...)) pairs appended to those steps
 
 
@@ -76,7 +85,7 @@ PRESETS = {
     "quick": Preset("quick", teacher_epochs=5, impressions=6000, impression_steps=400,
                     impression_flags=(),
                     reconstructions=3200, reconstruction_steps=300, zskt_iterations=600,
-                    curve_images=100, curve_steps=30),
+                    curve_images=100, curve_steps=30, lopes_hints=True),
     # The benchmark settings (bench/*.sh): hours on a CPU.
     "full": Preset("full", teacher_epochs=None, impressions=48000, impression_steps=400,
                    impression_flags=RECIPE_SYNTHESIS,
@@ -85,7 +94,7 @@ PRESETS = {
     "smoke": Preset("smoke", teacher_epochs=1, impressions=200, impression_steps=20,
                     impression_flags=(),
                     reconstructions=640, reconstruction_steps=20, zskt_iterations=10,
-                    curve_images=10, curve_steps=5, extra=SMOKE_EXTRA),
+                    curve_images=10, curve_steps=5, lopes_hints=True, extra=SMOKE_EXTRA),
 }
 
 
@@ -125,6 +134,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
     pruned = student_init == "teacher"
     student = (f"--student={STUDENT_MODEL}", t, *(("--init_from_teacher",) if pruned else ()))
     synthetic_student = (*SYNTHETIC_STUDENT, *(FINE_TUNE if pruned else ()))
+    lopes_hints = LOPES_HINTS if pruned and preset.lopes_hints else ()
     steps += [
         Step("zskd_impressions", "ZSKD: data impressions", (
             "--procedure=data_impressions", t, f"--num_samples={preset.impressions}",
@@ -143,7 +153,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
         Step("lopes_student", "Lopes et al.: student on the reconstruction", (
             "--procedure=distill", *student,
             f"--dataset={d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "--loss=soft_ce",
-            "--temperature=8", *synthetic_student)),
+            "--temperature=8", *synthetic_student, *lopes_hints)),
         Step("zskt_student", "ZSKT: zero-shot student against a generator", (
             "--procedure=zero_shot", *student, f"--dataset={DATASET}", "--beta=0",
             "--generator_range=teacher", *(ZSKT_FROM_TEACHER if pruned else ()),

@@ -20,7 +20,7 @@ from zskd_tf import model_io, teacher_task
 from zskd_tf.data import batch_streams, datasets, sampling, synthetic
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
-from zskd_tf.models import complexity, registry
+from zskd_tf.models import complexity, registry, teacher_channels
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import (
     Split,
@@ -184,14 +184,51 @@ def _real_data(cfg, teacher) -> DistillData:
 
 def _with_taps(config: DistillConfig, teacher_model, student) -> DistillConfig:
     """``config`` with the taps attention transfer uses: ``--at_taps``, else every spatial tap
-    teacher and student share; none when ``--beta`` is 0."""
+    teacher and student share; none when ``--beta`` is 0. The same for the channel hints:
+    ``--hint_taps``, else the student's last tap; none when ``--hint_weight`` is 0."""
     at_taps = ()
     if config.beta:
         at_taps = config.at_taps or taps_lib.common_spatial_taps(teacher_model, student)
         if not at_taps:
             raise UserError("--beta > 0 needs feature taps of the same spatial size in teacher "
                             "and student (e.g. two WRNs); none found: use --beta=0")
-    return dataclasses.replace(config, at_taps=tuple(at_taps))
+    hint_taps = ()
+    if config.hint_weight:
+        hint_taps = config.hint_taps or tuple(taps_lib.tap_names(student)[-1:])
+        if not hint_taps:
+            raise UserError(f"--hint_weight > 0 needs feature taps; the student {student.name} "
+                            "has none: use --hint_weight=0")
+    return dataclasses.replace(config, at_taps=tuple(at_taps), hint_taps=tuple(hint_taps))
+
+
+def _hint_channels(config: DistillConfig, teacher_model, student) -> dict:
+    """{hint tap: the teacher's channels the student's stand for (None: all)}, checked: the
+    student must be a narrower copy of the teacher and each tap's features must line up."""
+    if not config.hint_weight:
+        return {}
+    if teacher_model is None:
+        raise UserError("--hint_weight > 0 needs a teacher whose layers can be read: a zskd_tf "
+                        "run or a .keras file")
+    try:
+        kept = teacher_channels.kept_channels(teacher_model, student)
+    except UserError as e:
+        raise UserError(f"--hint_weight > 0 needs a student that is a narrower copy of the "
+                        f"teacher, layer for layer (e.g. lenet5 -> lenet5_half): {e}") from None
+    taps_lib.with_taps(teacher_model, config.hint_taps)  # unknown names: a clear error
+    taps_lib.with_taps(student, config.hint_taps)
+    channels = {}
+    for name in config.hint_taps:
+        layer = taps_lib.tap(name)
+        t_shape = list(teacher_model.get_layer(layer).output.shape[1:])
+        if kept.get(layer) is not None:
+            t_shape[-1] = len(kept[layer])
+        s_shape = list(student.get_layer(layer).output.shape[1:])
+        if t_shape != s_shape:
+            raise UserError(f"hint tap {name}: the student's features {tuple(s_shape)} do not "
+                            f"line up with the teacher's channels they stand for "
+                            f"{tuple(t_shape)}")
+        channels[name] = kept.get(layer)
+    return channels
 
 
 def _few_shot_epochs(epochs: int, n_full: int, num_classes: int, m: int, dataset: str) -> int:
@@ -249,7 +286,8 @@ def run(cfg) -> dict:
         config = _with_taps(config, teacher_model, student)
         optimizer = recipes.make_optimizer(recipe, total_steps)
         trainer = Distiller(student, teacher_model, config, weight_decay=recipe.weight_decay,
-                            ema_momentum=config.ema_momentum)
+                            ema_momentum=config.ema_momentum,
+                            hint_channels=_hint_channels(config, teacher_model, student))
         trainer.compile(optimizer=optimizer)
         optimizer.build(student.trainable_variables)
     memory.check_batch_fits("batch_size", recipe.batch_size,

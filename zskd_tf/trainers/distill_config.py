@@ -19,7 +19,7 @@ LOSSES = ("kd", "soft_ce")
 TARGETS = ("auto", "teacher", "stored")  # auto: the teacher when one is given
 # The fields that say what the student minimises: result.json's "distill" entry.
 OBJECTIVE_FIELDS = ("loss", "alpha", "temperature", "soft_ce_scale", "beta", "at_taps",
-                    "anchor_weight", "freeze_bn")
+                    "hint_weight", "hint_taps", "anchor_weight", "freeze_bn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +35,10 @@ class DistillConfig(RecipeOverrides):
           docs/methods/kd_at_moonshine.md, "Attention transfer"); empty ``at_taps`` with
           ``beta > 0`` means every spatial tap teacher and student share (the procedure
           resolves them).
+    hint_weight: weight of the channel hints over ``hint_taps`` (a student that is a narrower
+          copy of the teacher matches, at each tap, the teacher's features of the channels
+          it stands for: docs/methods/extensions.md, "Channel hints"); empty ``hint_taps``
+          with ``hint_weight > 0`` means the student's last tap (the procedure resolves it).
     anchor_weight: L1 pull to the initial weights (ZSKT fine-tuning: docs/methods/zskt.md,
           "Fine-tuning with M real images per class").
     freeze_bn: run the student in inference mode (BN uses and keeps its moving statistics).
@@ -47,6 +51,8 @@ class DistillConfig(RecipeOverrides):
     targets: str = "auto"
     beta: float = 0.0
     at_taps: tuple = ()
+    hint_weight: float = 0.0
+    hint_taps: tuple = ()
     anchor_weight: float = 0.0
     freeze_bn: bool = False
     samples_per_class: int | None = None  # few-shot: M seeded real images per class
@@ -55,23 +61,25 @@ class DistillConfig(RecipeOverrides):
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "at_taps", tuple(self.at_taps))
+        object.__setattr__(self, "hint_taps", tuple(self.hint_taps))
         typed_config.check_choice("loss", self.loss, LOSSES)
         typed_config.check_choice("targets", self.targets, TARGETS)
         if not 0 <= self.alpha <= 1:
             raise UserError(f"--alpha must be in [0, 1], got {self.alpha}")
         for name in ("temperature", "soft_ce_scale", "samples_per_class"):
             typed_config.check_positive(name, getattr(self, name))
-        for name in ("beta", "anchor_weight"):
+        for name in ("beta", "hint_weight", "anchor_weight"):
             typed_config.check_non_negative(name, getattr(self, name))
 
     def objective(self) -> dict:
         """What the student minimises, as result.json records it.
 
         Returns:
-            {field: value} of ``OBJECTIVE_FIELDS``, ``at_taps`` as a list.
+            {field: value} of ``OBJECTIVE_FIELDS``, the taps as lists.
         """
         settings = {name: getattr(self, name) for name in OBJECTIVE_FIELDS}
         settings["at_taps"] = list(self.at_taps)
+        settings["hint_taps"] = list(self.hint_taps)
         return settings
 
 

@@ -16,36 +16,44 @@ class Distiller(ClassifierTrainer):
     ``teacher`` may be None when nothing needs it: alpha = beta = 0 (the no-teacher
     baseline, plain CE) or stored soft targets (batches of ``(x, soft_targets)``).
     ``config`` is read for its objective (``distill_config.OBJECTIVE_FIELDS``), with
-    ``at_taps`` already resolved to tap names when ``beta > 0``.
+    ``at_taps`` already resolved to tap names when ``beta > 0``, and ``hint_taps`` when
+    ``hint_weight > 0``; ``hint_channels`` then gives, per hint tap, the teacher's channels
+    the student's stand for (``teacher_channels.kept_channels``; None: all).
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model | None,
-                 config: DistillConfig, weight_decay: float = 0.0, **kwargs):
+                 config: DistillConfig, weight_decay: float = 0.0, hint_channels=None,
+                 **kwargs):
         super().__init__(student, weight_decay=weight_decay, **kwargs)
         self.config = config
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
-        if config.beta:
-            self.student_taps = taps_lib.with_taps(student, config.at_taps)
-            self.teacher_taps = taps_lib.with_taps(teacher, config.at_taps)
+        at_taps = config.at_taps if config.beta else ()
+        hint_taps = config.hint_taps if config.hint_weight else ()
+        self.tap_names = list(dict.fromkeys((*at_taps, *hint_taps)))
+        self.hint_channels = [(hint_channels or {}).get(name) for name in hint_taps]
+        if self.tap_names:
+            self.student_taps = taps_lib.with_taps(student, self.tap_names)
+            self.teacher_taps = taps_lib.with_taps(teacher, self.tap_names)
         self.anchors = ([keras.Variable(keras.ops.convert_to_numpy(v), trainable=False,
                                         name=f"anchor_{i}")
                          for i, v in enumerate(student.trainable_variables)]
                         if config.anchor_weight else [])
 
     def _forward(self, x):
-        """Student logits (with gradient), teacher logits (constant), and their taps."""
+        """Student logits (with gradient), teacher logits (constant), and their taps
+        ({name: tensor})."""
         training = not self.config.freeze_bn
-        if self.config.beta:
+        if self.tap_names:
             s_logits, s_taps = self.student_taps(x, training=training)
             t_logits, t_taps = self.teacher_taps(x, training=False)
-            return s_logits, tf.stop_gradient(t_logits), list(s_taps.values()), [
-                tf.stop_gradient(t) for t in t_taps.values()]
+            return s_logits, tf.stop_gradient(t_logits), s_taps, {
+                name: tf.stop_gradient(t) for name, t in t_taps.items()}
         s_logits = self.classifier(x, training=training)
         t_logits = (tf.stop_gradient(self.teacher(x, training=False))
                     if self.teacher is not None else None)
-        return s_logits, t_logits, [], []
+        return s_logits, t_logits, {}, {}
 
     def objective(self, x, y):
         c = self.config
@@ -58,7 +66,12 @@ class Distiller(ClassifierTrainer):
         else:
             loss = losses.cross_entropy(y, s_logits)
         if c.beta:
-            loss += c.beta * losses.attention_transfer(s_taps, t_taps)
+            loss += c.beta * losses.attention_transfer([s_taps[n] for n in c.at_taps],
+                                                       [t_taps[n] for n in c.at_taps])
+        if c.hint_weight:
+            loss += c.hint_weight * losses.channel_hint([s_taps[n] for n in c.hint_taps],
+                                                        [t_taps[n] for n in c.hint_taps],
+                                                        self.hint_channels)
         if c.anchor_weight:
             loss += c.anchor_weight * losses.l1_anchor(self.classifier.trainable_variables,
                                                        self.anchors)
