@@ -8,7 +8,8 @@
 # recorded on the teacher's own 50,000 training images. The test set is not read for any choice.
 #
 #   bench/quick_pipeline_validation.sh                 # every row, products in runs/val/quick
-#   bench/quick_pipeline_validation.sh zskd            # rows whose name contains "zskd"
+#   bench/quick_pipeline_validation.sh zskd            # rows whose name matches the regex "zskd"
+#   bench/quick_pipeline_validation.sh "^lopes_affine$" # that row alone
 #   SEED=1 bench/quick_pipeline_validation.sh zskt     # another seed
 #   STUDENT_INIT=teacher bench/quick_pipeline_validation.sh lopes_affine
 #       # the student starts from the teacher's strongest channels (--init_from_teacher; the
@@ -19,6 +20,11 @@
 #       # lenet5_e5_t1 and quick_t1): does a choice made on the first teacher carry over?
 #       # Measured 2026-12-05, seeds 0 and 1: zskt_dafl 80.24 / 80.93 %, zskt_paper (the start
 #       # alone) 72.89 / 73.51 % (the first teacher: 81.22 against 74.33 %, 3 seeds)
+#   TEACHER_EPOCHS=20 STUDENT_INIT=teacher bench/quick_pipeline_validation.sh lopes_affine
+#       # the recipe's 20-epoch teacher instead of the pipeline's 5-epoch one (its runs go to
+#       # lenet5_e20 and quick_e20): does a choice made for one teacher carry to the other?
+#   LOPES_NUM=9600 LOPES_STEPS=1000 ... lopes_affine
+#       # a larger Lopes et al. reconstruction (default 3,200 images x 300 steps, --quick's)
 #
 # Prints one line per row: the row's name, seed and the student's holdout accuracy (final
 # epoch / iteration), with the seconds the row's own steps took.
@@ -33,13 +39,18 @@ case ${STUDENT_INIT:-random} in
 esac
 only=${1:-}
 teacher_seed=${TEACHER_SEED:-0}
+teacher_epochs=${TEACHER_EPOCHS:-5}
 suffix=; [[ $teacher_seed == 0 ]] || suffix=_t$teacher_seed
-teacher=$out/lenet5_e5$suffix
+[[ $teacher_epochs == 5 ]] || suffix=_e$teacher_epochs$suffix
+teacher=$out/lenet5_e$teacher_epochs${suffix#_e"$teacher_epochs"}
 q=$out/quick$suffix
+lopes_num=${LOPES_NUM:-3200}
+lopes_steps=${LOPES_STEPS:-300}
+lopes_size=; [[ $lopes_num/$lopes_steps == 3200/300 ]] || lopes_size=_${lopes_num}x$lopes_steps
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
-zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --holdout_first=10000 --epochs=5 \
-  --seed="$teacher_seed" --run_dir="$teacher"
+zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --holdout_first=10000 \
+  --epochs="$teacher_epochs" --seed="$teacher_seed" --run_dir="$teacher"
 
 paper=(--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001)
 sseung=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0)
@@ -73,6 +84,10 @@ rows=(
   "lopes_affine_hint|lopes||${affine[*]} --hint_weight=1000"
   "lopes_affine_hint100|lopes||${affine[*]} --hint_weight=100"
   "lopes_affine_hint10000|lopes||${affine[*]} --hint_weight=10000"
+  # the hinted Lopes et al. student at other temperatures and twice the epochs
+  "lopes_affine_hint100_t4|lopes||${affine[*]} --hint_weight=100 --temperature=4"
+  "lopes_affine_hint100_t20|lopes||${affine[*]} --hint_weight=100 --temperature=20"
+  "lopes_affine_hint100_e240|lopes||${affine[*]} --hint_weight=100 --epochs=240"
 )
 
 holdout() {  # student run directory -> prints its holdout accuracy
@@ -84,7 +99,7 @@ holdout() {  # student run directory -> prints its holdout accuracy
 
 for row in "${rows[@]}"; do
   IFS='|' read -r name kind synthesis student <<<"$row"
-  [[ -z $only || $name == *$only* ]] || continue
+  [[ -z $only || $name =~ $only ]] || continue
   start=$SECONDS
   case $kind in
     zskd)
@@ -102,11 +117,11 @@ for row in "${rows[@]}"; do
       stats=$q/lopes_stats
       zskd --procedure=compute_stats --teacher="$teacher" --dataset=fashion_mnist \
         --holdout_first=10000 --run_dir="$stats"
-      ds=$q/lopes_all_layers_seed$seed
+      ds=$q/lopes_all_layers${lopes_size}_seed$seed
       zskd --procedure=optimize_dataset --teacher="$teacher" --stats="$stats" \
-        --objective=all_layers --num_samples=3200 --synthesis_steps=300 --seed="$seed" \
-        --run_dir="$ds"
-      s=$q/${name}${tag}_seed$seed
+        --objective=all_layers --num_samples="$lopes_num" --synthesis_steps="$lopes_steps" \
+        --seed="$seed" --run_dir="$ds"
+      s=$q/${name}${tag}${lopes_size}_seed$seed
       # shellcheck disable=SC2086
       zskd --procedure=distill --student=lenet5_half --teacher="$teacher" \
         --dataset="$ds/all_layers.npz" --loss=soft_ce --temperature=8 --seed="$seed" \

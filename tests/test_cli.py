@@ -82,6 +82,9 @@ def test_train_evaluate_export_end_to_end(tmp_path):
                       "different flags", "--overwrite")
     assert_user_error(run_cli("--procedure=evaluate", f"--run_dir={run}",
                               f"--model_path={run}"), "another procedure")
+    # flags.cfg is the command: replayed as a flagfile it reports the finished run.
+    replay = run_cli(f"--flagfile={os.path.join(run, 'flags.cfg')}", check=True)
+    assert "already finished" in replay.stdout
 
     # evaluate: the run dir, its .keras file and its SavedModel agree.
     accuracies = []
@@ -95,6 +98,9 @@ def test_train_evaluate_export_end_to_end(tmp_path):
         accuracies.append(ev["test_accuracy"])
     assert accuracies[0] == pytest.approx(result["test_accuracy"], abs=1e-9)
     assert max(accuracies) - min(accuracies) < 1e-9, accuracies
+    # evaluated without --dataset; replayed so (evaluate scores again into its run directory)
+    run_cli(f"--flagfile={tmp_path / 'eval0' / 'flags.cfg'}", check=True)
+    assert read_json(str(tmp_path / "eval0" / "result.json"))["test_accuracy"] == accuracies[0]
 
     # --split=holdout scores the first --holdout_first training images (a validation split).
     out = str(tmp_path / "holdout")

@@ -128,7 +128,7 @@ def test_pipeline_seed_reaches_the_zskt_student():
 def test_the_demo_students_start_from_the_teachers_channels():
     """--student_init=teacher (the default): every student starts from the teacher's strongest
     channels, the two distilled ones decay their rate and ZSKT adds DAFL's generator terms
-    and affine views, and the Lopes student of --quick takes channel hints; random: the fresh
+    and affine views, and the Lopes student takes channel hints (both presets); random: the fresh
     students."""
     plan = {s.name: s.args for s in steps_lib.plan(steps_lib.PRESETS["quick"], "/p", None)}
     for name in ("zskd_student", "lopes_student", "zskt_student"):
@@ -141,8 +141,9 @@ def test_the_demo_students_start_from_the_teachers_channels():
     assert set(steps_lib.LOPES_HINTS) <= set(plan["lopes_student"])  # channel hints, Lopes only
     for name in ("zskd_student", "zskt_student"):
         assert not any(a.startswith("--hint_weight") for a in plan[name]), name
-    full = steps_lib.plan(steps_lib.PRESETS["full"], "/p", None)  # not validated at its scale
-    assert not any(a.startswith("--hint_weight") for s in full for a in s.args)
+    full = {s.name: s.args for s in steps_lib.plan(steps_lib.PRESETS["full"], "/p", None)}
+    assert [n for n, args in full.items() if set(steps_lib.LOPES_HINTS) <= set(args)] == [
+        "lopes_student"]  # --full too (chosen on the validation split of its 20-epoch teacher)
     fresh = steps_lib.plan(steps_lib.PRESETS["quick"], "/p", None, student_init="random")
     for step in fresh:
         assert "--init_from_teacher" not in step.args, step.name
@@ -152,17 +153,46 @@ def test_the_demo_students_start_from_the_teachers_channels():
     assert not set(steps_lib.ZSKT_FROM_TEACHER) & set(zskt)  # the paper's step
 
 
-def test_each_preset_synthesises_as_chosen_for_its_teacher():
-    """--full trains the recipe's 20-epoch teacher and takes the flagfiles' synthesis (chosen on
-    the validation split for that teacher); --quick's 5-epoch teacher keeps the paper's."""
-    def impressions(preset):
-        plan = steps_lib.plan(steps_lib.PRESETS[preset], "/p", None)
+def test_the_synthesis_is_chosen_for_the_teachers_training():
+    """ZSKD's synthesis follows the teacher: the flagfiles' (chosen on the validation split for
+    the recipe's 20-epoch teacher) for --full's own teacher and for a given teacher trained as
+    long; the paper's for --quick's own 5-epoch teacher and a given one trained as briefly."""
+    def impressions(preset, teacher=None, epochs=None):
+        plan = steps_lib.plan(steps_lib.PRESETS[preset], "/p", teacher, teacher_epochs=epochs)
         return next(s.args for s in plan if s.name == "zskd_impressions")
 
-    full, quick = impressions("full"), impressions("quick")
-    assert set(steps_lib.RECIPE_SYNTHESIS) <= set(full) and "--synthesis_steps=400" in full
-    assert not any(a.startswith(("--impression_init", "--impression_l2", "--synthesis_lr"))
-                   for a in quick)
+    def recipe(args):
+        return set(steps_lib.RECIPE_SYNTHESIS) <= set(args)
+
+    def paper(args):
+        return not any(a.startswith(("--impression_init", "--impression_l2", "--synthesis_lr"))
+                       for a in args)
+
+    assert recipe(impressions("full")) and "--synthesis_steps=400" in impressions("full")
+    assert paper(impressions("quick")) and paper(impressions("smoke"))
+    assert recipe(impressions("quick", "/t", 20)) and paper(impressions("full", "/t", 5))
+    assert paper(impressions("quick", "/t", 12)) and recipe(impressions("quick", "/t", 13))
+    assert paper(impressions("quick", "/t", None))  # not recorded: as the preset's own
     with open(os.path.join(REPO, "flags", "zskd", "fashion_mnist_impressions.cfg")) as f:
-        recipe = f.read().splitlines()
-    assert all(line in recipe for line in steps_lib.RECIPE_SYNTHESIS)
+        flagfile = f.read().splitlines()
+    assert all(line in flagfile for line in steps_lib.RECIPE_SYNTHESIS)
+
+
+def test_a_given_teacher_is_planned_by_the_epochs_it_was_trained(tmp_path):
+    """The demo pipeline reads a given teacher's training epochs from its result.json, so a
+    20-epoch teacher gets the flagfiles' synthesis under --quick too."""
+    import json
+
+    from zskd_tf.errors import UserError
+    from zskd_tf.procedures import pipeline
+
+    run = tmp_path / "teacher"
+    run.mkdir()
+    (run / "model_info.json").write_text(json.dumps({"model": "lenet5",
+                                                     "dataset": "fashion_mnist"}))
+    (run / "result.json").write_text(json.dumps({"epochs": 20, "test_accuracy": 0.91}))
+    path, epochs = pipeline._check_teacher(str(run))
+    assert (path, epochs) == (str(run), 20)
+    (run / "result.json").write_text('{"epochs": 2')  # cut short: one error line
+    with pytest.raises(UserError, match="result.json.*train the teacher again"):
+        pipeline._check_teacher(str(run))

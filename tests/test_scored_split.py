@@ -72,7 +72,7 @@ def test_distill_scores_on_the_holdout_from_real_and_synthetic_data(
     (["--procedure=zero_shot", "--teacher=t", "--student=s", "--split=holdout"],
      "--holdout_first"),
     (["--procedure=distill", "--split=holdout"], "--holdout_first"),
-    (["--procedure=distill", "--split=test", "--eval_data=x.npz"], "--eval_data"),
+    (["--procedure=distill", "--split=train", "--eval_data=x.npz"], "--eval_data"),
 ])
 def test_a_split_that_cannot_be_scored_is_refused_before_anything_runs(args, fragment,
                                                                         tmp_path):
@@ -102,6 +102,6 @@ def test_the_python_api_checks_split_as_the_command_line(monkeypatch):
     assert cfg.eval_data == "mine.npz" and "split" not in cfg.present
     assert api.evaluate("model.keras", split="holdout", holdout_first=10).split == "holdout"
     with pytest.raises(UserError, match="--eval_data gives the images"):
-        api.evaluate("model.keras", split="test", eval_data="mine.npz")
+        api.evaluate("model.keras", split="train", eval_data="mine.npz")
     with pytest.raises(UserError, match="give --holdout_first"):
         api.config("zero_shot", "/tmp/r", teacher="t", student="s", split="holdout")

@@ -41,6 +41,11 @@ OPERATIONAL_FLAGS = frozenset({
 # and is reported stale when one changes (runtime/run_dir.py).
 INPUT_PATH_FLAGS = ("teacher", "stats", "init_from", "student_run", "model_path", "dataset",
                     "eval_data", "student")
+# Flags whose being given, not only their value, changes what a command does: --dataset (a
+# model's own dataset otherwise: evaluate, export, zero_shot, data_impressions, the pipeline),
+# --student_init (the pipeline's --student=auto) and --impression_bn_weight (quantize's
+# BatchNorm prior). A run's flags.cfg holds them only when given (runtime/run_dir.py).
+GIVEN_ONLY_FLAGS = frozenset({"dataset", "student_init", "impression_bn_weight"})
 SHARDED_PROCEDURES = registry.SHARDED  # --shard=i/N, then merge
 _TRAIN = train_config.DEFAULTS
 _DISTILL = distill_config.DEFAULTS
@@ -264,10 +269,11 @@ def flag_schema() -> FlagSchema:
     """What a run directory needs to know of these flags (carried as ``cfg.flag_schema``).
 
     Returns:
-        The flags' defaults, the operational flags and the input-path flags.
+        The flags' defaults, the operational, input-path and given-only flags.
     """
     return FlagSchema(defaults={name: flags.FLAGS[name].default for name in our_flag_names()},
-                      operational=OPERATIONAL_FLAGS, input_paths=INPUT_PATH_FLAGS)
+                      operational=OPERATIONAL_FLAGS, input_paths=INPUT_PATH_FLAGS,
+                      given_only=GIVEN_ONLY_FLAGS)
 
 
 def config_from_flags() -> types.SimpleNamespace:
@@ -321,10 +327,16 @@ def validate(cfg) -> None:
         procedure.config.from_flags(cfg)
 
 
+def _default(name: str):
+    return flags.FLAGS[name].default
+
+
 def _validate_split(cfg) -> None:
-    """--split names a named dataset's images; --split=holdout needs --holdout_first."""
-    present = getattr(cfg, "present", None) or set()
-    if "split" in present and cfg.eval_data:
+    """--split names a named dataset's images; --split=holdout needs --holdout_first.
+
+    Checked on values, not on which flags were typed: a run's flags.cfg names every flag at
+    its value, and replaying it as a --flagfile must pass where the original command did."""
+    if cfg.split != _default("split") and cfg.eval_data:
         raise UserError("--split chooses a named dataset's split; --eval_data gives the images")
     if cfg.split == "holdout" and not cfg.holdout_first:
         raise UserError("--split=holdout scores the first --holdout_first training images: give "
@@ -332,8 +344,8 @@ def _validate_split(cfg) -> None:
 
 
 def _validate_quantization(cfg) -> None:
-    """--quantize, --quantize_io, --calibration and --generator_run go together."""
-    present = getattr(cfg, "present", None) or set()
+    """--quantize, --quantize_io, --calibration and --generator_run go together (on values,
+    as ``_validate_split``)."""
     int8 = cfg.quantize == "int8" or cfg.procedure == "quantize"
     if cfg.calibration and not int8:
         raise UserError("--calibration is for --quantize=int8 (dynamic quantization needs no "
@@ -346,5 +358,5 @@ def _validate_quantization(cfg) -> None:
                         f"{', '.join(CALIBRATION_SOURCES)}")
     if cfg.generator_run and cfg.calibration != "generator":
         raise UserError("--generator_run is for --calibration=generator")
-    if "quantize_io" in present and not int8:
+    if cfg.quantize_io != _default("quantize_io") and not int8:
         raise UserError("--quantize_io is for --quantize=int8")

@@ -39,34 +39,42 @@ FINE_TUNE = ("--lr_schedule=cosine",)
 # "ZSKT from the teacher's channels: affine views".
 ZSKT_FROM_TEACHER = ("--generator_balance_weight=1", "--generator_confidence_weight=1",
                      "--augment=affine")
-# The Lopes et al. student from the teacher's channels of --quick also matches the teacher's
-# fc2 features of the channels it stands for (channel hints, docs/methods/extensions.md,
-# "Channel hints"): +3.36 points on the validation split at the --quick scale (3,200 images,
-# 3 seeds; docs/quick_pipeline_study.md, "Channel hints, validation split (2026-12-05)"). Not
-# for ZSKD's student (-0.78 there) nor at --full's scale, which was not measured (hints cost
-# ZSKD's 48,000-impression student a point: docs/zskd_recipe_study.md, "Channel hints
-# (2026-12-05)").
+# The Lopes et al. student from the teacher's channels also matches the teacher's fc2 features
+# of the channels it stands for (channel hints, docs/methods/extensions.md, "Channel hints"),
+# chosen on validation splits (docs/quick_pipeline_study.md): +3.36 points for --quick's 5-epoch
+# teacher (3,200 images, 3 seeds; "Channel hints, validation split (2026-12-05)"), +1.55 and
+# +1.39 for the 20-epoch teacher of --full at 3,200 and 9,600 images (2 seeds each; "The
+# recipe's 20-epoch teacher (2026-12-05)"). Not for ZSKD's student (-0.78 at --quick's scale,
+# and a point lost at the flagfiles' 48,000 impressions: docs/zskd_recipe_study.md).
 LOPES_HINTS = ("--hint_weight=100",)
 # The synthesis chosen on the validation split for the recipe's 20-epoch teacher (flags/zskd/,
 # docs/zskd_recipe_study.md): a N(0, 1) start, an image L2 penalty and Adam at lr 3. The 5-epoch
 # teacher of --quick makes better impressions with the paper's settings (the procedure's
-# defaults; docs/quick_pipeline_study.md).
+# defaults; docs/quick_pipeline_study.md). synthesis_for() picks by the teacher's epochs.
 RECIPE_SYNTHESIS = ("--impression_init=normal", "--impression_l2=1e-3", "--synthesis_lr=3.0")
+RECIPE_EPOCHS = 20  # the LeNet-5 recipe's (flags/teachers/lenet5_fashion_mnist.cfg)
+QUICK_EPOCHS = 5    # --quick's teacher
+
+
+def synthesis_for(teacher_epochs: int) -> tuple[str, ...]:
+    """ZSKD's synthesis flags for a LeNet-5 teacher trained ``teacher_epochs`` epochs, as chosen
+    on the validation split of each teacher measured: the paper's (the procedure's defaults) for
+    the 5-epoch one, ``RECIPE_SYNTHESIS`` for the recipe's 20 (docs/quick_pipeline_study.md,
+    "The recipe's 20-epoch teacher (2026-12-05)"); a teacher in between takes the nearer's."""
+    return RECIPE_SYNTHESIS if teacher_epochs > (QUICK_EPOCHS + RECIPE_EPOCHS) / 2 else ()
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
     name: str
-    teacher_epochs: int | None       # None: the model's recipe (20 epochs)
+    teacher_epochs: int | None       # the teacher it trains; None: the recipe's 20 epochs
     impressions: int                 # ZSKD data impressions
     impression_steps: int
-    impression_flags: tuple          # the synthesis settings (none: the paper's)
     reconstructions: int             # Lopes et al. images
     reconstruction_steps: int
     zskt_iterations: int
     curve_images: int
     curve_steps: int
-    lopes_hints: bool = False  # channel hints for a Lopes student from the teacher's channels
     extra: tuple = ()  # (step name, (flags...)) pairs appended to those steps
 
 
@@ -82,19 +90,16 @@ SMOKE_EXTRA = (  # seconds per step: checks the wiring, not the methods
 
 PRESETS = {
     # Minutes on a 2-core CPU (README "One command"): every method, at a small scale.
-    "quick": Preset("quick", teacher_epochs=5, impressions=6000, impression_steps=400,
-                    impression_flags=(),
+    "quick": Preset("quick", teacher_epochs=QUICK_EPOCHS, impressions=6000, impression_steps=400,
                     reconstructions=3200, reconstruction_steps=300, zskt_iterations=600,
-                    curve_images=100, curve_steps=30, lopes_hints=True),
+                    curve_images=100, curve_steps=30),
     # The benchmark settings (bench/*.sh): hours on a CPU.
     "full": Preset("full", teacher_epochs=None, impressions=48000, impression_steps=400,
-                   impression_flags=RECIPE_SYNTHESIS,
                    reconstructions=32000, reconstruction_steps=1000, zskt_iterations=4000,
                    curve_images=300, curve_steps=100),
     "smoke": Preset("smoke", teacher_epochs=1, impressions=200, impression_steps=20,
-                    impression_flags=(),
                     reconstructions=640, reconstruction_steps=20, zskt_iterations=10,
-                    curve_images=10, curve_steps=5, lopes_hints=True, extra=SMOKE_EXTRA),
+                    curve_images=10, curve_steps=5, extra=SMOKE_EXTRA),
 }
 
 
@@ -115,9 +120,11 @@ def zskt_seed_dir(seed: int = 0) -> str:
 
 
 def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
-         student_init: str = "teacher") -> list[Step]:
-    """The steps, in order. ``teacher``: an existing teacher run to reuse, else one is trained.
-    ``seed``: the pipeline's ``--seed``, which every step receives and ZSKT trains.
+         student_init: str = "teacher", teacher_epochs: int | None = None) -> list[Step]:
+    """The steps, in order. ``teacher``: an existing teacher run to reuse, else one is trained;
+    ``teacher_epochs``: how long the given one was trained (None: as the preset's own), which
+    chooses ZSKD's synthesis (``synthesis_for``). ``seed``: the pipeline's ``--seed``, which
+    every step receives and ZSKT trains.
     ``student_init``: ``--student_init``; ``teacher``: each student starts from the teacher's
     most important channels (``--init_from_teacher``) and the distilled ones are fine-tuned
     (``FINE_TUNE``); ``random``: fresh students."""
@@ -125,6 +132,8 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
         return os.path.join(root, name)
 
     steps = []
+    if teacher is None or teacher_epochs is None:
+        teacher_epochs = preset.teacher_epochs or RECIPE_EPOCHS
     if teacher is None:
         teacher = d("teacher")
         epochs = () if preset.teacher_epochs is None else (f"--epochs={preset.teacher_epochs}",)
@@ -134,12 +143,12 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
     pruned = student_init == "teacher"
     student = (f"--student={STUDENT_MODEL}", t, *(("--init_from_teacher",) if pruned else ()))
     synthetic_student = (*SYNTHETIC_STUDENT, *(FINE_TUNE if pruned else ()))
-    lopes_hints = LOPES_HINTS if pruned and preset.lopes_hints else ()
+    lopes_hints = LOPES_HINTS if pruned else ()
     steps += [
         Step("zskd_impressions", "ZSKD: data impressions", (
             "--procedure=data_impressions", t, f"--num_samples={preset.impressions}",
             f"--synthesis_steps={preset.impression_steps}", "--synthesis_batch_size=500",
-            *preset.impression_flags)),
+            *synthesis_for(teacher_epochs))),
         Step("zskd_student", "ZSKD: student on the impressions", (
             "--procedure=distill", *student,
             f"--dataset={d('zskd_impressions')}/impressions.npz", "--loss=soft_ce",

@@ -63,7 +63,8 @@ def _is_demo(cfg) -> bool:
                                                         steps_lib.DATASET)
 
 
-def _check_teacher(path: str) -> str:
+def _check_teacher(path: str) -> tuple[str, int | None]:
+    """(the absolute path, the epochs it was trained) of a given LeNet-5 Fashion-MNIST run."""
     info = os.path.join(path, "model_info.json")
     if not os.path.exists(os.path.join(path, "result.json")) or not os.path.exists(info):
         raise UserError(f"--teacher={path} is not a finished zskd_tf training run (no "
@@ -73,7 +74,14 @@ def _check_teacher(path: str) -> str:
     if (meta.get("model"), meta.get("dataset")) != (steps_lib.TEACHER_MODEL, steps_lib.DATASET):
         raise UserError(f"--teacher={path} is a {meta.get('model')} on {meta.get('dataset')}; "
                         f"the pipeline needs a {steps_lib.TEACHER_MODEL} on {steps_lib.DATASET}")
-    return os.path.abspath(path)
+    from zskd_tf.runtime import guarded
+    try:
+        result = guarded.read_json(os.path.join(path, "result.json"))
+    except guarded.DamagedFile as e:
+        raise guarded.damaged_input(e, "train the teacher again, or leave --teacher out to "
+                                       "train one") from None
+    epochs = result.get("epochs") if isinstance(result, dict) else None
+    return os.path.abspath(path), epochs if isinstance(epochs, int) else None
 
 
 def _command(step: steps_lib.Step, root: str, cfg) -> list[str]:
@@ -217,10 +225,11 @@ def run(cfg) -> dict:
         return finished
     if not _is_demo(cfg):
         return _run_any_teacher(cfg, preset.name, run_dir)
-    teacher = _check_teacher(cfg.teacher) if cfg.teacher else None
+    teacher, epochs = _check_teacher(cfg.teacher) if cfg.teacher else (None, None)
     run_dir.claim(cfg)
     root = run_dir.path
-    plan = steps_lib.plan(preset, root, teacher, seed=cfg.seed, student_init=cfg.student_init)
+    plan = steps_lib.plan(preset, root, teacher, seed=cfg.seed, student_init=cfg.student_init,
+                          teacher_epochs=epochs)
     teacher = teacher or plan[0].run_dir(root)
     print(f"pipeline ({preset.name}): {len(plan)} steps in {root}; the students start from "
           + ("the teacher's channels" if cfg.student_init == "teacher" else "random weights"),

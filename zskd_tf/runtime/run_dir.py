@@ -53,10 +53,15 @@ class FlagSchema:
             change between a run and its resumption.
         input_paths: flags naming files or run directories a command reads: a finished run
             records their digests and is stale when one changes.
+        given_only: flags whose being given, not only their value, changes what a command
+            does (``--dataset`` of a model that knows its own dataset, ...). flags.cfg holds
+            them only when given, so that the file, replayed as a ``--flagfile``, runs the
+            same command; a missing line means the default, as for an older flags.cfg.
     """
     defaults: Mapping[str, object]
     operational: frozenset[str] = frozenset()
     input_paths: tuple[str, ...] = ()
+    given_only: frozenset[str] = frozenset()
 
     @property
     def names(self) -> list[str]:
@@ -150,16 +155,21 @@ def _flag_line(name: str, value) -> str | None:
 
 
 def flag_lines(cfg) -> dict[str, str]:
-    """Flag name -> the flagfile line that sets it (flags left at None are omitted).
+    """Flag name -> the flagfile line that sets it (flags left at None are omitted, and so are
+    the schema's ``given_only`` flags that were not given).
 
     Args:
-        cfg: a config carrying its ``flag_schema`` (:class:`FlagSchema`).
+        cfg: a config carrying its ``flag_schema`` (:class:`FlagSchema`) and, optionally, the
+            names given (``present``; without it every flag counts as given).
 
     Returns:
         {flag name: line}, ``--overwrite`` left out.
     """
+    schema, given = cfg.flag_schema, getattr(cfg, "present", None)
     lines = {}
-    for name in cfg.flag_schema.names:
+    for name in schema.names:
+        if name in schema.given_only and given is not None and name not in given:
+            continue
         line = _flag_line(name, getattr(cfg, name, None))
         if line is not None and name != "overwrite":
             lines[name] = line
@@ -335,8 +345,11 @@ class RunDir:
     @staticmethod
     def _difference(saved: dict, current: dict, schema: FlagSchema) -> str | None:
         significant = sorted((set(saved) | set(current)) - schema.operational)
-        # A flag absent from an older flags.cfg had its default value (flags added later).
+        # A flag absent from an older flags.cfg had its default value (flags added later), as
+        # has a given-only flag left out because it was not given (on either side).
         saved = {n: saved.get(n, schema.default_line(n)) for n in significant}
+        current = {n: current.get(n, schema.default_line(n) if n in schema.given_only else None)
+                   for n in significant}
         diffs = [n for n in significant if saved.get(n) != current.get(n)]
         if not diffs:
             return None
