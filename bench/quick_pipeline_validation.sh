@@ -40,10 +40,10 @@ esac
 only=${1:-}
 teacher_seed=${TEACHER_SEED:-0}
 teacher_epochs=${TEACHER_EPOCHS:-5}
-suffix=; [[ $teacher_seed == 0 ]] || suffix=_t$teacher_seed
-[[ $teacher_epochs == 5 ]] || suffix=_e$teacher_epochs$suffix
-teacher=$out/lenet5_e$teacher_epochs${suffix#_e"$teacher_epochs"}
-q=$out/quick$suffix
+seed_tag=; [[ $teacher_seed == 0 ]] || seed_tag=_t$teacher_seed
+epochs_tag=; [[ $teacher_epochs == 5 ]] || epochs_tag=_e$teacher_epochs
+teacher=$out/lenet5_e$teacher_epochs$seed_tag
+q=$out/quick$epochs_tag$seed_tag
 lopes_num=${LOPES_NUM:-3200}
 lopes_steps=${LOPES_STEPS:-300}
 lopes_size=; [[ $lopes_num/$lopes_steps == 3200/300 ]] || lopes_size=_${lopes_num}x$lopes_steps
