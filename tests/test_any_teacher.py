@@ -207,15 +207,21 @@ def test_pipeline_seed_reaches_the_zskt_students():
 
 def test_a_student_from_the_teachers_channels_is_fine_tuned():
     # --student_init=teacher: the distill steps decay the rate to 0; ZSKT's step is unchanged.
-    def plan(fine_tune):
+    # The zskd student also takes channel hints when the copy has a layer to match; no other.
+    def plan(fine_tune, hints=True):
         return {s.name: s.args for s in any_teacher.plan(
             any_teacher.ANY_PRESETS["smoke"], "/r", _teacher(), "/r/student.keras",
-            ["zskd_bn", "lopes", "zskt"], eval_data=None, stats="/s", at_taps=(), seed=0,
-            fine_tune=fine_tune)}
-    tuned, plain = plan(True), plan(False)
-    for step in ("zskd_bn_student", "lopes_student"):
+            ["zskd", "zskd_bn", "lopes", "zskt"], eval_data=None, stats="/s", at_taps=(),
+            seed=0, fine_tune=fine_tune, hints=hints)}
+    tuned, plain, unhinted = plan(True), plan(False), plan(True, hints=False)
+    added = {"--lr_schedule=cosine", *any_teacher.COPY_HINTS}
+    for step in ("zskd_student", "zskd_bn_student", "lopes_student"):
         assert "--lr_schedule=cosine" in tuned[step] and "--lr_schedule=cosine" not in plain[step]
-        assert [a for a in tuned[step] if a != "--lr_schedule=cosine"] == list(plain[step])
+        assert [a for a in tuned[step] if a not in added] == list(plain[step])
+    assert set(any_teacher.COPY_HINTS) <= set(tuned["zskd_student"])
+    assert not set(any_teacher.COPY_HINTS) & set(unhinted["zskd_student"])
+    for step in ("zskd_bn_student", "lopes_student", "zskt_student"):
+        assert not any(a.startswith("--hint_weight") for a in tuned[step]), step
     assert tuned["zskt_student"] == plain["zskt_student"]
 
 
@@ -234,7 +240,7 @@ def test_quick_runs_the_recommended_method_on_a_costly_teacher():
     assert "15 times the LeNet-5" in left_out["zskt"] and "--methods" in left_out["zskt"]
     assert "Lopes et al. need activation statistics" in left_out["lopes"]
     no_bn = _teacher(batchnorm=False, macs=costly)
-    assert any_teacher.choose_methods(None, no_bn, None)[0] == ["zskt"]
+    assert any_teacher.choose_methods(None, no_bn, None)[0] == ["zskd"]
     # --methods is obeyed as given, however costly the teacher.
     assert any_teacher.choose_methods(["zskd", "zskt"], _teacher(macs=costly), None)[0] == [
         "zskd", "zskt"]

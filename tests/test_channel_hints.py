@@ -122,3 +122,64 @@ def test_a_hinted_student_records_its_hint_and_moves_toward_the_teachers_feature
         s = keras.models.load_model(os.path.join(run, "model.keras"))
         distance[name] = np.mean((_features(s, "tap_fc2", x) - _features(t, "tap_fc2", x)) ** 2)
     assert distance["hinted"] < 0.5 * distance["plain"], distance
+
+
+def test_a_foreign_classifier_is_read_at_the_layers_it_names():
+    """A model without taps (a foreign Keras classifier) is read at named layers; a zoo model
+    only at its taps."""
+    teacher = teacher_with_dead_half()
+    x = np.random.default_rng(5).uniform(size=(3, 10, 10, 3)).astype("float32")
+    _, features = taps_lib.with_taps(teacher, ["hidden", "conv"])(x)
+    assert list(features) == ["hidden", "conv"]
+    np.testing.assert_allclose(features["hidden"], _features(teacher, "hidden", x), rtol=1e-5)
+    with pytest.raises(UserError, match="no feature taps and no layer 'fc2'.*its layers: conv, "
+                                        "bn"):
+        taps_lib.with_taps(teacher, ["fc2"])
+    with pytest.raises(UserError, match="unknown feature tap logits"):
+        taps_lib.with_taps(registry.build_model("lenet5"), ["logits"])
+
+
+def test_a_foreign_copy_is_hinted_at_its_last_hidden_layer():
+    """Without taps the hints default to the last convolution or dense layer before the class
+    scores, where a copy that keeps the teacher's live channels matches it exactly."""
+    from zskd_tf.procedures import distill
+
+    teacher = teacher_with_dead_half()
+    copy = teacher_channels.take_teacher_channels(teacher, narrower.narrower_copy(teacher))
+    assert narrower.last_hidden_layer(teacher) == narrower.last_hidden_layer(copy) == "hidden"
+    base = dict(loss="soft_ce", freeze_bn=True)  # BatchNorm in inference mode, as the teacher's
+    config = distill._with_taps(DistillConfig(**base, hint_weight=2.0), teacher, copy)
+    assert config.hint_taps == ("hidden",)
+    channels = distill._hint_channels(config, teacher, copy)
+    kept = teacher_channels.kept_channels(teacher, copy)
+    np.testing.assert_array_equal(channels["hidden"], kept["hidden"])
+    x = np.random.default_rng(6).uniform(size=(4, 10, 10, 3)).astype("float32")
+    y = tf.zeros(4, "int64")
+    plain = Distiller(copy, teacher, DistillConfig(**base))
+    hinted = Distiller(copy, teacher, config, hint_channels=channels)
+    np.testing.assert_allclose(float(hinted.objective(x, y)[0]), float(plain.objective(x, y)[0]),
+                               rtol=1e-5)  # the copy computes the teacher's live features
+    only_scores = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                                    keras.layers.Dense(3)])
+    with pytest.raises(UserError, match="no convolution or dense layer before its class scores"):
+        narrower.last_hidden_layer(only_scores)
+    with pytest.raises(UserError, match="--hint_weight > 0: .*nothing to hint"):
+        distill._with_taps(DistillConfig(hint_weight=1.0), only_scores, only_scores)
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR), reason="needs dataset-fashion-mnist")
+def test_the_command_line_hints_a_copy_of_a_foreign_teacher(tmp_path):
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu", name="features"), keras.layers.Dense(10)])
+    teacher.save(tmp_path / "teacher.keras")
+    copy = teacher_channels.take_teacher_channels(teacher, narrower.narrower_copy(teacher))
+    copy.save(tmp_path / "student.keras")
+    run = str(tmp_path / "run")
+    run_cli("--procedure=distill", f"--teacher={tmp_path / 'teacher.keras'}",
+            "--dataset=fashion_mnist", f"--student={tmp_path / 'student.keras'}",
+            "--hint_weight=10", "--max_train_examples=64", "--max_test_examples=64",
+            "--epochs=1", f"--run_dir={run}", "--verbose=quiet", check=True)
+    assert read_json(os.path.join(run, "result.json"))["distill"]["hint_taps"] == ["features"]

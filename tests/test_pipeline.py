@@ -178,6 +178,29 @@ def test_the_synthesis_is_chosen_for_the_teachers_training():
     assert all(line in flagfile for line in steps_lib.RECIPE_SYNTHESIS)
 
 
+def test_the_zskd_student_takes_hints_only_where_they_were_measured_to_help():
+    """ZSKD's student takes channel hints from a teacher trained like the recipe's 20 epochs at
+    --quick's 6,000 impressions (validation: +2.95 points), not from --quick's own 5-epoch
+    teacher (-0.78), not at --full's 48,000 and not when it starts afresh."""
+    def student(preset, teacher=None, epochs=None, init="teacher"):
+        plan = steps_lib.plan(steps_lib.PRESETS[preset], "/p", teacher, teacher_epochs=epochs,
+                              student_init=init)
+        return next(s.args for s in plan if s.name == "zskd_student")
+
+    def hinted(args):
+        return [a for a in args if a.startswith("--hint_weight")] == list(steps_lib.ZSKD_HINTS)
+
+    def plain(args):
+        return not any(a.startswith("--hint_weight") for a in args)
+
+    assert hinted(student("quick", "/t", 20)) and hinted(student("quick", "/t", 13))
+    assert plain(student("quick")) and plain(student("quick", "/t", 12))
+    assert plain(student("full")) and plain(student("full", "/t", 20))
+    assert plain(student("quick", "/t", 20, init="random"))
+    assert steps_lib.PRESETS["quick"].impressions <= steps_lib.HINTED_IMPRESSIONS
+    assert steps_lib.PRESETS["full"].impressions > steps_lib.HINTED_IMPRESSIONS
+
+
 def test_a_given_teacher_is_planned_by_the_epochs_it_was_trained(tmp_path):
     """The demo pipeline reads a given teacher's training epochs from its result.json, so a
     20-epoch teacher gets the flagfiles' synthesis under --quick too."""

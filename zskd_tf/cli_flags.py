@@ -165,7 +165,9 @@ flags.DEFINE_float("hint_weight", _DISTILL.hint_weight,
                    "0: off; docs/methods/extensions.md).")
 flags.DEFINE_list("hint_taps", None,
                   "Feature taps the channel hints match (default: the student's last tap, "
-                  "e.g. fc2 of a LeNet-5).")
+                  "e.g. fc2 of a LeNet-5; for a copy of a foreign Keras teacher, which has no "
+                  "taps: layer names, default its last convolution or dense layer before the "
+                  "class scores).")
 flags.DEFINE_integer("samples_per_class", _DISTILL.samples_per_class,
                      "Few-shot: train on M seeded, class-balanced real images per class; "
                      "epochs are scaled to match the full-data number of SGD steps.")

@@ -31,6 +31,20 @@ def _head(model: keras.Model):
     raise UserError(f"{model.name} has no convolution or dense layer to make narrower")
 
 
+def last_hidden_layer(model: keras.Model) -> str:
+    """The name of the last convolution or dense layer before the one that gives the class
+    scores: the deepest features a narrower copy shares with its teacher (where channel hints
+    read a foreign classifier, which has no feature taps). A UserError if there is none."""
+    head = _head(model)
+    widths = [layer for layer in model.layers
+              if any(isinstance(layer.get_config().get(key), int) for key in WIDTHS)]
+    hidden = widths[:widths.index(head)]
+    if not hidden:
+        raise UserError(f"{model.name} has no convolution or dense layer before its class "
+                        "scores")
+    return hidden[-1].name
+
+
 def _is_softmax(layer) -> bool:
     return isinstance(layer, keras.layers.Softmax) or (
         isinstance(layer, keras.layers.Activation)

@@ -5,6 +5,11 @@ a ``Dense`` layer named ``"logits"``. Some of its layers are *taps*: their name 
 ``"tap_"`` and their output is a feature tensor other code may read (attention transfer, the
 Lopes et al. activation statistics, transition curves). ``with_taps`` turns such a model into
 one whose call returns ``(logits, {tap: tensor})``; it shares the original's layers and weights.
+
+A foreign Keras classifier has no taps. ``with_taps`` reads such a model (one without a single
+``tap_`` layer) at the layers it names instead, so that a narrower copy of it, whose layers keep
+the teacher's names (:mod:`zskd_tf.models.narrower`), can be compared with its teacher layer by
+layer (channel hints).
 """
 import keras
 
@@ -48,13 +53,27 @@ def with_taps(model: keras.Model, names=None) -> keras.Model:
     """
     available = tap_names(model)
     names = available if names is None else list(names)
-    unknown = [name for name in names if name not in available]
-    if unknown:
-        raise UserError(f"unknown feature tap(s) {', '.join(unknown)} of model {model.name!r}; "
-                        f"available: {', '.join(available) or 'none'}")
-    taps = {name: model.get_layer(tap(name)).output for name in names}
+    taps = {name: tap_layer(model, name).output for name in names}
     inputs, logits = graph_ends(model)
     return keras.Model(inputs, (logits, taps), name=f"{model.name}_with_taps")
+
+
+def tap_layer(model: keras.Model, name: str):
+    """The layer whose output is tap ``name``: ``tap_<name>``; in a model without taps (a
+    foreign classifier), the layer called ``name``. A UserError naming what there is
+    otherwise."""
+    available = tap_names(model)
+    if name in available:
+        return model.get_layer(tap(name))
+    if not available:
+        layers = [layer.name for layer in model.layers
+                  if not isinstance(layer, keras.layers.InputLayer)]
+        if name in layers:
+            return model.get_layer(name)
+        raise UserError(f"model {model.name!r} has no feature taps and no layer {name!r}; "
+                        f"its layers: {', '.join(layers)}")
+    raise UserError(f"unknown feature tap {name} of model {model.name!r}; "
+                    f"available: {', '.join(available)}")
 
 
 def has_batchnorm(model: keras.Model) -> bool:

@@ -84,6 +84,12 @@ BN_RECIPE = ("--impression_init=uniform", "--synthesis_lr=0.05", "--impression_t
              f"--impression_bn_weight={BN_PRIOR_WEIGHT:g}", "--betas=1.0,0.1",
              "--temperature=20")
 STUDENT_RECIPE = ("--loss=soft_ce", "--temperature=20", "--soft_ce_scale=400")
+# The zskd student, when it starts from the teacher's channels, also matches the teacher's
+# features of those channels at its last hidden layer (channel hints: docs/methods/extensions.md,
+# "Channel hints"), chosen on the validation split of a CNN without BatchNorm
+# (docs/any_teacher.md, "A teacher without BatchNorm (2026-12-05)"). Not measured for the other
+# methods' students, which go without.
+COPY_HINTS = ("--hint_weight=100",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,10 +260,8 @@ def cost_ratio(teacher: Teacher) -> float:
 def recommended(teacher: Teacher) -> str:
     """The method measured best for a teacher of this kind at the quick scale
     (docs/any_teacher.md, "Which method for which teacher"): the BatchNorm recipe for a Keras
-    teacher with BatchNorm, ZSKT for one without, ZSKD for a SavedModel."""
-    if not teacher.keras:
-        return "zskd"
-    return "zskd_bn" if teacher.has_batchnorm else "zskt"
+    teacher with BatchNorm, ZSKD for any other."""
+    return "zskd_bn" if teacher.keras and teacher.has_batchnorm else "zskd"
 
 
 def choose_student(student: str | None, teacher: Teacher) -> str:
@@ -307,9 +311,10 @@ def nearest_multiple(wanted: int, unit: int) -> int:
 
 def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, *,
          eval_data: str | None, stats: str | None, at_taps: tuple, seed: int,
-         fine_tune: bool = False) -> list[Step]:
+         fine_tune: bool = False, hints: bool = False) -> list[Step]:
     """The steps, in order (each its own run directory under ``root``). ``fine_tune``: the
-    student starts from the teacher's channels, and the distill steps decay its rate."""
+    student starts from the teacher's channels, and the distill steps decay its rate;
+    ``hints``: such a student can also take channel hints (``COPY_HINTS``, zskd's only)."""
     def d(name):
         return os.path.join(root, name)
 
@@ -335,8 +340,7 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
                               f"--seed={seed + 1}")))
     for method in methods:
         steps += _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher,
-                               student, stats, at_taps, seed,
-                               FINE_TUNE if fine_tune else ())
+                               student, stats, at_taps, seed, fine_tune, hints)
     for method in methods:
         model, calibration = student_run(method, root, seed), calibration_source(method, root)
         steps.append(Step(f"{method}_export", f"export the {TITLES[method]} student (SavedModel, "
@@ -347,8 +351,10 @@ def plan(preset: AnyPreset, root: str, teacher: Teacher, student: str, methods, 
 
 
 def _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher, student, stats,
-                  at_taps, seed, schedule) -> list[Step]:
+                  at_taps, seed, fine_tune, hints) -> list[Step]:
     s = f"--student={student}"
+    schedule = FINE_TUNE if fine_tune else ()
+    hinted = COPY_HINTS if fine_tune and hints and method == "zskd" else ()
     online = (t, *no_dataset, *SYNTHETIC_VIEWS) if teacher.keras \
         else ("--targets=stored", "--augment=none")
     if method.startswith("zskd"):
@@ -364,7 +370,7 @@ def _method_steps(method, preset, d, t, task, no_dataset, evaluation, teacher, s
             Step(f"{method}_student", f"{TITLES[method]}: student on the impressions", (
                 "--procedure=distill", s, f"--dataset={d(method + '_impressions')}/impressions.npz",
                 *STUDENT_RECIPE, *schedule, *online, f"--epochs={preset.student_epochs}",
-                *evaluation))]
+                *hinted, *evaluation))]
     if method == "lopes":
         steps = []
         if not stats:

@@ -44,9 +44,16 @@ ZSKT_FROM_TEACHER = ("--generator_balance_weight=1", "--generator_confidence_wei
 # chosen on validation splits (docs/quick_pipeline_study.md): +3.36 points for --quick's 5-epoch
 # teacher (3,200 images, 3 seeds; "Channel hints, validation split (2026-12-05)"), +1.55 and
 # +1.39 for the 20-epoch teacher of --full at 3,200 and 9,600 images (2 seeds each; "The
-# recipe's 20-epoch teacher (2026-12-05)"). Not for ZSKD's student (-0.78 at --quick's scale,
-# and a point lost at the flagfiles' 48,000 impressions: docs/zskd_recipe_study.md).
+# recipe's 20-epoch teacher (2026-12-05)").
 LOPES_HINTS = ("--hint_weight=100",)
+# ZSKD's student takes channel hints only where they were measured to help: from a teacher
+# trained like the recipe's 20 epochs, at up to HINTED_IMPRESSIONS impressions (+2.95 points on
+# that teacher's validation split at 6,000, W = 1000, 2 seeds: docs/zskd_recipe_study.md,
+# "Channel hints (2026-12-05)"). Not from --quick's 5-epoch teacher (-0.78 at 6,000:
+# docs/quick_pipeline_study.md), and not at --full's 48,000, which the validation split has not
+# studied (on the test set they cost a point there). zskd_student_for() picks.
+ZSKD_HINTS = ("--hint_weight=1000",)
+HINTED_IMPRESSIONS = 6000
 # The synthesis chosen on the validation split for the recipe's 20-epoch teacher (flags/zskd/,
 # docs/zskd_recipe_study.md): a N(0, 1) start, an image L2 penalty and Adam at lr 3. The 5-epoch
 # teacher of --quick makes better impressions with the paper's settings (the procedure's
@@ -61,7 +68,20 @@ def synthesis_for(teacher_epochs: int) -> tuple[str, ...]:
     on the validation split of each teacher measured: the paper's (the procedure's defaults) for
     the 5-epoch one, ``RECIPE_SYNTHESIS`` for the recipe's 20 (docs/quick_pipeline_study.md,
     "The recipe's 20-epoch teacher (2026-12-05)"); a teacher in between takes the nearer's."""
-    return RECIPE_SYNTHESIS if teacher_epochs > (QUICK_EPOCHS + RECIPE_EPOCHS) / 2 else ()
+    return RECIPE_SYNTHESIS if _trained_like_the_recipe(teacher_epochs) else ()
+
+
+def zskd_student_for(teacher_epochs: int, impressions: int) -> tuple[str, ...]:
+    """Extra flags of ZSKD's student (one that starts from the teacher's channels) for a LeNet-5
+    teacher trained ``teacher_epochs`` epochs, distilled on ``impressions`` data impressions:
+    ``ZSKD_HINTS`` where they were measured to help (the comment above them), else none."""
+    few = impressions <= HINTED_IMPRESSIONS
+    return ZSKD_HINTS if _trained_like_the_recipe(teacher_epochs) and few else ()
+
+
+def _trained_like_the_recipe(teacher_epochs: int) -> bool:
+    """Nearer the recipe's 20 epochs than --quick's 5 (only those two teachers are measured)."""
+    return teacher_epochs > (QUICK_EPOCHS + RECIPE_EPOCHS) / 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +164,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
     student = (f"--student={STUDENT_MODEL}", t, *(("--init_from_teacher",) if pruned else ()))
     synthetic_student = (*SYNTHETIC_STUDENT, *(FINE_TUNE if pruned else ()))
     lopes_hints = LOPES_HINTS if pruned else ()
+    zskd_hints = zskd_student_for(teacher_epochs, preset.impressions) if pruned else ()
     steps += [
         Step("zskd_impressions", "ZSKD: data impressions", (
             "--procedure=data_impressions", t, f"--num_samples={preset.impressions}",
@@ -152,7 +173,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
         Step("zskd_student", "ZSKD: student on the impressions", (
             "--procedure=distill", *student,
             f"--dataset={d('zskd_impressions')}/impressions.npz", "--loss=soft_ce",
-            "--temperature=20", "--soft_ce_scale=400", *synthetic_student)),
+            "--temperature=20", "--soft_ce_scale=400", *synthetic_student, *zskd_hints)),
         Step("lopes_stats", "Lopes et al.: activation statistics of the teacher", (
             "--procedure=compute_stats", t, f"--dataset={DATASET}")),
         Step("lopes_dataset", f"Lopes et al.: reconstruction ({LOPES_OBJECTIVE})", (

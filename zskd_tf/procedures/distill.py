@@ -20,7 +20,7 @@ from zskd_tf import model_io, teacher_task
 from zskd_tf.data import batch_streams, datasets, sampling, synthetic
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
-from zskd_tf.models import complexity, registry, teacher_channels
+from zskd_tf.models import complexity, narrower, registry, teacher_channels
 from zskd_tf.models import taps as taps_lib
 from zskd_tf.procedures.common import (
     Split,
@@ -195,9 +195,11 @@ def _with_taps(config: DistillConfig, teacher_model, student) -> DistillConfig:
     hint_taps = ()
     if config.hint_weight:
         hint_taps = config.hint_taps or tuple(taps_lib.tap_names(student)[-1:])
-        if not hint_taps:
-            raise UserError(f"--hint_weight > 0 needs feature taps; the student {student.name} "
-                            "has none: use --hint_weight=0")
+        if not hint_taps:  # a copy of a foreign classifier: no taps
+            try:
+                hint_taps = (narrower.last_hidden_layer(student),)
+            except UserError as e:
+                raise UserError(f"--hint_weight > 0: {e}; there is nothing to hint") from None
     return dataclasses.replace(config, at_taps=tuple(at_taps), hint_taps=tuple(hint_taps))
 
 
@@ -214,15 +216,14 @@ def _hint_channels(config: DistillConfig, teacher_model, student) -> dict:
     except UserError as e:
         raise UserError(f"--hint_weight > 0 needs a student that is a narrower copy of the "
                         f"teacher, layer for layer (e.g. lenet5 -> lenet5_half): {e}") from None
-    taps_lib.with_taps(teacher_model, config.hint_taps)  # unknown names: a clear error
-    taps_lib.with_taps(student, config.hint_taps)
     channels = {}
     for name in config.hint_taps:
-        layer = taps_lib.tap(name)
-        t_shape = list(teacher_model.get_layer(layer).output.shape[1:])
+        teacher_layer = taps_lib.tap_layer(teacher_model, name)  # unknown names: a clear error
+        layer = teacher_layer.name
+        t_shape = list(teacher_layer.output.shape[1:])
         if kept.get(layer) is not None:
             t_shape[-1] = len(kept[layer])
-        s_shape = list(student.get_layer(layer).output.shape[1:])
+        s_shape = list(taps_lib.tap_layer(student, name).output.shape[1:])
         if t_shape != s_shape:
             raise UserError(f"hint tap {name}: the student's features {tuple(s_shape)} do not "
                             f"line up with the teacher's channels they stand for "

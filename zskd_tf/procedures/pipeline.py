@@ -136,6 +136,17 @@ def _narrower_copy(teacher_model, root: str, init: str):
     return os.path.join(root, any_teacher.STUDENT_FILE), copy, False
 
 
+def _has_hidden_layer(copy) -> bool:
+    """Whether the copy has a layer before its class scores for channel hints to match."""
+    from zskd_tf.models import narrower
+
+    try:
+        narrower.last_hidden_layer(copy)
+        return True
+    except UserError:
+        return False
+
+
 def _same_weights(path: str, model) -> bool:
     from zskd_tf import model_io
 
@@ -184,7 +195,7 @@ def _run_any_teacher(cfg, preset_name: str, run_dir: RunDir) -> dict:
             copy.save(tmp)
     plan = any_teacher.plan(preset, root, teacher, student, methods, eval_data=cfg.eval_data,
                             stats=cfg.stats, at_taps=at_taps, seed=cfg.seed,
-                            fine_tune=from_teacher)
+                            fine_tune=from_teacher, hints=from_teacher and _has_hidden_layer(copy))
     print(f"pipeline ({preset.name}) for {teacher.path} ({len(teacher.class_names)} classes, "
           f"inputs {teacher.input_shape}): student {student}"
           + (" (starting from the teacher's channels)" if from_teacher else "")
