@@ -22,11 +22,16 @@ HALF = 0.5
 WIDTHS = ("filters", "units")  # the config keys that set a layer's output width
 
 
+def _has_width(layer) -> bool:
+    """Whether ``layer`` sets an output width (filters or units): a convolution or dense layer."""
+    config = layer.get_config()
+    return any(isinstance(config.get(key), int) for key in WIDTHS)
+
+
 def _head(model: keras.Model):
     """The last layer with a width: the one that gives the class scores."""
     for layer in reversed(model.layers):
-        config = layer.get_config()
-        if any(isinstance(config.get(key), int) for key in WIDTHS):
+        if _has_width(layer):
             return layer
     raise UserError(f"{model.name} has no convolution or dense layer to make narrower")
 
@@ -36,9 +41,7 @@ def last_hidden_layer(model: keras.Model) -> str:
     scores: the deepest features a narrower copy shares with its teacher (where channel hints
     read a foreign classifier, which has no feature taps). A UserError if there is none."""
     head = _head(model)
-    widths = [layer for layer in model.layers
-              if any(isinstance(layer.get_config().get(key), int) for key in WIDTHS)]
-    hidden = widths[:widths.index(head)]
+    hidden = [layer for layer in model.layers[:model.layers.index(head)] if _has_width(layer)]
     if not hidden:
         raise UserError(f"{model.name} has no convolution or dense layer before its class "
                         "scores")
