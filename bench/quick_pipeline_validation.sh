@@ -56,6 +56,7 @@ paper=(--impression_init=uniform --impression_l2=0 --synthesis_lr=0.001)
 sseung=(--impression_init=normal --impression_l2=1e-3 --synthesis_lr=3.0)
 stored=(--targets=stored)
 affine=(--targets=teacher --augment=affine --epochs=120)
+mixed=(--targets=teacher --augment=affine_mixup --epochs=120)
 # name | kind | synthesis flags | student flags
 rows=(
   "zskd_paper_stored|zskd|${paper[*]}|${stored[*]}"
@@ -88,6 +89,17 @@ rows=(
   "lopes_affine_hint100_t4|lopes||${affine[*]} --hint_weight=100 --temperature=4"
   "lopes_affine_hint100_t20|lopes||${affine[*]} --hint_weight=100 --temperature=20"
   "lopes_affine_hint100_e240|lopes||${affine[*]} --hint_weight=100 --epochs=240"
+  # mixed views (--augment=affine_mixup, nineteenth session): kept for ZSKD's hinted student of
+  # a 20-epoch teacher, not for Lopes et al.'s (docs/quick_pipeline_study.md)
+  "lopes_mixup_hint100|lopes||${mixed[*]} --hint_weight=100"
+  # the hinted student at more taps and lower temperatures (nineteenth session; none kept)
+  "lopes_affine_hint100_alltaps|lopes||${affine[*]} --hint_weight=100 --hint_taps=conv1,conv2,fc1,fc2"
+  "lopes_affine_hint100_fc|lopes||${affine[*]} --hint_weight=100 --hint_taps=fc1,fc2"
+  "lopes_affine_hint100_t2|lopes||${affine[*]} --hint_weight=100 --temperature=2"
+  "lopes_affine_hint100_t1|lopes||${affine[*]} --hint_weight=100 --temperature=1"
+  "zskd_paper_mixup|zskd|${paper[*]}|${mixed[*]}"
+  "zskd_sseung_affine_hint1000|zskd|${sseung[*]}|${affine[*]} --hint_weight=1000"
+  "zskd_sseung_mixup_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000"
 )
 
 holdout() {  # student run directory -> prints its holdout accuracy

@@ -359,6 +359,24 @@ def test_affine_kinds_fill_with_black_deterministically():
     assert out.shape == (32, 32, 1) and out.dtype == tf.uint8
 
 
+def test_affine_mixup_blends_each_view_with_another_by_its_own_weight():
+    values = np.linspace(0.1, 0.8, 8, dtype=np.float32)
+    flat = tf.constant(np.broadcast_to(values[:, None, None, None], (8, 32, 32, 1)))
+    mixed = pp.augment(flat, "affine_mixup", tf.constant([4, 5])).numpy()
+    np.testing.assert_array_equal(mixed, pp.augment(flat, "affine_mixup", [4, 5]).numpy())
+    centre = mixed[:, 16, 16, 0]  # covered by every affine view: zoom-in, shift <= 10 %
+    lam = (centre - values[::-1]) / (values - values[::-1])  # centre = lam v_i + (1-lam) v_n-1-i
+    assert np.all((lam > 0) & (lam < 1)) and np.ptp(lam) > 0.3  # drawn per image
+    assert not np.allclose(centre, values) and not np.allclose(centre + centre[::-1], 0.9)
+    plain = pp.augment(flat, "affine", tf.constant([4, 5])).numpy()
+    assert not np.allclose(plain, mixed)
+    np.testing.assert_allclose(plain[:, 16, 16, 0], values, atol=1e-6)  # "affine" as before
+    one = pp.augment(flat[:1], "affine_mixup", tf.constant([4, 5])).numpy()
+    np.testing.assert_allclose(one, pp.augment(flat[:1], "affine", [4, 5]).numpy(), atol=1e-6)
+    raw = pp.augment(tf.constant(np.full((2, 28, 28, 1), 200, np.uint8)), "affine_mixup", [0, 1])
+    assert raw.dtype == tf.uint8
+
+
 def test_augment_raw_single_image_and_errors():
     image = tf.constant(np.random.default_rng(3).integers(0, 256, (32, 32, 3)), tf.uint8)
     out = pp.augment(image, "crop_flip", [0, 1])

@@ -178,25 +178,31 @@ def test_the_synthesis_is_chosen_for_the_teachers_training():
     assert all(line in flagfile for line in steps_lib.RECIPE_SYNTHESIS)
 
 
-def test_the_zskd_student_takes_hints_only_where_they_were_measured_to_help():
-    """ZSKD's student takes channel hints from a teacher trained like the recipe's 20 epochs at
-    --quick's 6,000 impressions (validation: +2.95 points), not from --quick's own 5-epoch
-    teacher (-0.78), not at --full's 48,000 and not when it starts afresh."""
+def test_the_zskd_student_takes_hints_and_mixed_views_only_where_they_were_measured_to_help():
+    """ZSKD's student takes channel hints and mixed views from a teacher trained like the
+    recipe's 20 epochs at --quick's 6,000 impressions (validation: +2.95 and +1.43 points), not
+    from --quick's own 5-epoch teacher (-0.78 and -1.29), not at --full's 48,000 and not when it
+    starts afresh; the other students keep the plain affine views."""
     def student(preset, teacher=None, epochs=None, init="teacher"):
         plan = steps_lib.plan(steps_lib.PRESETS[preset], "/p", teacher, teacher_epochs=epochs,
                               student_init=init)
         return next(s.args for s in plan if s.name == "zskd_student")
 
     def hinted(args):
-        return [a for a in args if a.startswith("--hint_weight")] == list(steps_lib.ZSKD_HINTS)
+        return ([a for a in args if a.startswith("--hint_weight")] == list(steps_lib.ZSKD_HINTS)
+                and [a for a in args if a.startswith("--augment")] == ["--augment=affine_mixup"])
 
     def plain(args):
-        return not any(a.startswith("--hint_weight") for a in args)
+        return (not any(a.startswith("--hint_weight") for a in args)
+                and [a for a in args if a.startswith("--augment")] == ["--augment=affine"])
 
     assert hinted(student("quick", "/t", 20)) and hinted(student("quick", "/t", 13))
     assert plain(student("quick")) and plain(student("quick", "/t", 12))
     assert plain(student("full")) and plain(student("full", "/t", 20))
     assert plain(student("quick", "/t", 20, init="random"))
+    lopes = next(s.args for s in steps_lib.plan(steps_lib.PRESETS["quick"], "/p", "/t",
+                                                teacher_epochs=20) if s.name == "lopes_student")
+    assert "--augment=affine" in lopes and "--augment=affine_mixup" not in lopes
     assert steps_lib.PRESETS["quick"].impressions <= steps_lib.HINTED_IMPRESSIONS
     assert steps_lib.PRESETS["full"].impressions > steps_lib.HINTED_IMPRESSIONS
 

@@ -11,7 +11,7 @@ from absl.testing import flagsaver
 from helpers import REPO, assert_user_error, run_cli
 from zskd_tf import api, cli_flags
 from zskd_tf.errors import UserError
-from zskd_tf.procedures import registry
+from zskd_tf.procedures import distill, registry
 from zskd_tf.runtime.run_dir import FLAGS_FILE, RunDir, release_locks
 from zskd_tf.trainers.distill_config import DistillConfig
 from zskd_tf.trainers.train_config import TrainConfig
@@ -76,6 +76,7 @@ def test_from_flags_takes_the_given_values_and_the_defaults_for_the_rest():
     (TrainConfig, {"lr_schedule": "linear"},
      "--lr_schedule must be one of step, cosine, constant, got 'linear'"),
     (TrainConfig, {"augment": "sideways"}, "--augment must be one of auto, "),
+    (TrainConfig, {"augment": "affine_mixup"}, "--augment=affine_mixup blends two images"),
     (TrainConfig, {"input_noise": -0.1}, "--input_noise must be a finite number >= 0, got -0.1"),
     (TrainConfig, {"adversarial_eps": float("inf")},
      "--adversarial_eps must be a finite number >= 0, got inf"),
@@ -128,6 +129,29 @@ def test_the_command_line_prints_the_configs_message_in_one_line(tmp_path):
     run = str(tmp_path / "run")
     proc = run_cli("--procedure=distill", f"--run_dir={run}", "--alpha=1.5")
     assert assert_user_error(proc) == "error: --alpha must be in [0, 1], got 1.5"
+    assert not os.path.exists(run)
+
+
+@pytest.mark.parametrize("args", [
+    ("--targets=stored", "--loss=soft_ce"),  # the stored targets are of the images unblended
+    ("--loss=kd", "--alpha=0.9"),            # a tenth of the loss reads the labels
+    ("--loss=soft_ce",),                     # no --teacher: --targets=auto means stored
+])
+def test_blended_views_are_refused_where_anything_but_the_teacher_labels_them(args, tmp_path):
+    run = tmp_path / "run"
+    cfg = _cli_config("--procedure=distill", f"--run_dir={run}", "--augment=affine_mixup", *args,
+                      "--student=lenet5_half", "--dataset=/nowhere/synthetic.npz")
+    with pytest.raises(UserError, match="--augment=affine_mixup blends two images into one"):
+        distill.run(cfg)  # before anything is read or written
+    assert not run.exists()
+
+
+def test_the_command_line_refuses_blended_views_with_stored_targets_in_one_line(tmp_path):
+    run = str(tmp_path / "run")
+    proc = run_cli("--procedure=distill", f"--run_dir={run}", "--augment=affine_mixup",
+                   "--loss=soft_ce", "--targets=stored", "--student=lenet5_half",
+                   "--dataset=/nowhere/synthetic.npz")
+    assert "--targets=teacher" in assert_user_error(proc, "--augment=affine_mixup")
     assert not os.path.exists(run)
 
 

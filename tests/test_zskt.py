@@ -263,12 +263,13 @@ def _trainer_with_views(seed, **config):
     return trainer
 
 
-def test_augment_trains_each_student_step_on_views_the_teacher_scores_anew():
+@pytest.mark.parametrize("kind", ["affine", "affine_mixup"])
+def test_augment_trains_each_student_step_on_views_the_teacher_scores_anew(kind):
     plain = _trainer(beta=0.0)
     targets = plain.student_targets(_z()[:, 0])
     assert plain.student_views(targets, 0) is targets  # the paper: G(z) itself
 
-    trainer = _trainer_with_views(7, augment="affine")
+    trainer = _trainer_with_views(7, augment=kind)
     images, t_logits, _ = trainer.student_targets(_z()[:, 0])
     first, second = (trainer.student_views((images, t_logits, []), k) for k in (0, 1))
     assert not np.allclose(first[0], images) and not np.allclose(first[0], second[0])
@@ -278,7 +279,7 @@ def test_augment_trains_each_student_step_on_views_the_teacher_scores_anew():
     np.testing.assert_array_equal(again[0], first[0])  # a pure function of (seed, t, step)
     trainer.iteration.assign(1)
     assert not np.allclose(trainer.student_views((images, t_logits, []), 0)[0], first[0])
-    other = _trainer_with_views(8, augment="affine")
+    other = _trainer_with_views(8, augment=kind)
     assert not np.allclose(other.student_views((images, t_logits, []), 0)[0], first[0])
 
 

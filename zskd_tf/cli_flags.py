@@ -81,6 +81,8 @@ flags.DEFINE_integer("holdout_first", 0,
                      "first 5,000 as an unused validation split: --holdout_first=5000).")
 flags.DEFINE_enum("augment", _TRAIN.augment, train_config.AUGMENT_CHOICES,
                   "Training augmentation; auto = the papers' choice for the dataset and model. "
+                  "affine_mixup: each affine view blended with another image of the batch "
+                  "(distill --targets=teacher and zero_shot only: the teacher labels the blend). "
                   "zero_shot (auto: none, the paper): every student step trains on random views "
                   "of the generator's images, scored anew by the teacher (not in the paper).")
 

@@ -4,8 +4,11 @@ Plain values, no imports: the flags are defined from these without loading Tenso
 the module that implements each choice takes it from here (docs/architecture.md).
 """
 
-# Training augmentations (zskd_tf.data.preprocess); --augment adds "auto".
-AUGMENTATIONS = ("none", "crop_flip", "affine", "affine_wide")
+# Training augmentations (zskd_tf.data.preprocess); --augment adds "auto". The mixing kinds
+# blend two images into one, whose class no stored label gives: only a teacher scoring every
+# view online can train on them.
+AUGMENTATIONS = ("none", "crop_flip", "affine", "affine_wide", "affine_mixup")
+MIXING_AUGMENTATIONS = ("affine_mixup",)
 
 # How the half-width copy of a Keras teacher starts (--student_init; zskd_tf.models.
 # teacher_channels, zskd_tf.api.narrower_student): the teacher's strongest channels, or fresh.

@@ -175,7 +175,9 @@ def augment(images, kind: str, seed, *, spec: InputSpec | None = None) -> tf.Ten
 
     ``kind``: "none"; "crop_flip": pad 4 px, crop a random window of the original size, and
     flip left-right with probability 1/2, independently per image; "affine" / "affine_wide":
-    a random zoom-in, rotation and shift per image (``AFFINE_RANGES``), then the same flip.
+    a random zoom-in, rotation and shift per image (``AFFINE_RANGES``), then the same flip;
+    "affine_mixup": the "affine" view, then blended with another view of the batch
+    (:func:`_mix_within_batch`), so only a teacher scoring the result can label it.
     ``seed``: int tensor of shape
     [2] (stateless random ops, so a resumed run sees the same batches).
 
@@ -197,9 +199,25 @@ def augment(images, kind: str, seed, *, spec: InputSpec | None = None) -> tf.Ten
     if kind == "crop_flip":
         x = _random_crop_after_padding(x, CROP_PADDING, crop_seed, fill)
     else:
-        x = _random_affine(x, *AFFINE_RANGES[kind], crop_seed, fill)
+        x = _random_affine(x, *AFFINE_RANGES[kind.removesuffix("_mixup")], crop_seed, fill)
     x = tf.image.stateless_random_flip_left_right(x, flip_seed)
+    if kind == "affine_mixup":
+        # A seed of its own, derived from the flip's, so the other kinds' views stay as they were.
+        x = _mix_within_batch(x, tf.random.experimental.stateless_split(flip_seed, 1)[0])
     return x[0] if single else x
+
+
+def _mix_within_batch(x, seed):
+    """mixup (Zhang et al. 2018) without labels: image i becomes ``lam_i * x_i + (1 - lam_i) *
+    x_{n-1-i}``, the batch read backwards, with ``lam_i ~ U(0, 1)`` (mixup's Beta(1, 1)) drawn per
+    image. Images between two classes draw from the teacher the scores between them that a
+    synthetic set lacks (docs/methods/extensions.md, "Mixed views"). One image is returned as it
+    is (its partner would be itself)."""
+    images = tf.cast(x, tf.float32) if not x.dtype.is_floating else x
+    lam = tf.random.stateless_uniform(tf.stack([tf.shape(x)[0], 1, 1, 1]), seed,
+                                      dtype=images.dtype)
+    mixed = lam * images + (1.0 - lam) * tf.reverse(images, [0])
+    return mixed if x.dtype.is_floating else tf.cast(tf.round(mixed), x.dtype)
 
 
 def _random_affine(x, min_kept, max_shift, max_degrees, seed, fill_value):

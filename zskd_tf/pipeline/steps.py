@@ -26,7 +26,8 @@ LOPES_OBJECTIVE = "all_layers"
 # rotated, each scored by the teacher online, for 120 epochs: chosen on a validation split at
 # the --quick scale (docs/quick_pipeline_study.md; +12 points for ZSKD, +9 for Lopes et al.).
 SYNTHETIC_VIEWS = ("--targets=teacher", "--augment=affine")
-SYNTHETIC_STUDENT = (*SYNTHETIC_VIEWS, "--epochs=120")
+STUDENT_LENGTH = ("--epochs=120",)
+SYNTHETIC_STUDENT = (*SYNTHETIC_VIEWS, *STUDENT_LENGTH)
 # A student that starts from the teacher's own channels (--student_init=teacher) is fine-tuned:
 # its learning rate decays to 0 over the run, so that the final epoch is not caught on the
 # wobble a constant rate keeps (docs/any_teacher.md, "Starting from the teacher's channels").
@@ -54,6 +55,12 @@ LOPES_HINTS = ("--hint_weight=100",)
 # studied (on the test set they cost a point there). zskd_student_for() picks.
 ZSKD_HINTS = ("--hint_weight=1000",)
 HINTED_IMPRESSIONS = 6000
+# Where it takes the hints, ZSKD's student also sees each affine view blended with another
+# impression of its batch (--augment=affine_mixup; docs/methods/extensions.md, "Mixed views"):
+# +1.54 and +1.31 points on the 20-epoch teacher's validation split at 6,000 impressions (2
+# seeds: docs/zskd_recipe_study.md, "Mixed views (2026-12-05)"); on --quick's 5-epoch teacher
+# -1.29 (seed 0: docs/quick_pipeline_study.md), on --full's 48,000 impressions not measured.
+MIXED_VIEWS = ("--targets=teacher", "--augment=affine_mixup")
 # The synthesis chosen on the validation split for the recipe's 20-epoch teacher (flags/zskd/,
 # docs/zskd_recipe_study.md): a N(0, 1) start, an image L2 penalty and Adam at lr 3. The 5-epoch
 # teacher of --quick makes better impressions with the paper's settings (the procedure's
@@ -72,11 +79,14 @@ def synthesis_for(teacher_epochs: int) -> tuple[str, ...]:
 
 
 def zskd_student_for(teacher_epochs: int, impressions: int) -> tuple[str, ...]:
-    """Extra flags of ZSKD's student (one that starts from the teacher's channels) for a LeNet-5
-    teacher trained ``teacher_epochs`` epochs, distilled on ``impressions`` data impressions:
-    ``ZSKD_HINTS`` where they were measured to help (the comment above them), else none."""
+    """The views and extra flags of ZSKD's student (one that starts from the teacher's channels)
+    for a LeNet-5 teacher trained ``teacher_epochs`` epochs, distilled on ``impressions`` data
+    impressions: ``MIXED_VIEWS`` and ``ZSKD_HINTS`` where they were measured to help (the
+    comments above them), else ``SYNTHETIC_VIEWS`` alone."""
     few = impressions <= HINTED_IMPRESSIONS
-    return ZSKD_HINTS if _trained_like_the_recipe(teacher_epochs) and few else ()
+    if _trained_like_the_recipe(teacher_epochs) and few:
+        return (*MIXED_VIEWS, *ZSKD_HINTS)
+    return SYNTHETIC_VIEWS
 
 
 def _trained_like_the_recipe(teacher_epochs: int) -> bool:
@@ -162,9 +172,10 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
     t = f"--teacher={teacher}"
     pruned = student_init == "teacher"
     student = (f"--student={STUDENT_MODEL}", t, *(("--init_from_teacher",) if pruned else ()))
-    synthetic_student = (*SYNTHETIC_STUDENT, *(FINE_TUNE if pruned else ()))
+    fine_tune = FINE_TUNE if pruned else ()
     lopes_hints = LOPES_HINTS if pruned else ()
-    zskd_hints = zskd_student_for(teacher_epochs, preset.impressions) if pruned else ()
+    zskd_views = (zskd_student_for(teacher_epochs, preset.impressions) if pruned
+                  else SYNTHETIC_VIEWS)
     steps += [
         Step("zskd_impressions", "ZSKD: data impressions", (
             "--procedure=data_impressions", t, f"--num_samples={preset.impressions}",
@@ -173,7 +184,8 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
         Step("zskd_student", "ZSKD: student on the impressions", (
             "--procedure=distill", *student,
             f"--dataset={d('zskd_impressions')}/impressions.npz", "--loss=soft_ce",
-            "--temperature=20", "--soft_ce_scale=400", *synthetic_student, *zskd_hints)),
+            "--temperature=20", "--soft_ce_scale=400", *zskd_views, *STUDENT_LENGTH,
+            *fine_tune)),
         Step("lopes_stats", "Lopes et al.: activation statistics of the teacher", (
             "--procedure=compute_stats", t, f"--dataset={DATASET}")),
         Step("lopes_dataset", f"Lopes et al.: reconstruction ({LOPES_OBJECTIVE})", (
@@ -183,7 +195,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
         Step("lopes_student", "Lopes et al.: student on the reconstruction", (
             "--procedure=distill", *student,
             f"--dataset={d('lopes_dataset')}/{LOPES_OBJECTIVE}.npz", "--loss=soft_ce",
-            "--temperature=8", *synthetic_student, *lopes_hints)),
+            "--temperature=8", *SYNTHETIC_STUDENT, *fine_tune, *lopes_hints)),
         Step("zskt_student", "ZSKT: zero-shot student against a generator", (
             "--procedure=zero_shot", *student, f"--dataset={DATASET}", "--beta=0",
             "--generator_range=teacher", *(ZSKT_FROM_TEACHER if pruned else ()),

@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from zskd_tf import model_io, teacher_task
+from zskd_tf.constants import MIXING_AUGMENTATIONS
 from zskd_tf.data import batch_streams, datasets, sampling, synthetic
 from zskd_tf.data import preprocess as pp
 from zskd_tf.errors import UserError
@@ -60,6 +61,13 @@ def _targets(cfg) -> str:
     if cfg.targets != "auto":
         return cfg.targets
     return "teacher" if cfg.teacher else "stored"
+
+
+def _teacher_scores_everything(cfg) -> bool:
+    """No term of the loss reads a label or a stored target: the teacher scores each view."""
+    if cfg.loss == "soft_ce":
+        return _targets(cfg) == "teacher"
+    return cfg.alpha == 1 and bool(cfg.teacher)
 
 
 def _needs_teacher(cfg) -> bool:
@@ -250,6 +258,11 @@ def _build_student(cfg, name, spec, num_classes, teacher_model):
 
 def run(cfg) -> dict:
     config = DistillConfig.from_flags(cfg)  # every distillation flag, defaulted and checked
+    if config.augment in MIXING_AUGMENTATIONS and not _teacher_scores_everything(cfg):
+        raise UserError(f"--augment={config.augment} blends two images into one whose class no "
+                        "label or stored target gives: use it with --loss=soft_ce "
+                        "--targets=teacher (or --loss=kd --alpha=1), where the teacher scores "
+                        "every view")
     cfg = with_config_defaults(cfg, config, RECORDED_DEFAULTS)
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)

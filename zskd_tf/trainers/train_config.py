@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from zskd_tf import typed_config
-from zskd_tf.constants import AUGMENTATIONS
+from zskd_tf.constants import AUGMENTATIONS, MIXING_AUGMENTATIONS
 from zskd_tf.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam")
@@ -91,6 +91,10 @@ class TrainConfig(RecipeOverrides):
         if self.adversarial_train_steps < 1:
             raise UserError(
                 f"--adversarial_train_steps must be >= 1, got {self.adversarial_train_steps}")
+        if self.augment in MIXING_AUGMENTATIONS:
+            raise UserError(f"--augment={self.augment} blends two images into one whose class "
+                            "no label gives; it is for students a teacher scores online "
+                            "(distill --targets=teacher, zero_shot)")
 
 
 DEFAULTS = TrainConfig()
