@@ -100,6 +100,17 @@ rows=(
   "zskd_paper_mixup|zskd|${paper[*]}|${mixed[*]}"
   "zskd_sseung_affine_hint1000|zskd|${sseung[*]}|${affine[*]} --hint_weight=1000"
   "zskd_sseung_mixup_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000"
+  # disagreement views (--disagreement_eps, twentieth session): half of each batch moved towards
+  # where student and teacher disagree; kept for ZSKD's hinted student of a 20-epoch teacher at
+  # eps 6, not for Lopes et al.'s (docs/zskd_recipe_study.md)
+  "zskd_paper_dis6|zskd|${paper[*]}|${affine[*]} --disagreement_eps=6"
+  "lopes_dis1_hint100|lopes||${affine[*]} --hint_weight=100 --disagreement_eps=1"
+  "lopes_dis3_hint100|lopes||${affine[*]} --hint_weight=100 --disagreement_eps=3"
+  "lopes_dis6_hint100|lopes||${affine[*]} --hint_weight=100 --disagreement_eps=6"
+  "zskd_sseung_mixup_dis1_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=1"
+  "zskd_sseung_mixup_dis3_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=3"
+  "zskd_sseung_mixup_dis6_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_mixup_dis10_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=10"
 )
 
 holdout() {  # student run directory -> prints its holdout accuracy

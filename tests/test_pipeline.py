@@ -179,10 +179,11 @@ def test_the_synthesis_is_chosen_for_the_teachers_training():
 
 
 def test_the_zskd_student_takes_hints_and_mixed_views_only_where_they_were_measured_to_help():
-    """ZSKD's student takes channel hints and mixed views from a teacher trained like the
-    recipe's 20 epochs at --quick's 6,000 impressions (validation: +2.95 and +1.43 points), not
-    from --quick's own 5-epoch teacher (-0.78 and -1.29), not at --full's 48,000 and not when it
-    starts afresh; the other students keep the plain affine views."""
+    """ZSKD's student takes channel hints, mixed views and disagreement views from a teacher
+    trained like the recipe's 20 epochs at --quick's 6,000 impressions (validation: +2.95, +1.43
+    and +1.76 points); from --quick's own 5-epoch teacher only the disagreement views (+1.71;
+    the other two: -0.78 and -1.29); none at --full's 48,000 or when it starts afresh; the
+    other students keep the plain affine views."""
     def student(preset, teacher=None, epochs=None, init="teacher"):
         plan = steps_lib.plan(steps_lib.PRESETS[preset], "/p", teacher, teacher_epochs=epochs,
                               student_init=init)
@@ -190,14 +191,17 @@ def test_the_zskd_student_takes_hints_and_mixed_views_only_where_they_were_measu
 
     def hinted(args):
         return ([a for a in args if a.startswith("--hint_weight")] == list(steps_lib.ZSKD_HINTS)
-                and [a for a in args if a.startswith("--augment")] == ["--augment=affine_mixup"])
+                and [a for a in args if a.startswith("--augment")] == ["--augment=affine_mixup"]
+                and [a for a in args if a.startswith("--disagreement")] == ["--disagreement_eps=6"])
 
-    def plain(args):
+    def plain(args, disagreement=()):
         return (not any(a.startswith("--hint_weight") for a in args)
-                and [a for a in args if a.startswith("--augment")] == ["--augment=affine"])
+                and [a for a in args if a.startswith("--augment")] == ["--augment=affine"]
+                and [a for a in args if a.startswith("--disagreement")] == list(disagreement))
 
     assert hinted(student("quick", "/t", 20)) and hinted(student("quick", "/t", 13))
-    assert plain(student("quick")) and plain(student("quick", "/t", 12))
+    moved = steps_lib.DISAGREEMENT_VIEWS
+    assert plain(student("quick"), moved) and plain(student("quick", "/t", 12), moved)
     assert plain(student("full")) and plain(student("full", "/t", 20))
     assert plain(student("quick", "/t", 20, init="random"))
     lopes = next(s.args for s in steps_lib.plan(steps_lib.PRESETS["quick"], "/p", "/t",

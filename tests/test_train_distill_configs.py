@@ -90,6 +90,8 @@ def test_from_flags_takes_the_given_values_and_the_defaults_for_the_rest():
     (DistillConfig, {"beta": -1.0}, "--beta must be >= 0, got -1.0"),
     (DistillConfig, {"anchor_weight": -1.0}, "--anchor_weight must be >= 0, got -1.0"),
     (DistillConfig, {"epochs": -3}, "--epochs must be a positive number, got -3"),
+    (DistillConfig, {"disagreement_eps": -1.0}, "--disagreement_eps must be >= 0, got -1.0"),
+    (DistillConfig, {"disagreement_steps": 0}, "--disagreement_steps must be a positive number"),
 ])
 def test_each_bad_value_is_refused_naming_its_flag(config_class, values, message):
     with pytest.raises(UserError) as raised:
@@ -132,16 +134,22 @@ def test_the_command_line_prints_the_configs_message_in_one_line(tmp_path):
     assert not os.path.exists(run)
 
 
+@pytest.mark.parametrize("views, message", [
+    ("--augment=affine_mixup", "--augment=affine_mixup blends two images into one whose class"),
+    ("--disagreement_eps=1", "--disagreement_eps moves images to where the student and the "
+                             "teacher disagree, into ones whose class"),
+])
 @pytest.mark.parametrize("args", [
-    ("--targets=stored", "--loss=soft_ce"),  # the stored targets are of the images unblended
+    ("--targets=stored", "--loss=soft_ce"),  # the stored targets are of the images unchanged
     ("--loss=kd", "--alpha=0.9"),            # a tenth of the loss reads the labels
     ("--loss=soft_ce",),                     # no --teacher: --targets=auto means stored
 ])
-def test_blended_views_are_refused_where_anything_but_the_teacher_labels_them(args, tmp_path):
+def test_views_only_the_teacher_can_label_are_refused_where_anything_else_labels_them(
+        args, views, message, tmp_path):
     run = tmp_path / "run"
-    cfg = _cli_config("--procedure=distill", f"--run_dir={run}", "--augment=affine_mixup", *args,
+    cfg = _cli_config("--procedure=distill", f"--run_dir={run}", views, *args,
                       "--student=lenet5_half", "--dataset=/nowhere/synthetic.npz")
-    with pytest.raises(UserError, match="--augment=affine_mixup blends two images into one"):
+    with pytest.raises(UserError, match=message):
         distill.run(cfg)  # before anything is read or written
     assert not run.exists()
 

@@ -186,6 +186,15 @@ flags.DEFINE_boolean("allow_foreign_synthetic", _DISTILL.allow_foreign_synthetic
                      "mapping or dataset differ from --teacher's (refused by default).")
 flags.DEFINE_boolean("freeze_bn", _DISTILL.freeze_bn,
                      "Run the student's BatchNorm in inference mode (ZSKT fine-tuning).")
+flags.DEFINE_float("disagreement_eps", _DISTILL.disagreement_eps,
+                   "distill: move half of every batch, by at most this L2 distance in the "
+                   "model's input space, towards where the student and the teacher disagree "
+                   "most, and let the teacher score the moved images (needs --loss=soft_ce "
+                   "--targets=teacher or --loss=kd --alpha=1; 0: off; "
+                   "docs/methods/extensions.md).")
+flags.DEFINE_integer("disagreement_steps", _DISTILL.disagreement_steps,
+                     "distill: gradient steps of --disagreement_eps's move (each costs one "
+                     "more forward and backward pass of teacher and student on half a batch).")
 
 # --- evaluate / export ---------------------------------------------------------------------
 flags.DEFINE_string("model_path", None, "A run directory, a .keras file or a SavedModel.")

@@ -70,6 +70,22 @@ def _teacher_scores_everything(cfg) -> bool:
     return cfg.alpha == 1 and bool(cfg.teacher)
 
 
+def _check_views_are_scored(cfg, config) -> None:
+    """Views that only the teacher can label need a loss where the teacher scores every view."""
+    if _teacher_scores_everything(cfg):
+        return
+    if config.augment in MIXING_AUGMENTATIONS:
+        why = f"--augment={config.augment} blends two images into one whose class"
+    elif config.disagreement_eps:
+        why = ("--disagreement_eps moves images to where the student and the teacher "
+               "disagree, into ones whose class")
+    else:
+        return
+    raise UserError(f"{why} no label or stored target gives: use it with --loss=soft_ce "
+                    "--targets=teacher (or --loss=kd --alpha=1), where the teacher scores "
+                    "every view")
+
+
 def _needs_teacher(cfg) -> bool:
     if cfg.loss == "soft_ce":
         return _targets(cfg) == "teacher"
@@ -258,11 +274,7 @@ def _build_student(cfg, name, spec, num_classes, teacher_model):
 
 def run(cfg) -> dict:
     config = DistillConfig.from_flags(cfg)  # every distillation flag, defaulted and checked
-    if config.augment in MIXING_AUGMENTATIONS and not _teacher_scores_everything(cfg):
-        raise UserError(f"--augment={config.augment} blends two images into one whose class no "
-                        "label or stored target gives: use it with --loss=soft_ce "
-                        "--targets=teacher (or --loss=kd --alpha=1), where the teacher scores "
-                        "every view")
+    _check_views_are_scored(cfg, config)
     cfg = with_config_defaults(cfg, config, RECORDED_DEFAULTS)
     run_dir = RunDir(cfg.run_dir)
     finished = finished_result(run_dir, cfg)

@@ -94,7 +94,7 @@ PROCEDURES = (
                 "split", "augment", "loss", "alpha", "temperature", "soft_ce_scale", "targets",
                 "beta", "at_taps", "hint_weight", "hint_taps", "samples_per_class", "init_from",
                 "init_from_teacher", "anchor_weight", "allow_foreign_synthetic", "freeze_bn",
-                *RECIPE, *TRAINING_LOOP),
+                "disagreement_eps", "disagreement_steps", *RECIPE, *TRAINING_LOOP),
                config=DistillConfig),
     _procedure("data_impressions", "synthesises a transfer set from a teacher (ZSKD).",
                ("teacher",), (*ZSKD, "shard"), sharded=True, config=ImpressionConfig),

@@ -46,6 +46,25 @@ def _per_image_l2(t):
     return tf.sqrt(tf.reduce_sum(tf.square(t), axis=[1, 2, 3], keepdims=True))
 
 
+def l2_ascent(x, loss_fn, eps: float, steps: int, value_range=None):
+    """``x`` moved to raise ``loss_fn``: L2 PGD (Madry et al. 2018) from ``x`` itself,
+    ``steps`` steps of ``2.5 * eps / steps`` along each image's normalised gradient, projected
+    back to the L2 ball of radius ``eps`` around the image and, with ``value_range`` (low, high),
+    into that box. Returns the moved images, without gradient."""
+    step = 2.5 * eps / steps
+    delta = tf.zeros_like(x)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(delta)
+            loss = loss_fn(x + delta)
+        grad = tape.gradient(loss, delta)
+        delta = delta + step * grad / (_per_image_l2(grad) + 1e-12)
+        delta = delta * tf.minimum(1.0, eps / (_per_image_l2(delta) + 1e-12))
+        if value_range is not None:
+            delta = tf.clip_by_value(x + delta, *value_range) - x
+    return tf.stop_gradient(x + delta)
+
+
 class ClassifierTrainer(SymbolicBuildFix, keras.Model):
     """Wraps a logits model; ``fit`` trains it, ``evaluate`` reports loss and accuracy.
 
@@ -105,23 +124,14 @@ class ClassifierTrainer(SymbolicBuildFix, keras.Model):
 
     def _l2_attack(self, x, y):
         p = self.perturbation
-        step = 2.5 * p.adversarial_eps / p.adversarial_steps
         low, high = (np.asarray(v, np.float32) for v in p.value_range)
-        delta = tf.zeros_like(x)
-        for _ in range(p.adversarial_steps):
-            with tf.GradientTape() as tape:
-                tape.watch(delta)
-                loss = losses.cross_entropy(y, self.classifier(x + delta, training=False))
-            grad = tape.gradient(loss, delta)
-            delta = delta + step * grad / (_per_image_l2(grad) + 1e-12)
-            delta = delta * tf.minimum(1.0, p.adversarial_eps / (_per_image_l2(delta) + 1e-12))
-            delta = tf.clip_by_value(x + delta, low, high) - x
-        return tf.stop_gradient(x + delta)
+        return l2_ascent(x, lambda moved: losses.cross_entropy(
+            y, self.classifier(moved, training=False)), p.adversarial_eps,
+            p.adversarial_steps, value_range=(low, high))
 
     def train_step(self, data):
         x, y = data
-        if self.perturbation:
-            x = self.perturb(x, y)
+        x = self.perturb(x, y)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.classifier.trainable_variables
         with tf.GradientTape() as tape:

@@ -19,7 +19,8 @@ LOSSES = ("kd", "soft_ce")
 TARGETS = ("auto", "teacher", "stored")  # auto: the teacher when one is given
 # The fields that say what the student minimises: result.json's "distill" entry.
 OBJECTIVE_FIELDS = ("loss", "alpha", "temperature", "soft_ce_scale", "beta", "at_taps",
-                    "hint_weight", "hint_taps", "anchor_weight", "freeze_bn")
+                    "hint_weight", "hint_taps", "anchor_weight", "freeze_bn",
+                    "disagreement_eps", "disagreement_steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,9 @@ class DistillConfig(RecipeOverrides):
     anchor_weight: L1 pull to the initial weights (ZSKT fine-tuning: docs/methods/zskt.md,
           "Fine-tuning with M real images per class").
     freeze_bn: run the student in inference mode (BN uses and keeps its moving statistics).
+    disagreement_eps: L2 radius (in the model's input space) by which half of every batch is
+          moved, in ``disagreement_steps`` steps, towards where student and teacher disagree
+          (docs/methods/extensions.md, "Disagreement views"); 0: off.
     The optimisation fields (:class:`RecipeOverrides`) default to the student's recipe.
     """
     loss: str = "kd"
@@ -55,6 +59,8 @@ class DistillConfig(RecipeOverrides):
     hint_taps: tuple = ()
     anchor_weight: float = 0.0
     freeze_bn: bool = False
+    disagreement_eps: float = 0.0
+    disagreement_steps: int = 3
     samples_per_class: int | None = None  # few-shot: M seeded real images per class
     allow_foreign_synthetic: bool = False
 
@@ -66,9 +72,9 @@ class DistillConfig(RecipeOverrides):
         typed_config.check_choice("targets", self.targets, TARGETS)
         if not 0 <= self.alpha <= 1:
             raise UserError(f"--alpha must be in [0, 1], got {self.alpha}")
-        for name in ("temperature", "soft_ce_scale", "samples_per_class"):
+        for name in ("temperature", "soft_ce_scale", "samples_per_class", "disagreement_steps"):
             typed_config.check_positive(name, getattr(self, name))
-        for name in ("beta", "hint_weight", "anchor_weight"):
+        for name in ("beta", "hint_weight", "anchor_weight", "disagreement_eps"):
             typed_config.check_non_negative(name, getattr(self, name))
 
     def objective(self) -> dict:

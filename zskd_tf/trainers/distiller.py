@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from zskd_tf import losses
 from zskd_tf.models import taps as taps_lib
-from zskd_tf.trainers.classifier import ClassifierTrainer
+from zskd_tf.trainers.classifier import ClassifierTrainer, l2_ascent
 from zskd_tf.trainers.distill_config import DistillConfig
 
 
@@ -18,7 +18,9 @@ class Distiller(ClassifierTrainer):
     ``config`` is read for its objective (``distill_config.OBJECTIVE_FIELDS``), with
     ``at_taps`` already resolved to tap names when ``beta > 0``, and ``hint_taps`` when
     ``hint_weight > 0``; ``hint_channels`` then gives, per hint tap, the teacher's channels
-    the student's stand for (``teacher_channels.kept_channels``; None: all).
+    the student's stand for (``teacher_channels.kept_channels``; None: all). With
+    ``config.disagreement_eps`` > 0, the first half of every batch is moved towards where
+    student and teacher disagree (:meth:`perturb`) before the loss.
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model | None,
@@ -40,6 +42,23 @@ class Distiller(ClassifierTrainer):
                                         name=f"anchor_{i}")
                          for i, v in enumerate(student.trainable_variables)]
                         if config.anchor_weight else [])
+
+    def perturb(self, x, y):
+        """Disagreement views (docs/methods/extensions.md, "Disagreement views"): the first
+        half of the batch moved by L2 PGD, radius ``disagreement_eps`` per image, to raise the
+        KL divergence of the student's scores from the teacher's; the teacher scores the moved
+        images like the others."""
+        x = super().perturb(x, y)
+        eps = self.config.disagreement_eps
+        if not eps:
+            return x
+        half = tf.shape(x)[0] // 2
+        moved = l2_ascent(x[:half], self._disagreement, eps, self.config.disagreement_steps)
+        return tf.concat([moved, x[half:]], axis=0)
+
+    def _disagreement(self, x):
+        return losses.kl_element_mean(self.teacher(x, training=False),
+                                      self.classifier(x, training=False))
 
     def _forward(self, x):
         """Student logits (with gradient), teacher logits (constant), and their taps
