@@ -25,6 +25,8 @@
 #       # lenet5_e20 and quick_e20): does a choice made for one teacher carry to the other?
 #   LOPES_NUM=9600 LOPES_STEPS=1000 ... lopes_affine
 #       # a larger Lopes et al. reconstruction (default 3,200 images x 300 steps, --quick's)
+#   ZSKD_NUM=12000 ... zskd_sseung_mixup_dis6_hint1000
+#       # more data impressions (default 6,000, --quick's); their runs end in _n12000
 #
 # Prints one line per row: the row's name, seed and the student's holdout accuracy (final
 # epoch / iteration), with the seconds the row's own steps took.
@@ -47,6 +49,8 @@ q=$out/quick$epochs_tag$seed_tag
 lopes_num=${LOPES_NUM:-3200}
 lopes_steps=${LOPES_STEPS:-300}
 lopes_size=; [[ $lopes_num/$lopes_steps == 3200/300 ]] || lopes_size=_${lopes_num}x$lopes_steps
+zskd_num=${ZSKD_NUM:-6000}
+zskd_size=; [[ $zskd_num == 6000 ]] || zskd_size=_n$zskd_num
 
 zskd() { python -m zskd_tf.main "$@" --verbose=quiet; }
 zskd --flagfile=flags/teachers/lenet5_fashion_mnist.cfg --holdout_first=10000 \
@@ -104,9 +108,24 @@ rows=(
   # where student and teacher disagree; kept for ZSKD's hinted student of a 20-epoch teacher at
   # eps 6, not for Lopes et al.'s (docs/zskd_recipe_study.md)
   "zskd_paper_dis6|zskd|${paper[*]}|${affine[*]} --disagreement_eps=6"
+  # one disagreement step instead of three (twenty-first session: not kept)
+  "zskd_paper_dis6_k1|zskd|${paper[*]}|${affine[*]} --disagreement_eps=6 --disagreement_steps=1"
   "lopes_dis1_hint100|lopes||${affine[*]} --hint_weight=100 --disagreement_eps=1"
   "lopes_dis3_hint100|lopes||${affine[*]} --hint_weight=100 --disagreement_eps=3"
   "lopes_dis6_hint100|lopes||${affine[*]} --hint_weight=100 --disagreement_eps=6"
+  # twenty-first session, the pipeline's ZSKD student of a 20-epoch teacher (hints, mixed and
+  # disagreement views; docs/zskd_recipe_study.md, "A stronger image penalty (2026-12-06)"):
+  # its impressions made with smoothness priors (--impression_tv) or stronger image L2 penalties,
+  # and the student trained twice as long. None became a default (the L2 penalty that helped
+  # the first validation teacher hurt a second one and the teacher as given)
+  "zskd_sseung_tv_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_tv=1e-3|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_tv2_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_tv=1e-2|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_l2x10_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2=1e-2|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_l2x30_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2=3e-2|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_l2x100_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2=1e-1|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_l2x300_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2=3e-1|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_l2x10_tv2_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2=1e-2 --impression_tv=1e-2|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_mixup_dis6_hint1000_e240|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=6 --epochs=240"
   "zskd_sseung_mixup_dis1_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=1"
   "zskd_sseung_mixup_dis3_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=3"
   "zskd_sseung_mixup_dis6_hint1000|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
@@ -126,12 +145,12 @@ for row in "${rows[@]}"; do
   start=$SECONDS
   case $kind in
     zskd)
-      di=$q/zskd_$(echo "$synthesis" | md5sum | cut -c1-8)_seed$seed
+      di=$q/zskd_$(echo "$synthesis" | md5sum | cut -c1-8)${zskd_size}_seed$seed
       # shellcheck disable=SC2086
-      zskd --procedure=data_impressions --teacher="$teacher" --num_samples=6000 \
+      zskd --procedure=data_impressions --teacher="$teacher" --num_samples="$zskd_num" \
         --synthesis_steps=400 --synthesis_batch_size=500 --seed="$seed" $synthesis \
         --run_dir="$di"
-      s=$q/${name}${tag}_seed$seed
+      s=$q/${name}${tag}${zskd_size}_seed$seed
       # shellcheck disable=SC2086
       zskd --procedure=distill --student=lenet5_half --teacher="$teacher" \
         --dataset="$di/impressions.npz" --loss=soft_ce --temperature=20 --soft_ce_scale=400 \

@@ -225,6 +225,21 @@ def test_a_student_from_the_teachers_channels_is_fine_tuned():
     assert tuned["zskt_student"] == plain["zskt_student"]
 
 
+def test_a_rerun_plans_for_the_copy_on_disk(tmp_path):
+    # A rerun keeps the student.keras it finds; it fine-tunes it only if it still holds the
+    # weights the teacher's channels give (one made with random weights is trained as such).
+    from zskd_tf.procedures.pipeline import _same_weights
+
+    keras.utils.set_random_seed(0)
+    copy = small_cnn.small_cnn(num_classes=2, input_shape=(28, 28, 1))
+    path = str(tmp_path / "student.keras")
+    copy.save(path)
+    assert _same_weights(path, copy)
+    weights = copy.get_weights()
+    copy.set_weights([weights[0] + 1e-6] + weights[1:])
+    assert not _same_weights(path, copy)
+
+
 def _teacher(keras_model=True, batchnorm=True, macs=None):
     return any_teacher.Teacher("/t", "custom", ("a", "b"), (28, 28, 1), keras_model, batchnorm,
                                macs, zoo_model=None, task_flags=())
