@@ -156,7 +156,9 @@ def test_the_demo_students_start_from_the_teachers_channels():
 def test_the_synthesis_is_chosen_for_the_teachers_training():
     """ZSKD's synthesis follows the teacher: the flagfiles' (chosen on the validation split for
     the recipe's 20-epoch teacher) for --full's own teacher and for a given teacher trained as
-    long; the paper's for --quick's own 5-epoch teacher and a given one trained as briefly."""
+    long; the paper's for --quick's own 5-epoch teacher and a given one trained as briefly.
+    At --quick's 6,000 impressions a teacher trained like the recipe's takes two image
+    penalties, half of the impressions each; --full's 48,000 keep the flagfiles' one."""
     def impressions(preset, teacher=None, epochs=None):
         plan = steps_lib.plan(steps_lib.PRESETS[preset], "/p", teacher, teacher_epochs=epochs)
         return next(s.args for s in plan if s.name == "zskd_impressions")
@@ -169,6 +171,9 @@ def test_the_synthesis_is_chosen_for_the_teachers_training():
                        for a in args)
 
     assert recipe(impressions("full")) and "--synthesis_steps=400" in impressions("full")
+    mixed = set(steps_lib.MIXED_PENALTIES)
+    assert not mixed & set(impressions("full")) and mixed <= set(impressions("quick", "/t", 20))
+    assert not mixed & set(impressions("quick")) and not mixed & set(impressions("full", "/t", 5))
     assert paper(impressions("quick")) and paper(impressions("smoke"))
     assert recipe(impressions("quick", "/t", 20)) and paper(impressions("full", "/t", 5))
     assert paper(impressions("quick", "/t", 12)) and recipe(impressions("quick", "/t", 13))

@@ -1,5 +1,6 @@
 """Trainer, recipes and the resumable data pipeline (in-process, tiny shapes)."""
 import glob
+import os
 import types
 
 import keras
@@ -10,7 +11,9 @@ import tensorflow as tf
 from helpers import two_cpu_strategy
 from zskd_tf.data import batch_streams
 from zskd_tf.data.preprocess import InputSpec
+from zskd_tf.runtime import fitting
 from zskd_tf.runtime.checkpoints import Checkpointer
+from zskd_tf.runtime.run_dir import RunDir
 from zskd_tf.trainers import recipes
 from zskd_tf.trainers.classifier import ClassifierTrainer, InputPerturbation
 from zskd_tf.trainers.weight_average import WeightAverage
@@ -225,3 +228,45 @@ def test_two_replicas_keep_the_same_weight_average_as_one():
     _assert_same_weights(average_one, average_two)
     # 4 steps: the average lies behind the final weights, not on them.
     assert not all(np.allclose(f, a) for f, a in zip(final_one, average_one))
+
+
+# --- a run whose score collapsed ------------------------------------------------------------
+
+def _records(*scores):
+    return [{"epoch": e, "step": 10 * e, "val_accuracy": a} for e, a in enumerate(scores, 1)]
+
+
+def test_collapse_warning_names_the_best_and_the_last_score():
+    # The shape of the fully connected Hinton teacher on Fashion-MNIST at the paper's recipe.
+    collapsed = _records(0.764, 0.787, 0.734, 0.612, 0.394)
+    assert fitting.collapse_warning(collapsed) == (
+        "the validation accuracy fell from 78.70% (epoch 2) to 39.40% (epoch 5), and the model "
+        "kept is the last one: training may have diverged (a lower learning rate, or a recipe "
+        "made for this model, may help)")
+    assert fitting.collapse_warning(_records(0.80, 0.85, 0.74)) is None  # 11 points: noise
+    assert fitting.collapse_warning(_records(0.95, 0.79)) is None  # 16 points, 0.83 of the best
+    assert fitting.collapse_warning(_records(0.30, 0.60, 0.44)) is not None  # 0.73 of it
+    assert fitting.collapse_warning([{"epoch": 1, "loss": 2.0}]) is None  # nothing scored
+    assert fitting.collapse_warning([]) is None
+
+
+def test_fit_resumable_prints_the_collapse_warning_after_training(tmp_path, capsys):
+    run = RunDir(str(tmp_path / "run"))
+    os.makedirs(run.path)
+    for record in _records(0.9, 0.2):
+        run.append_metrics(record)
+    model = _bn_classifier()
+    model.compile(optimizer="sgd", loss="mse")
+    done = keras.Variable(20, dtype="int64")  # the run is at its last step: nothing to train
+    fitting.fit_resumable(model, run, Checkpointer(str(tmp_path / "ckpt"), model=model), None,
+                          total_steps=20, steps_per_epoch=10, batch_size=4, step_variable=done)
+    assert "warning: the validation accuracy fell from 90.00% (epoch 1) to 20.00% (epoch 2)" \
+        in capsys.readouterr().err
+    assert [r["epoch"] for r in run.metrics()] == [1, 2]
+
+
+def test_a_training_runs_records_carry_what_the_collapse_warning_reads(lenet5_teacher):
+    records = RunDir(lenet5_teacher).metrics()
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(isinstance(r["val_accuracy"], float) for r in records)
+    assert fitting.collapse_warning(records) is None

@@ -16,7 +16,7 @@ from absl import flags
 from absl.testing import flagsaver
 
 from helpers import REPO, assert_user_error, cli_env, read_json, run_cli, two_cpu_strategy
-from zskd_tf import cli_flags, model_io
+from zskd_tf import api, cli_flags, model_io
 from zskd_tf.data import preprocess as pp
 from zskd_tf.data import synthetic
 from zskd_tf.errors import UserError
@@ -238,6 +238,34 @@ def test_impressions_loss_is_the_papers_cross_entropy_at_t20():
           + np.square(np.diff(x, axis=2)).sum(axis=(1, 2, 3)))
     got = float(smooth.synthesis_loss(tf.constant(x), tf.constant(y)))
     assert got == pytest.approx(want + 0.2 * tv.mean(), rel=1e-5)
+    # --impression_l2_mix: row r takes weight r mod K; a replica's rows keep their own weights.
+    mixed = ImpressionSynthesizer(teacher, (5, 6, 6, 1), 20.0, image_l2=(0.3, 0.0, 0.1))
+    squares = (x ** 2).sum(axis=(1, 2, 3))
+    row_weights = np.array([0.3, 0.0, 0.1, 0.3, 0.0])
+    got = float(mixed.synthesis_loss(tf.constant(x), tf.constant(y)))
+    assert got == pytest.approx(want + np.mean(row_weights * squares) / 2, rel=1e-5)
+    part = float(mixed.synthesis_loss(tf.constant(x[2:4]), tf.constant(y[2:4]),
+                                      tf.constant([2, 3])))
+    plain = float(synth.synthesis_loss(tf.constant(x[2:4]), tf.constant(y[2:4])))
+    assert part == pytest.approx(plain + np.mean(row_weights[2:4] * squares[2:4]) / 2, rel=1e-5)
+
+
+def test_a_mixture_of_image_penalties_makes_each_row_as_its_own_penalty_would():
+    """Nothing couples two rows of a batch (the teacher's BatchNorm is in inference mode, Adam
+    is per pixel), so the rows of a mixed batch are those of one-weight batches up to rounding,
+    and two replicas make what one makes."""
+    weights = _tiny_teacher().get_weights()
+    x0 = RNG.uniform(0, 1, (4, 6, 6, 1)).astype(np.float32)
+    y = RNG.dirichlet(np.full(4, 0.3), 4).astype(np.float32)
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    _, mixed = _synthesise(one, weights, x0, y, image_l2=(0.0, 2.0))
+    _, light = _synthesise(one, weights, x0, y, image_l2=0.0)
+    _, heavy = _synthesise(one, weights, x0, y, image_l2=2.0)
+    np.testing.assert_allclose(mixed[0::2], light[0::2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mixed[1::2], heavy[1::2], rtol=1e-5, atol=1e-6)
+    assert np.abs(light - heavy).max() > 0.05  # the two weights do make different images
+    _, two = _synthesise(two_cpu_strategy(), weights, x0, y, image_l2=(0.0, 2.0))
+    np.testing.assert_allclose(mixed, two, rtol=1e-5, atol=1e-6)
 
 
 def _transforms(x, jitter):
@@ -359,6 +387,27 @@ def test_cli_sseung_start_and_image_l2_darken_the_impressions(impressions_run, l
     assert (result["impression_init"], result["impression_l2"]) == ("normal", 0.1)
     meta = synthetic.load_synthetic(os.path.join(run, "impressions.npz")).meta
     assert meta["extra"]["image_l2"] == 0.1 and meta["extra"]["init"].startswith("N(0, 1)")
+
+
+@pytest.mark.slow
+def test_cli_a_mixture_of_image_penalties_is_made_and_recorded(lenet5_teacher, tmp_path):
+    run = str(tmp_path / "mix")
+    run_cli("--procedure=data_impressions", f"--run_dir={run}", f"--teacher={lenet5_teacher}",
+            *TINY, "--impression_init=normal", "--impression_l2_mix=0,0.1",
+            "--synthesis_lr=0.05", check=True)
+    data = synthetic.load_synthetic(os.path.join(run, "impressions.npz"))
+    assert data.x[1::2].mean() < data.x[0::2].mean() - 0.05  # odd rows: the penalised ones
+    assert read_json(os.path.join(run, "result.json"))["impression_l2_mix"] == [0.0, 0.1]
+    assert data.meta["extra"]["image_l2_mix"] == [0.0, 0.1]
+
+
+def test_impression_l2_mix_is_checked():
+    with pytest.raises(UserError, match="--impression_l2_mix must be numbers"):
+        api.config("data_impressions", "/tmp/x", teacher="t", impression_l2_mix=["1e-3", "x"])
+    with pytest.raises(UserError, match="--impression_l2_mix must be a finite number >= 0"):
+        api.config("data_impressions", "/tmp/x", teacher="t", impression_l2_mix=["-1"])
+    assert api.config("data_impressions", "/tmp/x", teacher="t",
+                      impression_l2_mix="1e-3,0.1").impression_l2_mix == ["1e-3", "0.1"]
 
 
 @pytest.mark.slow

@@ -29,10 +29,12 @@ Errors in what is asked (an unknown option, a bad value, a teacher that does not
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import tempfile
 import types
+import warnings
 
 from absl import flags
 
@@ -102,9 +104,22 @@ def config(procedure: str, run_dir=None, **options) -> types.SimpleNamespace:
     cfg.present = set(options) | {"procedure", "run_dir"}
     cfg.flag_schema = cli_flags.flag_schema()
     cli_flags.validate(cfg)
+    ignored = cli_flags.unread(procedure, options)
+    if ignored:
+        warnings.warn(cli_flags.unread_warning(procedure, ignored, dashes=""), UserWarning,
+                      stacklevel=_first_caller_outside_the_package())
     if temporary:
         cfg.run_dir = tempfile.mkdtemp(prefix=f"zskd_tf_{procedure}_")
     return cfg
+
+
+def _first_caller_outside_the_package() -> int:
+    """``warnings.warn``'s stacklevel, called from here, of the user's line that called in."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = inspect.currentframe().f_back, 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def train(model: str, dataset: str = "fashion_mnist", *, run_dir=None, **options):

@@ -289,6 +289,38 @@ def flag_schema() -> FlagSchema:
                       given_only=GIVEN_ONLY_FLAGS)
 
 
+# Flags that change only what is printed: scripts pass them to every command, so a procedure
+# that prints no progress takes them without a warning.
+PRINT_ONLY_FLAGS = frozenset({"verbose"})
+
+
+def unread(procedure: str, given) -> list[str]:
+    """The flags among ``given`` that ``procedure`` does not read.
+
+    Args:
+        procedure: a procedure name.
+        given: flag names (others than zskd_tf's own are skipped).
+
+    Returns:
+        Those outside ``registry.get(procedure).flags`` and ``PRINT_ONLY_FLAGS``, sorted.
+    """
+    reads = {*registry.get(procedure).flags, *PRINT_ONLY_FLAGS}
+    return sorted(set(given) & set(our_flag_names()) - reads)
+
+
+def unread_warning(procedure: str, names, dashes: str = "--") -> str:
+    """The sentence that says ``names`` (from :func:`unread`) were ignored.
+
+    ``dashes=""`` names them as the Python API's options instead of flags.
+    """
+    listed = ", ".join(f"{dashes}{name}" for name in names)
+    ignored = "it is" if len(names) == 1 else "they are"
+    who = f"--procedure={procedure}" if dashes else f"procedure {procedure!r}"
+    return (f"{who} does not read {listed}, so "
+            f"{ignored} ignored; 'python -m zskd_tf.main --procedure={procedure} --help' lists "
+            "what it reads")
+
+
 def config_from_flags() -> types.SimpleNamespace:
     """Validates the parsed flags and returns them as a plain namespace."""
     values = {name: flags.FLAGS[name].value for name in our_flag_names()}

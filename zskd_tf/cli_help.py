@@ -53,6 +53,34 @@ def procedure_named(argv: list[str]) -> str | None:
     return named if named in registry.BY_NAME else None
 
 
+def flags_typed(argv: list[str]) -> set[str]:
+    """The flags written on the command line itself, not those a ``--flagfile`` holds.
+
+    A flag file may be shared between procedures (every run directory's ``flags.cfg`` holds
+    every flag), so only flags typed on the command line are worth a warning when the
+    procedure does not read them.
+
+    Args:
+        argv: the command line, program name first.
+
+    Returns:
+        Their names, ``--noNAME`` counted as ``NAME``; ``--flagfile`` and whatever follows a
+        bare ``--`` left out.
+    """
+    typed = set()
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        if not arg.startswith("-"):
+            continue
+        name = arg.lstrip("-").partition("=")[0]
+        if name not in flags.FLAGS and name.startswith("no") and name[2:] in flags.FLAGS:
+            name = name[2:]
+        if name in flags.FLAGS and name not in ABSL_FLAGS:
+            typed.add(name)
+    return typed
+
+
 def help_flags(procedure: str | None) -> tuple[str, ...]:
     """The flags ``--help`` lists.
 

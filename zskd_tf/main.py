@@ -18,6 +18,10 @@ def main():
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # progress goes to stdout; --verbosity=0 for more
     cfg = cli_flags.config_from_flags()
+    ignored = cli_flags.unread(cfg.procedure, cli_help.flags_typed(sys.argv))
+    if ignored:
+        print(f"warning: {cli_flags.unread_warning(cfg.procedure, ignored)}", file=sys.stderr,
+              flush=True)
     from zskd_tf import procedures
     procedures.run(cfg)
 

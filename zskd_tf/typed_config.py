@@ -27,6 +27,26 @@ def fields_given(cls, values) -> dict:
             if getattr(values, field.name, None) is not None}
 
 
+def parse_numbers(name: str, values, what: str) -> tuple[float, ...]:
+    """A list flag's entries (strings or numbers) as floats.
+
+    Args:
+        name: the flag's name.
+        values: its entries (None: none).
+        what: how the message describes the values wanted, e.g. "numbers like 1e-3,1e-1".
+
+    Returns:
+        The floats, in order; UserError naming the first entry that is not a number.
+    """
+    numbers = []
+    for value in values or ():
+        try:
+            numbers.append(float(value))
+        except (TypeError, ValueError):
+            raise UserError(f"--{name} must be {what}; {value!r} is not a number") from None
+    return tuple(numbers)
+
+
 def check_positive(name: str, value) -> None:
     """UserError unless ``--name``'s value is None or > 0.
 

@@ -22,6 +22,12 @@ flags.DEFINE_enum("impression_init", _D.impression_init, tuple(IMPRESSION_INITS)
 flags.DEFINE_float("impression_l2", _D.impression_l2,
                    "Weight of sseung0703's image penalty mean_i sum(x_i^2) / 2 added to the "
                    "impression loss (his MNIST code: 1e-3; the paper and the authors' code: 0).")
+flags.DEFINE_list("impression_l2_mix", list(_D.impression_l2_mix),
+                  "Several image L2 weights instead of --impression_l2's one: row r of every "
+                  "synthesis batch takes the (r mod K)-th of the K weights, so the impressions "
+                  "are split equally among them, in every class and beta; replaces "
+                  "--impression_l2 when given (not in ZSKD; e.g. 1e-3,1e-1: "
+                  "docs/zskd_recipe_study.md).")
 flags.DEFINE_float("impression_tv", _D.impression_tv,
                    "Weight of a smoothness prior added to the impression loss: the mean over "
                    "images of the summed squared differences of neighbouring pixels (not in "

@@ -74,16 +74,28 @@ DISAGREEMENT_VIEWS = ("--disagreement_eps=6",)
 # teacher of --quick makes better impressions with the paper's settings (the procedure's
 # defaults; docs/quick_pipeline_study.md). synthesis_for() picks by the teacher's epochs.
 RECIPE_SYNTHESIS = ("--impression_init=normal", "--impression_l2=1e-3", "--synthesis_lr=3.0")
+# At up to HINTED_IMPRESSIONS, such a teacher's impressions are made with two image penalties,
+# half of them each (--impression_l2_mix; docs/methods/extensions.md, "Priors for image
+# synthesis (ZSKD impressions)"): the flagfiles' 1e-3 and 1e-1, which helps one validation
+# teacher by 5 points and costs another 7 when alone.
+# Mixed, on the validation split of both: +3.58 / +4.30 and +2.90 / +2.88 points (seeds 0 / 1;
+# docs/zskd_recipe_study.md, "A mixture of image penalties (2026-12-06)"); at --full's 48,000
+# not measured.
+MIXED_PENALTIES = ("--impression_l2_mix=1e-3,1e-1",)
 RECIPE_EPOCHS = 20  # the LeNet-5 recipe's (flags/teachers/lenet5_fashion_mnist.cfg)
 QUICK_EPOCHS = 5    # --quick's teacher
 
 
-def synthesis_for(teacher_epochs: int) -> tuple[str, ...]:
-    """ZSKD's synthesis flags for a LeNet-5 teacher trained ``teacher_epochs`` epochs, as chosen
-    on the validation split of each teacher measured: the paper's (the procedure's defaults) for
-    the 5-epoch one, ``RECIPE_SYNTHESIS`` for the recipe's 20 (docs/quick_pipeline_study.md,
-    "The recipe's 20-epoch teacher (2026-12-05)"); a teacher in between takes the nearer's."""
-    return RECIPE_SYNTHESIS if _trained_like_the_recipe(teacher_epochs) else ()
+def synthesis_for(teacher_epochs: int, impressions: int) -> tuple[str, ...]:
+    """ZSKD's synthesis flags for a LeNet-5 teacher trained ``teacher_epochs`` epochs, making
+    ``impressions`` impressions, as chosen on the validation split of each teacher measured:
+    the paper's (the procedure's defaults) for the 5-epoch one, ``RECIPE_SYNTHESIS`` for the
+    recipe's 20 (docs/quick_pipeline_study.md, "The recipe's 20-epoch teacher (2026-12-05)"),
+    with ``MIXED_PENALTIES`` at up to ``HINTED_IMPRESSIONS``; a teacher in between takes the
+    nearer's."""
+    if not _trained_like_the_recipe(teacher_epochs):
+        return ()
+    return (*RECIPE_SYNTHESIS, *(MIXED_PENALTIES if impressions <= HINTED_IMPRESSIONS else ()))
 
 
 def zskd_student_for(teacher_epochs: int, impressions: int) -> tuple[str, ...]:
@@ -190,7 +202,7 @@ def plan(preset: Preset, root: str, teacher: str | None, seed: int = 0,
         Step("zskd_impressions", "ZSKD: data impressions", (
             "--procedure=data_impressions", t, f"--num_samples={preset.impressions}",
             f"--synthesis_steps={preset.impression_steps}", "--synthesis_batch_size=500",
-            *synthesis_for(teacher_epochs))),
+            *synthesis_for(teacher_epochs, preset.impressions))),
         Step("zskd_student", "ZSKD: student on the impressions", (
             "--procedure=distill", *student,
             f"--dataset={d('zskd_impressions')}/impressions.npz", "--loss=soft_ce",

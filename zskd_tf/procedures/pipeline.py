@@ -25,6 +25,7 @@ from zskd_tf.errors import UserError
 from zskd_tf.pipeline import any_report, any_teacher
 from zskd_tf.pipeline import report as report_lib
 from zskd_tf.pipeline import steps as steps_lib
+from zskd_tf.procedures import registry
 from zskd_tf.procedures.common import finished_result
 from zskd_tf.runtime import atomic
 from zskd_tf.runtime.run_dir import RunDir
@@ -85,9 +86,11 @@ def _check_teacher(path: str) -> tuple[str, int | None]:
 
 
 def _command(step: steps_lib.Step, root: str, cfg) -> list[str]:
-    own = {arg.split("=")[0] for arg in step.args}  # a step's own value wins
+    """The step's command line; of ``PASSED_ON``, only the flags the step reads."""
+    own = dict(arg.partition("=")[::2] for arg in step.args)  # a step's own value wins
+    reads = registry.get(own["--procedure"]).flags
     passed = [f"--{name}={getattr(cfg, name)}" for name in PASSED_ON
-              if name in cfg.present and f"--{name}" not in own]
+              if name in cfg.present and f"--{name}" not in own and name in reads]
     return [sys.executable, "-m", "zskd_tf.main", *step.args, f"--run_dir={step.run_dir(root)}",
             "--verbose=epoch", *passed]
 

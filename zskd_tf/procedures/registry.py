@@ -35,7 +35,8 @@ TRAINING_LOOP = ("checkpoint_every_secs", "eval_every_epochs", "verbose")  # com
 ARCHITECTURE = ("conv", "block")  # WRN variants of the model built
 SYNTHESIS = ("num_samples", "synthesis_steps", "synthesis_batch_size", "synthesis_lr",
              "fast_input_gradient", "bfloat16_input_gradient", "temperature", "verbose")
-ZSKD = ("teacher", "betas", "final_layer", "impression_init", "impression_l2", "impression_tv",
+ZSKD = ("teacher", "betas", "final_layer", "impression_init", "impression_l2",
+        "impression_l2_mix", "impression_tv",
         "impression_jitter", "impression_flip", "impression_bn_weight", *NAMED_DATASET,
         *FOREIGN_TEACHER, *SYNTHESIS)
 EXPORT = ("tflite", "quantize_io", "calibration", "calibration_samples", "generator_run",

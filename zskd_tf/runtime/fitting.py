@@ -49,6 +49,33 @@ class MetricsLogger(keras.callbacks.Callback):
         self.run.append_metrics(record)
 
 
+# The final score counts as collapsed when it is this far below the run's best, in accuracy
+# and as a share of the best (the second keeps the noise of small validation sets out).
+COLLAPSE_POINTS = 0.15
+COLLAPSE_SHARE = 0.8
+
+
+def collapse_warning(records: list[dict]) -> str | None:
+    """A warning when the last validation accuracy fell far below the run's best, else None.
+
+    Args:
+        records: metrics.jsonl's records, in order (``val_accuracy`` where one was scored).
+
+    Returns:
+        One sentence naming both scores and their epochs; the model kept is the last one.
+    """
+    scored = [(r["val_accuracy"], r.get("epoch")) for r in records
+              if isinstance(r.get("val_accuracy"), (int, float))]
+    if not scored:
+        return None
+    (last, last_epoch), (best, best_epoch) = scored[-1], max(scored, key=lambda s: s[0])
+    if best - last < COLLAPSE_POINTS or last > COLLAPSE_SHARE * best:
+        return None
+    return (f"the validation accuracy fell from {best:.2%} (epoch {best_epoch}) to {last:.2%} "
+            f"(epoch {last_epoch}), and the model kept is the last one: training may have "
+            "diverged (a lower learning rate, or a recipe made for this model, may help)")
+
+
 def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer, make_dataset,
                   total_steps: int, steps_per_epoch: int, batch_size: int,
                   validation_data=None, verbose: str = "auto",
@@ -82,3 +109,6 @@ def fit_resumable(trainer: keras.Model, run: RunDir, checkpointer: Checkpointer,
                     callbacks=callbacks, verbose=keras_verbosity(verbose), shuffle=False)
         step = int(keras.ops.convert_to_numpy(step_variable))
     checkpointer.save(step)
+    warning = collapse_warning(run.metrics())
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)

@@ -423,18 +423,27 @@ class RunDir:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
 
-    def truncate_metrics(self, last_step: int) -> None:
-        """Drops records logged after ``last_step`` (work lost by an interruption is redone)."""
+    def metrics(self) -> list[dict]:
+        """The records of metrics.jsonl, in order; a line cut by a kill is skipped."""
         path = self.file(METRICS_FILE)
         if not os.path.exists(path):
-            return
-        kept = []
+            return []
+        records = []
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if isinstance(record, dict) and record.get("step", 0) <= last_step:
-                    kept.append(json.dumps(record, sort_keys=True))
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+        return records
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drops records logged after ``last_step`` (work lost by an interruption is redone)."""
+        path = self.file(METRICS_FILE)
+        if not os.path.exists(path):
+            return
+        kept = [json.dumps(r, sort_keys=True) for r in self.metrics()
+                if r.get("step", 0) <= last_step]
         atomic.write_text(path, "".join(k + "\n" for k in kept))

@@ -5,7 +5,12 @@ the paper's cross-entropy ``mean_i CE(y_i, softmax(teacher(x_i) / T))`` with the
 and in inference mode (T = 20; docs/methods/zskd.md, "Synthesising the impressions").
 ``image_l2`` adds sseung0703's penalty ``image_l2 * mean_i sum(x_i^2) / 2`` (his
 ``l2_regularizer(1e-3 / B)`` on the batch, same section; 0, the paper's and the authors' loss,
-by default): it pulls every pixel the teacher does not care about to 0. ``image_tv`` adds
+by default): it pulls every pixel the teacher does not care about to 0. Given several weights,
+row r of the batch takes weight r mod K of the K (``mean_i w_i sum(x_i^2) / 2``): a mixture
+of priors in one synthesis whose rows follow the same equations as K runs of one weight each
+(no term couples two rows); in floating point the per-row formula rounds differently from the
+one-weight one, and Adam at a large learning rate lets such differences grow, so the images are
+alike in kind, not equal in value. ``image_tv`` adds
 ``image_tv * mean_i TV2(x_i)``, the summed squared differences of neighbouring pixels (a
 smoothness prior of feature-visualisation work, in no ZSKD code). ``jitter`` and ``flip`` show
 the teacher, at every step, the whole batch rolled by a random offset of up to ``jitter`` pixels
@@ -22,6 +27,8 @@ after each step, several replicas — is :class:`ImageSynthesizer`'s.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import tensorflow as tf
 
@@ -33,11 +40,16 @@ from zskd_tf.zskd.config import PAPER_TEMPERATURE
 
 class ImpressionSynthesizer(ImageSynthesizer):
     def __init__(self, teacher, batch_shape, temperature: float = PAPER_TEMPERATURE,
-                 value_range=None, image_l2: float = 0.0, image_tv: float = 0.0,
+                 value_range=None, image_l2: float | Sequence[float] = 0.0,
+                 image_tv: float = 0.0,
                  jitter: int = 0, flip: bool = False, bn_weight: float = 0.0, **kwargs):
         super().__init__(teacher, batch_shape, value_range=value_range, **kwargs)
         self.temperature = float(temperature)
-        self.image_l2 = float(image_l2)
+        weights = tuple(image_l2) if isinstance(image_l2, (list, tuple)) else (image_l2,)
+        # One weight keeps the one-weight formula (the same images, to the bit, as before the
+        # mixture existed); several take a weight per row.
+        self.image_l2 = float(weights[0]) if len(set(weights)) == 1 else tf.constant(
+            [float(weights[r % len(weights)]) for r in range(batch_shape[0])])
         self.image_tv = float(image_tv)
         self.jitter = int(jitter)
         self.flip = bool(flip)
@@ -46,16 +58,21 @@ class ImpressionSynthesizer(ImageSynthesizer):
             self.bn_layers = taps.batchnorm_layers(teacher)
             self.teacher_with_bn_inputs = taps.with_batchnorm_inputs(teacher)
 
-    def synthesis_loss(self, images, targets):
+    def synthesis_loss(self, images, targets, rows=None):
         if self.bn_weight:
             logits, features = self.teacher_with_bn_inputs(self.shown(images), training=False)
             prior = self.bn_weight * losses.batchnorm_prior(features, self.bn_layers)
         else:
             logits, prior = self.teacher(self.shown(images), training=False), 0.0
         loss = losses.soft_cross_entropy(targets, logits, self.temperature) + prior
-        if self.image_l2:
+        if isinstance(self.image_l2, float):
+            if self.image_l2:
+                squares = keras.ops.sum(keras.ops.square(images), axis=(1, 2, 3))
+                loss = loss + self.image_l2 * keras.ops.mean(squares) / 2
+        else:
+            weights = self.image_l2 if rows is None else tf.gather(self.image_l2, rows)
             squares = keras.ops.sum(keras.ops.square(images), axis=(1, 2, 3))
-            loss = loss + self.image_l2 * keras.ops.mean(squares) / 2
+            loss = loss + keras.ops.mean(weights * squares) / 2
         if self.image_tv:
             loss = loss + self.image_tv * keras.ops.mean(squared_variation(images))
         return loss

@@ -26,5 +26,5 @@ class ReconstructionSynthesizer(ImageSynthesizer):
     def activations(self, images) -> dict:
         return recording.record(self.recorder, images, self.temperature)
 
-    def synthesis_loss(self, images, targets):
+    def synthesis_loss(self, images, targets, rows=None):
         return objectives.reconstruction_loss(self.activations(images), targets, self.segments)

@@ -58,8 +58,9 @@ class ImageSynthesizer(keras.Model):
     def metrics(self):
         return [self.loss_tracker]
 
-    def synthesis_loss(self, images, targets):
-        """Per-replica mean loss of ``images`` (a slice of the batch) against ``targets``."""
+    def synthesis_loss(self, images, targets, rows=None):
+        """Per-replica mean loss of ``images`` (a slice of the batch) against ``targets``;
+        ``rows``: their indices in the batch (None: the whole batch, in order)."""
         raise NotImplementedError
 
     def start_batch(self, initial_images: np.ndarray, seed: int = 0) -> None:
@@ -79,7 +80,7 @@ class ImageSynthesizer(keras.Model):
         rows, targets = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss = self.synthesis_loss(self._replica_images(rows, replicas), targets)
+            loss = self.synthesis_loss(self._replica_images(rows, replicas), targets, rows)
             scaled = loss / replicas
         grads = tape.gradient(scaled, [self.images])
         self.optimizer.apply(grads, [self.images])

@@ -36,6 +36,7 @@ class ImpressionConfig(typed_config.FlagConfig):
     final_layer: str | None = None  # None: found automatically
     impression_init: str = "uniform"  # the authors' code
     impression_l2: float = 0.0
+    impression_l2_mix: tuple = ()  # several weights: each replaces impression_l2 for its rows
     impression_tv: float = 0.0
     impression_jitter: int = 0
     impression_flip: bool = False
@@ -43,10 +44,21 @@ class ImpressionConfig(typed_config.FlagConfig):
 
     def __post_init__(self):
         object.__setattr__(self, "betas", targets_lib.parse_betas(self.betas))
+        mix = typed_config.parse_numbers("impression_l2_mix", self.impression_l2_mix,
+                                         "numbers like 1e-3,1e-1")
+        for weight in mix:
+            typed_config.check_finite_non_negative("impression_l2_mix", weight)
+        object.__setattr__(self, "impression_l2_mix", mix)
         for name in ("impression_l2", "impression_tv", "impression_bn_weight"):
             typed_config.check_finite_non_negative(name, getattr(self, name))
         typed_config.check_non_negative("impression_jitter", self.impression_jitter)
         typed_config.check_choice("impression_init", self.impression_init, targets_lib.INITS)
+
+    @property
+    def image_l2(self) -> float | tuple[float, ...]:
+        """The image L2 weight of the synthesis: ``impression_l2_mix`` when given (row r of
+        every batch takes its weight r mod its length), else ``impression_l2``."""
+        return self.impression_l2_mix or self.impression_l2
 
     def num_samples_for(self, dataset: str) -> int:
         """How many impressions to make for a teacher of ``dataset``.

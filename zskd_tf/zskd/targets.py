@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from zskd_tf import constants
+from zskd_tf import constants, typed_config
 from zskd_tf.errors import UserError
 
 _TARGET_STREAM, _IMAGE_STREAM = 0, 1
@@ -31,16 +31,10 @@ _MAX_REDRAWS = 100
 
 def parse_betas(values) -> tuple[float, ...]:
     """``--betas`` (a list of strings) as positive floats; UserError naming the bad entry."""
-    betas = []
-    for value in values or ():
-        try:
-            beta = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"--betas must be positive numbers like 1.0,0.1; {value!r} is not "
-                            "a number") from None
+    betas = typed_config.parse_numbers("betas", values, "positive numbers like 1.0,0.1")
+    for value, beta in zip(values or (), betas):
         if not (math.isfinite(beta) and beta > 0):
             raise UserError(f"--betas must be positive numbers like 1.0,0.1; got {value}")
-        betas.append(beta)
     if not betas:
         raise UserError("--betas needs at least one Dirichlet scale, e.g. --betas=1.0,0.1")
     return tuple(betas)
