@@ -47,9 +47,11 @@ class ImpressionSynthesizer(ImageSynthesizer):
         self.temperature = float(temperature)
         weights = tuple(image_l2) if isinstance(image_l2, (list, tuple)) else (image_l2,)
         # One weight keeps the one-weight formula (the same images, to the bit, as before the
-        # mixture existed); several take a weight per row.
-        self.image_l2 = float(weights[0]) if len(set(weights)) == 1 else tf.constant(
-            [float(weights[r % len(weights)]) for r in range(batch_shape[0])])
+        # mixture existed); several take a weight per row (image_l2_rows, image_l2 then 0).
+        mixed = len(set(weights)) > 1
+        self.image_l2 = 0.0 if mixed else float(weights[0])
+        self.image_l2_rows = tf.constant([float(weights[r % len(weights)])
+                                          for r in range(batch_shape[0])]) if mixed else None
         self.image_tv = float(image_tv)
         self.jitter = int(jitter)
         self.flip = bool(flip)
@@ -65,14 +67,14 @@ class ImpressionSynthesizer(ImageSynthesizer):
         else:
             logits, prior = self.teacher(self.shown(images), training=False), 0.0
         loss = losses.soft_cross_entropy(targets, logits, self.temperature) + prior
-        if isinstance(self.image_l2, float):
-            if self.image_l2:
-                squares = keras.ops.sum(keras.ops.square(images), axis=(1, 2, 3))
-                loss = loss + self.image_l2 * keras.ops.mean(squares) / 2
-        else:
-            weights = self.image_l2 if rows is None else tf.gather(self.image_l2, rows)
+        if self.image_l2 or self.image_l2_rows is not None:
             squares = keras.ops.sum(keras.ops.square(images), axis=(1, 2, 3))
-            loss = loss + keras.ops.mean(weights * squares) / 2
+            if self.image_l2_rows is None:
+                loss = loss + self.image_l2 * keras.ops.mean(squares) / 2
+            else:
+                weights = (self.image_l2_rows if rows is None
+                           else tf.gather(self.image_l2_rows, rows))
+                loss = loss + keras.ops.mean(weights * squares) / 2
         if self.image_tv:
             loss = loss + self.image_tv * keras.ops.mean(squared_variation(images))
         return loss
