@@ -126,6 +126,9 @@ rows=(
   "zskd_sseung_l2x300_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2=3e-1|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
   "zskd_sseung_l2x10_tv2_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2=1e-2 --impression_tv=1e-2|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
   "zskd_sseung_l2mix_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2_mix=1e-3,1e-1|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  # twenty-third session: three weights instead of two, and the mixture at synthesis T = 4
+  "zskd_sseung_l2mix3_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2_mix=1e-3,1e-2,1e-1|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
+  "zskd_sseung_l2mix_t4_mixup_dis6_hint1000|zskd|${sseung[*]} --impression_l2_mix=1e-3,1e-1 --temperature=4|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
   "zskd_sseung_t4_mixup_dis6_hint1000|zskd|${sseung[*]} --temperature=4|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
   "zskd_sseung_t1_mixup_dis6_hint1000|zskd|${sseung[*]} --temperature=1|${mixed[*]} --hint_weight=1000 --disagreement_eps=6"
   "zskd_sseung_mixup_dis6_hint1000_e240|zskd|${sseung[*]}|${mixed[*]} --hint_weight=1000 --disagreement_eps=6 --epochs=240"

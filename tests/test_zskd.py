@@ -392,13 +392,23 @@ def test_cli_sseung_start_and_image_l2_darken_the_impressions(impressions_run, l
 @pytest.mark.slow
 def test_cli_a_mixture_of_image_penalties_is_made_and_recorded(lenet5_teacher, tmp_path):
     run = str(tmp_path / "mix")
-    run_cli("--procedure=data_impressions", f"--run_dir={run}", f"--teacher={lenet5_teacher}",
-            *TINY, "--impression_init=normal", "--impression_l2_mix=0,0.1",
-            "--synthesis_lr=0.05", check=True)
+    proc = run_cli("--procedure=data_impressions", f"--run_dir={run}",
+                   f"--teacher={lenet5_teacher}", *TINY, "--impression_init=normal",
+                   "--impression_l2_mix=0,0.1", "--synthesis_lr=0.05", check=True)
+    assert "(normal start, image L2 0,0.1 by row)" in proc.stdout
     data = synthetic.load_synthetic(os.path.join(run, "impressions.npz"))
     assert data.x[1::2].mean() < data.x[0::2].mean() - 0.05  # odd rows: the penalised ones
     assert read_json(os.path.join(run, "result.json"))["impression_l2_mix"] == [0.0, 0.1]
     assert data.meta["extra"]["image_l2_mix"] == [0.0, 0.1]
+
+
+def test_the_progress_line_names_the_start_and_the_image_priors():
+    assert ImpressionConfig().priors == "uniform start, image L2 0"
+    assert ImpressionConfig(impression_init="normal", impression_l2=1e-3,
+                            impression_tv=1e-2).priors == "normal start, image L2 0.001, TV 0.01"
+    assert (ImpressionConfig(impression_l2_mix=("1e-3", "0.1"), impression_bn_weight=1,
+                             impression_jitter=2, impression_flip=True).priors
+            == "uniform start, image L2 0.001,0.1 by row, BN prior 1, jitter 2, flips")
 
 
 def test_impression_l2_mix_is_checked():

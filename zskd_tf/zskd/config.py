@@ -60,6 +60,21 @@ class ImpressionConfig(typed_config.FlagConfig):
         every batch takes its weight r mod its length), else ``impression_l2``."""
         return self.impression_l2_mix or self.impression_l2
 
+    @property
+    def priors(self) -> str:
+        """The start and the image priors, as the progress line shows them: ``"normal start,
+        image L2 0.001,0.1 by row"``."""
+        l2 = (",".join(f"{w:g}" for w in self.impression_l2_mix) + " by row"
+              if self.impression_l2_mix else f"{self.impression_l2:g}")
+        parts = [f"{self.impression_init} start", f"image L2 {l2}"]
+        for label, value in (("TV", self.impression_tv), ("BN prior", self.impression_bn_weight),
+                             ("jitter", self.impression_jitter)):
+            if value:
+                parts.append(f"{label} {value:g}")
+        if self.impression_flip:
+            parts.append("flips")
+        return ", ".join(parts)
+
     def num_samples_for(self, dataset: str) -> int:
         """How many impressions to make for a teacher of ``dataset``.
 
