@@ -23,7 +23,7 @@
 #   k0.1: --spectral_keep=0.1 (the paper's 10 %);  k1: every coefficient;
 #   ...and _records: --spectral_records=examples (every training example's own kept
 #   coefficients; the spectral objectives then rebuild their targets from drawn examples).
-# Measured 2026-12-05 (SEED=0 and 1; PAIR=hinton on 2026-12-06): see the guide's tables.
+# Measured 2026-12-05 (SEED=0 and 1; PAIR=hinton SEED=0, 1, 2 on 2026-12-06): see the guide's tables.
 #
 # Prints one line per row: its name and the student's holdout accuracy (final epoch).
 set -euo pipefail
